@@ -1,0 +1,17 @@
+// The kvstack CLI's subcommands. Each command file adds its subcommand to the
+// app and returns the function that runs it once the command line is parsed;
+// main() dispatches to the one the user chose. Commands return a process exit
+// code: 0 success, 1 a runtime failure, 2 bad input (usage errors are CLI11's).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace kvstack::cli {
+
+using CommandRunner = std::function<int()>;
+
+CommandRunner AddSizeCommand(CLI::App& app);
+
+}  // namespace kvstack::cli

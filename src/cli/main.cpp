@@ -1,0 +1,30 @@
+// kvstack: one command, with a subcommand for each job.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "kvstack: the LLM inference KV cache as a first-class, managed resource.\n"
+      "Run `kvstack <command> --help` for the options of each command."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("kvstack 0.1.0"));
+
+  std::map<const CLI::App*, kvstack::cli::CommandRunner> runners;
+  auto add = [&](kvstack::cli::CommandRunner runner) {
+    runners.emplace(app.get_subcommands({}).back(), std::move(runner));
+  };
+  add(kvstack::cli::AddSizeCommand(app));
+
+  CLI11_PARSE(app, argc, argv);
+  for (const CLI::App* sub : app.get_subcommands()) {
+    auto it = runners.find(sub);
+    if (it != runners.end()) return it->second();
+  }
+  std::fprintf(stderr, "kvstack: no command given; see kvstack --help\n");
+  return 2;
+}
