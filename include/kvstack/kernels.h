@@ -1,0 +1,128 @@
+// Kernels: the CPU math under the engine's forward pass.
+//
+// Weight matrices stay in their GGUF type (F32, F16, BF16, Q8_0, Q4_0, Q4_K,
+// Q6_K) and are consumed in place: a matrix of `rows` x `cols` stores each row
+// (cols elements, ggml's ne[0]) contiguously in row_bytes bytes. The products
+// compute y = W x for one activation vector (MatVec, decode) or many (MatMul,
+// prefill and batched decode), splitting rows across a ThreadPool. Each type
+// has a scalar reference (the truth the tests compare against) and vectorized
+// versions chosen at run time from the CPU's features (AVX-512, AVX2, else
+// portable), so one binary runs everywhere.
+//
+// Numerics. Dequantization is exact and identical at every level: each value
+// is the float ggml's dequantize_row_* produces, bit for bit, the sign of
+// zero included. Products multiply those exact values into float
+// accumulators; levels differ only in summation order (relative differences
+// around 1e-6 of the sum of |terms|). Activations are never quantized.
+//
+// Callers: the engine's forward pass; kvstack gen-model (quantizers).
+// Thread safety: the free functions are pure and may run on any threads at
+// once, except SetCpuLevel, which should be called before kernels run (a
+// kernel already running keeps the level it started with). A ThreadPool is
+// driven by one thread at a time (the engine step loop).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "kvstack/gguf.h"
+#include "kvstack/status.h"
+
+namespace kvstack::kernels {
+
+// The instruction set the dispatched kernels use on this machine.
+// kAvx2 needs AVX2, FMA and F16C; kAvx512 also AVX-512 F, BW, VL and DQ.
+enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512 };
+CpuLevel DetectedCpuLevel();
+// "portable", "avx2", "avx512".
+std::string_view CpuLevelName(CpuLevel level);
+// Forces a lower level (tests compare levels; users may debug with it).
+// Levels above the detected one are clamped to it, so no kernel ever runs
+// instructions this CPU lacks.
+void SetCpuLevel(CpuLevel level);
+CpuLevel ActiveCpuLevel();
+
+// Whether the kernels can multiply by a matrix of this type.
+bool IsSupportedWeightType(GgmlType type);
+
+struct WeightMatrix {
+  GgmlType type = GgmlType::kF32;
+  const void* data = nullptr;  // rows * row_bytes bytes
+  int64_t rows = 0;            // output features (ggml ne[1])
+  int64_t cols = 0;            // input features (ggml ne[0]); a multiple of the type's block
+  size_t row_bytes = 0;        // at least cols / block_elements * block_bytes
+};
+
+// OK when MatVec and MatMul accept `w`; otherwise InvalidArgument saying
+// what is wrong: an unsupported type (naming it), negative dimensions, cols
+// not a multiple of the type's block, row_bytes too small for a row, or no
+// data. Loaders call this so that a bad file is an error, not an abort.
+Status CheckWeightMatrix(const WeightMatrix& w);
+
+// Runs f(begin, end) over [0, n) split into chunks across the pool's threads
+// (the calling thread takes part). Workers spin briefly between jobs before
+// sleeping: waking a sleeping thread costs tens of microseconds, more than a
+// small decode kernel.
+class ThreadPool {
+ public:
+  // threads >= 1: that many threads in all, the caller included (1: no
+  // thread is created and everything runs on the caller). threads <= 0: one
+  // per CPU this process may run on.
+  explicit ThreadPool(int threads = 0);
+  // Stops and joins the workers. REQUIRES: no ParallelFor is running.
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const;
+  // Calls f on disjoint chunks that cover [0, n) exactly once, each at least
+  // `grain` long except the last, and returns when all have returned. Chunks
+  // may run on any of the pool's threads in any order; n <= 0 does nothing;
+  // a single chunk (n <= grain) runs on the caller.
+  // REQUIRES: one driving thread at a time; not called from inside f (that
+  // aborts, naming the pool); f does not throw. grain < 1 is taken as 1.
+  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& f);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Element i of a row, dequantized: dst[0..n) from a row of n elements. Every
+// level gives the reference's bits.
+// REQUIRES: IsSupportedWeightType(type); n >= 0 and a multiple of the type's
+// block elements (either violation aborts with a message naming it).
+void DequantizeRow(GgmlType type, const void* src, float* dst, int64_t n);
+// Scalar reference of the same (what the dispatched one is tested against).
+void DequantizeRowReference(GgmlType type, const void* src, float* dst, int64_t n);
+
+// dot(row, x) over n elements: the dispatched form accumulates in float, the
+// reference in double (then rounds once). REQUIRES: as DequantizeRow.
+float DotRow(GgmlType type, const void* row, const float* x, int64_t n);
+float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n);
+
+// y[r] = dot(W[r], x) for every row. y has w.rows entries. pool may be null
+// (the caller does all the work).
+// REQUIRES: CheckWeightMatrix(w) is OK (otherwise aborts with its message);
+// x has w.cols entries; y does not overlap x or the weights.
+void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
+// Y[i][r] = dot(W[r], X[i]) for i < n; X is n x w.cols, Y is n x w.rows, both
+// row-major and dense. Each weight row is read once per 8 rows of X. n == 1
+// is MatVec; n <= 0 does nothing. REQUIRES: as MatVec.
+void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool);
+
+// Quantizes n floats into one row of `type` (for kvstack gen-model and tests),
+// writing n / block_elements * block_bytes bytes to dst.
+// Q8_0 and Q4_0 reproduce ggml's reference quantizers byte for byte; Q4_K and
+// Q6_K follow ggml's reference algorithms (what llama-quantize uses without
+// an importance matrix) in the same float operation order; F16 and BF16
+// round to nearest even. Fails with InvalidArgument, writing nothing, when
+// the type is not supported, n is negative or not a multiple of the block,
+// or (block types only) a value is infinite or NaN.
+Status QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
+
+}  // namespace kvstack::kernels

@@ -1,0 +1,64 @@
+// Byte layouts of ggml's quantized blocks, as stored in GGUF files.
+//
+// Fields are read through byte offsets rather than structs: a block inside a
+// mapped file is not aligned for its 16-bit fields, and the same bytes are
+// read by scalar and vector code. Layouts (ggml's ggml-common.h):
+//
+//   Q8_0  (32 elements, 34 bytes):  d:f16 | qs:int8[32]          x = q * d
+//   Q4_0  (32 elements, 18 bytes):  d:f16 | qs:u8[16]            x = (q - 8) * d
+//         element j < 16 is the low nibble of qs[j], element j + 16 the high one.
+//   Q4_K  (256 elements, 144 bytes): d:f16 | dmin:f16 | scales:u8[12] | qs:u8[128]
+//         8 sub-blocks of 32 with 6-bit scale sc and min m packed in `scales`
+//         (GetScaleMinK4); x = (d * sc) * q - dmin * m. Each 32 bytes of qs hold
+//         two sub-blocks: low nibbles the first, high nibbles the second.
+//   Q6_K  (256 elements, 210 bytes): ql:u8[128] | qh:u8[64] | scales:int8[16] | d:f16
+//         q = (4 low bits from ql | 2 high bits from qh << 4) - 32; each group
+//         of 16 elements has a signed 8-bit scale; x = (d * scale) * q.
+//
+// The evaluation orders above are ggml's, and they decide the sign of a zero:
+// Q6_K's d * scale is often negative, so a zero quant gives -0.0 there
+// (../shared/golden/tinyq-a_dequant.json hashes those exact bytes).
+//
+// Internal to the kernels component; included by every instruction-set
+// variant, so it holds only constants and internal-linkage code that uses no
+// library functions.
+#pragma once
+
+#include <cstdint>
+
+namespace kvstack::kernels::internal {
+
+inline constexpr int kQk = 32;    // elements per Q8_0 / Q4_0 block
+inline constexpr int kQkK = 256;  // elements per K-quant super-block
+
+namespace q8_0 {
+inline constexpr int kD = 0, kQs = 2, kBytes = 34;
+}
+namespace q4_0 {
+inline constexpr int kD = 0, kQs = 2, kBytes = 18;
+}
+namespace q4_k {
+inline constexpr int kD = 0, kDmin = 2, kScales = 4, kQs = 16, kBytes = 144;
+}
+namespace q6_k {
+inline constexpr int kQl = 0, kQh = 128, kScales = 192, kD = 208, kBytes = 210;
+}
+
+namespace {
+
+// Q4_K's 12 scale bytes hold eight 6-bit scales and eight 6-bit mins:
+// bytes 0-3 keep scales 0-3 in their low 6 bits, bytes 4-7 mins 0-3; scales
+// and mins 4-7 keep their low 4 bits in bytes 8-11 (scale low, min high) and
+// their top 2 bits in the spare top bits of bytes 0-3 (scales) and 4-7 (mins).
+inline void GetScaleMinK4(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = scales[j] & 63;
+    *m = scales[j + 4] & 63;
+  } else {
+    *sc = static_cast<uint8_t>((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+    *m = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+  }
+}
+
+}  // namespace
+}  // namespace kvstack::kernels::internal

@@ -1,0 +1,104 @@
+// Which instruction set the kernels use: detected once, lowered on request.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "kernels/dispatch.h"
+#include "kernels/kernel_table.h"
+#include "kvstack/kernels.h"
+
+namespace kvstack::kernels {
+namespace {
+
+CpuLevel Detect() {
+#if defined(KVSTACK_KERNELS_X86)
+  __builtin_cpu_init();
+  // __builtin_cpu_supports also checks that the OS saves the registers
+  // (XGETBV), so a VM that hides AVX-512 state reads as AVX2 here.
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (avx512) return CpuLevel::kAvx512;
+  if (avx2) return CpuLevel::kAvx2;
+#endif
+  return CpuLevel::kPortable;
+}
+
+// The level SetCpuLevel asked for, or -1 for "the detected one".
+std::atomic<int> g_forced_level{-1};
+
+}  // namespace
+
+CpuLevel DetectedCpuLevel() {
+  static const CpuLevel detected = Detect();
+  return detected;
+}
+
+std::string_view CpuLevelName(CpuLevel level) {
+  switch (level) {
+    case CpuLevel::kPortable: return "portable";
+    case CpuLevel::kAvx2: return "avx2";
+    case CpuLevel::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
+
+void SetCpuLevel(CpuLevel level) {
+  const CpuLevel clamped = level < DetectedCpuLevel() ? level : DetectedCpuLevel();
+  g_forced_level.store(static_cast<int>(clamped), std::memory_order_relaxed);
+}
+
+CpuLevel ActiveCpuLevel() {
+  const int forced = g_forced_level.load(std::memory_order_relaxed);
+  return forced < 0 ? DetectedCpuLevel() : static_cast<CpuLevel>(forced);
+}
+
+namespace internal {
+
+const KernelTable& ActiveKernels() {
+  switch (ActiveCpuLevel()) {
+#if defined(KVSTACK_KERNELS_X86)
+    case CpuLevel::kAvx512: return kAvx512Kernels;
+    case CpuLevel::kAvx2: return kAvx2Kernels;
+#endif
+    default: return kPortableKernels;
+  }
+}
+
+const TypeKernels* FindKernels(const KernelTable& table, GgmlType type) {
+  switch (type) {
+    case GgmlType::kF32: return &table.f32;
+    case GgmlType::kF16: return &table.f16;
+    case GgmlType::kBF16: return &table.bf16;
+    case GgmlType::kQ8_0: return &table.q8_0;
+    case GgmlType::kQ4_0: return &table.q4_0;
+    case GgmlType::kQ4_K: return &table.q4_k;
+    case GgmlType::kQ6_K: return &table.q6_k;
+    default: return nullptr;
+  }
+}
+
+void CheckRowArguments(const char* what, GgmlType type, int64_t n) {
+  const auto traits = LookupGgmlType(static_cast<uint32_t>(type));
+  const std::string name = traits.ok() ? std::string((*traits)->name) : "unknown";
+  if (!IsSupportedWeightType(type)) {
+    std::fprintf(stderr, "kernels::%s: weight type %s (id %u) is not supported\n", what, name.c_str(),
+                 static_cast<unsigned>(type));
+    std::abort();
+  }
+  const int64_t block = (*traits)->block_elements;
+  if (n < 0 || n % block != 0) {
+    std::fprintf(stderr, "kernels::%s: %lld elements of %s: must be a non-negative multiple of %lld\n", what,
+                 static_cast<long long>(n), name.c_str(), static_cast<long long>(block));
+    std::abort();
+  }
+}
+
+}  // namespace internal
+
+bool IsSupportedWeightType(GgmlType type) { return internal::FindKernels(internal::kPortableKernels, type) != nullptr; }
+
+}  // namespace kvstack::kernels

@@ -1,0 +1,44 @@
+// The per-instruction-set kernel tables behind DequantizeRow, DotRow, MatVec
+// and MatMul.
+//
+// Each instruction-set variant (portable, AVX2, AVX-512) lives in its own
+// translation unit, compiled with that set's flags, and exports one constant
+// table of function pointers. Only cpu_level.cpp decides which table may run:
+// a table for an instruction set the CPU lacks is never called (dispatch.h).
+// This header is included by the SIMD translation units, so it declares
+// plain types only: no library headers, no inline code.
+#pragma once
+
+#include <cstdint>
+
+namespace kvstack::kernels::internal {
+
+// The most activation rows one DotTile call multiplies a weight row with.
+inline constexpr int kMaxTile = 8;
+
+// dst[0..n) = the n elements of a row, dequantized exactly as the reference.
+// REQUIRES: n a multiple of the type's block elements.
+using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+
+// out[j] = sum over k < n of row[k] * x[j * x_stride + k], for j < nx: one
+// weight row against up to kMaxTile activation rows, so the row is decoded
+// once per tile. REQUIRES: 1 <= nx <= kMaxTile; n a multiple of the block.
+using DotTileFn = void (*)(const void* row, const float* x, int64_t x_stride, int nx, int64_t n,
+                           float* out);
+
+struct TypeKernels {
+  DequantizeFn dequantize;
+  DotTileFn dot_tile;
+};
+
+struct KernelTable {
+  TypeKernels f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
+};
+
+extern const KernelTable kPortableKernels;
+#if defined(KVSTACK_KERNELS_X86)
+extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvx512Kernels;
+#endif
+
+}  // namespace kvstack::kernels::internal

@@ -1,0 +1,208 @@
+// MatVec and MatMul against per-row reference dot products, for every type,
+// level and thread count, on shapes that leave partial tiles, partial row
+// blocks and partial column chunks; then on the real tinyq-a matrices.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/kernels_test_util.h"
+#include "kvstack/gguf.h"
+#include "kvstack/kernels.h"
+
+namespace kvstack::kernels {
+namespace {
+
+using ::testing::HasSubstr;
+using test_util::RandomFloats;
+using test_util::RandomRow;
+using test_util::RowBytes;
+using test_util::RunnableLevels;
+using test_util::ScopedCpuLevel;
+using test_util::SharedPath;
+using test_util::SupportedTypes;
+using test_util::TypeName;
+
+struct Matrix {
+  std::vector<uint8_t> bytes;
+  WeightMatrix w;
+};
+
+// rows x cols of random weights; `padding` extra bytes after each row.
+Matrix RandomMatrix(GgmlType type, int64_t rows, int64_t cols, std::mt19937& rng, size_t padding = 0) {
+  Matrix m;
+  const size_t row_bytes = RowBytes(type, cols) + padding;
+  m.bytes.resize(row_bytes * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<uint8_t> row = RandomRow(type, cols, rng);
+    std::copy(row.begin(), row.end(), m.bytes.begin() + static_cast<std::ptrdiff_t>(r * row_bytes));
+  }
+  m.w = WeightMatrix{.type = type, .data = m.bytes.data(), .rows = rows, .cols = cols, .row_bytes = row_bytes};
+  return m;
+}
+
+// Checks Y (n x rows) against reference dot products of every row with
+// every activation row.
+void ExpectMatchesReference(const WeightMatrix& w, const std::vector<float>& x, int64_t n, const std::vector<float>& y,
+                            const std::string& what) {
+  const auto* data = static_cast<const uint8_t*>(w.data);
+  std::vector<float> deq(static_cast<size_t>(w.cols));
+  int failures = 0;
+  for (int64_t r = 0; r < w.rows && failures < 5; ++r) {
+    const uint8_t* row = data + r * static_cast<int64_t>(w.row_bytes);
+    DequantizeRowReference(w.type, row, deq.data(), w.cols);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x.data() + i * w.cols;
+      double abs_sum = 0;
+      for (int64_t k = 0; k < w.cols; ++k) abs_sum += std::fabs(static_cast<double>(deq[k]) * xi[k]);
+      const float ref = DotRowReference(w.type, row, xi, w.cols);
+      const float got = y[static_cast<size_t>(i * w.rows + r)];
+      if (std::fabs(static_cast<double>(got) - ref) > 1e-5 * abs_sum + 1e-30) {
+        ADD_FAILURE() << what << ": Y[" << i << "][" << r << "] = " << got << ", reference " << ref;
+        ++failures;
+      }
+    }
+  }
+}
+
+std::vector<std::unique_ptr<ThreadPool>> Pools() {
+  std::vector<std::unique_ptr<ThreadPool>> pools;
+  pools.push_back(nullptr);
+  for (int threads : {1, 2, 3}) pools.push_back(std::make_unique<ThreadPool>(threads));
+  return pools;
+}
+
+TEST(MatMulTest, EveryTypeLevelAndPoolMatchesReference) {
+  std::mt19937 rng(3);
+  const auto pools = Pools();
+  for (GgmlType type : SupportedTypes()) {
+    const bool k_quant = GetGgmlTypeTraits(type).block_elements == 256;
+    // Over 512 columns: MatMul sums several column chunks (the last partial
+    // for the float types); 37 rows: partial row blocks and thread chunks.
+    const int64_t cols = k_quant ? 768 : (GetGgmlTypeTraits(type).block_elements == 32 ? 544 : 601);
+    const Matrix m = RandomMatrix(type, 37, cols, rng);
+    for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{17}}) {
+      const std::vector<float> x = RandomFloats(n * cols, rng);
+      for (CpuLevel level : RunnableLevels()) {
+        ScopedCpuLevel scoped(level);
+        for (const auto& pool : pools) {
+          std::vector<float> y(static_cast<size_t>(n * m.w.rows), -1.0f);
+          MatMul(m.w, x.data(), n, y.data(), pool.get());
+          ExpectMatchesReference(m.w, x, n, y,
+                                 TypeName(type) + " n=" + std::to_string(n) + " " + std::string(CpuLevelName(level)) +
+                                     " threads=" + std::to_string(pool ? pool->size() : 0));
+        }
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, MatVecEqualsMatMulOfOneRowAndRowsOfABatch) {
+  std::mt19937 rng(5);
+  ThreadPool pool(2);
+  for (GgmlType type : SupportedTypes()) {
+    const int64_t cols = GetGgmlTypeTraits(type).block_elements == 256 ? 512 : 96;
+    const Matrix m = RandomMatrix(type, 70, cols, rng);
+    const std::vector<float> x = RandomFloats(3 * cols, rng);
+    std::vector<float> batch(3 * 70), single(70), again(70);
+    MatMul(m.w, x.data(), 3, batch.data(), &pool);
+    for (int64_t i = 0; i < 3; ++i) {
+      MatVec(m.w, x.data() + i * cols, single.data(), &pool);
+      MatMul(m.w, x.data() + i * cols, 1, again.data(), nullptr);
+      EXPECT_EQ(single, again) << TypeName(type);
+      for (int64_t r = 0; r < 70; ++r) {
+        EXPECT_NEAR(batch[static_cast<size_t>(i * 70 + r)], single[static_cast<size_t>(r)],
+                    1e-5 * (std::fabs(single[static_cast<size_t>(r)]) + 1))
+            << TypeName(type) << " " << i << " " << r;
+      }
+    }
+  }
+}
+
+TEST(MatMulTest, PaddedRowsAndLargeBatch) {
+  std::mt19937 rng(9);
+  ThreadPool pool(2);
+  const Matrix m = RandomMatrix(GgmlType::kQ4_K, 21, 256, rng, /*padding=*/16);
+  const std::vector<float> x = RandomFloats(64 * 256, rng);
+  std::vector<float> y(64 * 21);
+  MatMul(m.w, x.data(), 64, y.data(), &pool);
+  ExpectMatchesReference(m.w, x, 64, y, "Q4_K padded, n=64");
+}
+
+TEST(MatMulTest, EmptyShapes) {
+  std::vector<float> y(4, 7.0f);
+  WeightMatrix none{.type = GgmlType::kF32, .data = nullptr, .rows = 0, .cols = 16, .row_bytes = 64};
+  MatVec(none, nullptr, y.data(), nullptr);
+  MatMul(none, nullptr, 4, y.data(), nullptr);
+  EXPECT_EQ(y, std::vector<float>(4, 7.0f));
+  WeightMatrix no_cols{.type = GgmlType::kF32, .data = nullptr, .rows = 2, .cols = 0, .row_bytes = 0};
+  MatMul(no_cols, nullptr, 2, y.data(), nullptr);
+  EXPECT_EQ(y, std::vector<float>({0, 0, 0, 0}));
+  MatMul(no_cols, nullptr, 0, y.data(), nullptr);  // n = 0: nothing
+}
+
+// The real matrices of every tinyq-a file (Q8_0, Q4_0, Q4_K, Q6_K, F32).
+TEST(MatMulTest, TinyqAMatricesMatchReference) {
+  std::mt19937 rng(13);
+  ThreadPool pool(2);
+  int checked = 0;
+  for (const char* name : {"f32", "q8_0", "q4_0", "q4_k_m", "q6_k"}) {
+    const std::string path = SharedPath(std::string("models/tinyq-a-") + name + ".gguf");
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent (shared test assets)";
+    auto file = GgufFile::Open(path);
+    ASSERT_TRUE(file.ok()) << file.status().ToString();
+    for (const GgufTensorInfo& t : file->tensors()) {
+      if (t.dims.size() != 2) continue;
+      WeightMatrix w{.type = t.type,
+                     .data = t.data.data(),
+                     .rows = static_cast<int64_t>(t.dims[1]),
+                     .cols = static_cast<int64_t>(t.dims[0]),
+                     .row_bytes = t.size_bytes / t.dims[1]};
+      ASSERT_TRUE(CheckWeightMatrix(w).ok()) << CheckWeightMatrix(w).ToString();
+      const std::vector<float> x = RandomFloats(5 * w.cols, rng);
+      std::vector<float> y(static_cast<size_t>(5 * w.rows));
+      MatMul(w, x.data(), 5, y.data(), &pool);
+      ExpectMatchesReference(w, x, 5, y, std::string(name) + " " + t.name);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 5 * 16);
+}
+
+TEST(CheckWeightMatrixTest, NamesWhatIsWrong) {
+  std::vector<uint8_t> bytes(1024);
+  WeightMatrix ok{.type = GgmlType::kQ8_0, .data = bytes.data(), .rows = 2, .cols = 64, .row_bytes = 68};
+  EXPECT_TRUE(CheckWeightMatrix(ok).ok());
+
+  WeightMatrix w = ok;
+  w.type = GgmlType::kQ5_K;
+  EXPECT_THAT(CheckWeightMatrix(w).message(), HasSubstr("weight type Q5_K is not supported"));
+  w = ok;
+  w.cols = 48;
+  EXPECT_THAT(CheckWeightMatrix(w).message(), HasSubstr("48 columns: must be a multiple of its block of 32"));
+  w = ok;
+  w.row_bytes = 67;
+  EXPECT_THAT(CheckWeightMatrix(w).message(), HasSubstr("row_bytes 67 is less than the 68 a row takes"));
+  w = ok;
+  w.rows = -1;
+  EXPECT_THAT(CheckWeightMatrix(w).message(), HasSubstr("must not be negative"));
+  w = ok;
+  w.data = nullptr;
+  EXPECT_THAT(CheckWeightMatrix(w).message(), HasSubstr("no data"));
+  EXPECT_EQ(CheckWeightMatrix(w).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MatMulDeathTest, InvalidMatrixAborts) {
+  std::vector<uint8_t> bytes(1024);
+  std::vector<float> x(64), y(64);
+  WeightMatrix w{.type = GgmlType::kQ8_0, .data = bytes.data(), .rows = 2, .cols = 64, .row_bytes = 60};
+  EXPECT_DEATH(MatVec(w, x.data(), y.data(), nullptr), "MatVec: InvalidArgument: .*row_bytes 60");
+  EXPECT_DEATH(MatMul(w, x.data(), 2, y.data(), nullptr), "MatMul: InvalidArgument: .*row_bytes 60");
+}
+
+}  // namespace
+}  // namespace kvstack::kernels
