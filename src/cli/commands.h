@@ -13,5 +13,7 @@ namespace kvstack::cli {
 using CommandRunner = std::function<int()>;
 
 CommandRunner AddSizeCommand(CLI::App& app);
+CommandRunner AddGenModelCommand(CLI::App& app);
+CommandRunner AddGenerateCommand(CLI::App& app);
 
 }  // namespace kvstack::cli

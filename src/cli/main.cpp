@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   auto add = [&](kvstack::cli::CommandRunner runner) {
     runners.emplace(app.get_subcommands({}).back(), std::move(runner));
   };
+  add(kvstack::cli::AddGenerateCommand(app));
+  add(kvstack::cli::AddGenModelCommand(app));
   add(kvstack::cli::AddSizeCommand(app));
 
   CLI11_PARSE(app, argc, argv);

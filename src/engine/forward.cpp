@@ -1,0 +1,212 @@
+#include "engine/forward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "engine/kv_convert.h"
+
+namespace kvstack::engine {
+
+void RmsNorm(const float* x, const float* w, int n, float eps, float* out) {
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+std::vector<double> RopeInverseFrequencies(const LlamaModel& model) {
+  const LlamaHParams& h = model.hparams();
+  std::vector<double> inv(h.n_rot / 2);
+  const std::vector<float>& factors = model.rope_freq_factors();
+  for (uint32_t i = 0; i < h.n_rot / 2; ++i) {
+    inv[i] = std::pow(static_cast<double>(h.rope_freq_base), -2.0 * i / h.n_rot);
+    if (!factors.empty()) inv[i] /= factors[i];
+    if (h.rope_scaling == RopeScalingType::kLinear && h.rope_scaling_factor > 0) inv[i] /= h.rope_scaling_factor;
+  }
+  return inv;
+}
+
+void ApplyRope(float* v, int head_dim, int n_rot, RopeStyle style, const std::vector<double>& inv_freq, int pos) {
+  (void)head_dim;
+  const int half = n_rot / 2;
+  for (int i = 0; i < half; ++i) {
+    const double theta = pos * inv_freq[i];
+    const float c = static_cast<float>(std::cos(theta));
+    const float s = static_cast<float>(std::sin(theta));
+    const int a = style == RopeStyle::kNormal ? 2 * i : i;
+    const int b = style == RopeStyle::kNormal ? 2 * i + 1 : i + half;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+  }
+}
+
+Forward::Forward(const LlamaModel& model, KvArena* arena, kernels::ThreadPool* pool)
+    : model_(model), arena_(arena), pool_(pool), inv_freq_(RopeInverseFrequencies(model)) {}
+
+void Forward::EmbedTokens(const ForwardBatch& batch) {
+  const kernels::WeightMatrix& e = model_.token_embedding();
+  const int E = static_cast<int>(model_.hparams().n_embd);
+  for (size_t i = 0; i < batch.tokens.size(); ++i) {
+    const auto* row = static_cast<const std::byte*>(e.data) + static_cast<size_t>(batch.tokens[i].token) * e.row_bytes;
+    kernels::DequantizeRow(e.type, row, &x_[i * E], E);
+  }
+}
+
+void Forward::StoreKv(const ForwardBatch& batch, int layer) {
+  const LlamaHParams& h = model_.hparams();
+  const int D = static_cast<int>(h.head_dim), KVH = static_cast<int>(h.n_head_kv);
+  const KvShape& shape = arena_->shape();
+  const size_t elem = KvDTypeBytes(shape.dtype);
+  const int B = shape.block_size;
+  for (size_t i = 0; i < batch.tokens.size(); ++i) {
+    const BatchToken& t = batch.tokens[i];
+    const int32_t block = ToIndex(batch.tables[t.table][t.position / B]);
+    const int slot = t.position % B;
+    std::byte* kdst = arena_->K(block, layer);
+    std::byte* vdst = arena_->V(block, layer);
+    for (int kh = 0; kh < KVH; ++kh) {
+      const size_t off = (static_cast<size_t>(kh) * B + slot) * D * elem;
+      engine::StoreKv(shape.dtype, &k_[(i * KVH + kh) * D], kdst + off, D);
+      engine::StoreKv(shape.dtype, &v_[(i * KVH + kh) * D], vdst + off, D);
+    }
+  }
+}
+
+void Forward::Attention(const ForwardBatch& batch, int layer) {
+  const LlamaHParams& h = model_.hparams();
+  const int D = static_cast<int>(h.head_dim), H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv);
+  const int group = H / KVH;
+  const KvShape& shape = arena_->shape();
+  const size_t elem = KvDTypeBytes(shape.dtype);
+  const int B = shape.block_size;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const int64_t items = static_cast<int64_t>(batch.tokens.size()) * H;
+  pool_->ParallelFor(items, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores;
+    std::vector<float> kv(static_cast<size_t>(B) * D);
+    for (int64_t item = begin; item < end; ++item) {
+      const size_t i = static_cast<size_t>(item / H);
+      const int head = static_cast<int>(item % H);
+      const int kh = head / group;
+      const BatchToken& t = batch.tokens[i];
+      const std::span<const BlockId> table = batch.tables[t.table];
+      const float* q = &q_[(i * H + head) * D];
+      const int n = t.position + 1;
+      scores.resize(static_cast<size_t>(n));
+      // Scores against every key of the sequence, block by block.
+      for (int b0 = 0; b0 < n; b0 += B) {
+        const int32_t block = ToIndex(table[b0 / B]);
+        const int len = std::min(B, n - b0);
+        const std::byte* ksrc = arena_->K(block, layer) + static_cast<size_t>(kh) * B * D * elem;
+        LoadKv(shape.dtype, ksrc, kv.data(), len * D);
+        for (int j = 0; j < len; ++j) {
+          const float* kr = &kv[static_cast<size_t>(j) * D];
+          float dot = 0;
+          for (int d = 0; d < D; ++d) dot += q[d] * kr[d];
+          scores[b0 + j] = dot * scale;
+        }
+      }
+      const float mx = *std::max_element(scores.begin(), scores.end());
+      double sum = 0;
+      for (float& s : scores) {
+        s = std::exp(s - mx);
+        sum += s;
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      float* out = &attn_[(i * H + head) * D];
+      std::fill(out, out + D, 0.0f);
+      for (int b0 = 0; b0 < n; b0 += B) {
+        const int32_t block = ToIndex(table[b0 / B]);
+        const int len = std::min(B, n - b0);
+        const std::byte* vsrc = arena_->V(block, layer) + static_cast<size_t>(kh) * B * D * elem;
+        LoadKv(shape.dtype, vsrc, kv.data(), len * D);
+        for (int j = 0; j < len; ++j) {
+          const float w = scores[b0 + j] * inv;
+          const float* vr = &kv[static_cast<size_t>(j) * D];
+          for (int d = 0; d < D; ++d) out[d] += w * vr[d];
+        }
+      }
+    }
+  });
+}
+
+Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
+  const LlamaHParams& h = model_.hparams();
+  const size_t n = batch.tokens.size();
+  const int E = static_cast<int>(h.n_embd), H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv),
+            D = static_cast<int>(h.head_dim), F = static_cast<int>(h.n_ff);
+  const int V = static_cast<int>(h.n_vocab);
+  const int B = arena_->shape().block_size;
+  for (const BatchToken& t : batch.tokens) {
+    if (t.table < 0 || t.table >= static_cast<int32_t>(batch.tables.size()) || t.position < 0 ||
+        static_cast<size_t>(t.position / B) >= batch.tables[t.table].size()) {
+      return InvalidArgument(fmt::format("forward: token at position {} has no block in its table", t.position));
+    }
+    if (t.token < 0 || t.token >= V) return InvalidArgument(fmt::format("forward: token id {} outside the vocabulary of {}", t.token, V));
+  }
+  x_.resize(n * E);
+  xn_.resize(n * E);
+  q_.resize(n * H * D);
+  k_.resize(n * KVH * D);
+  v_.resize(n * KVH * D);
+  attn_.resize(n * H * D);
+  gate_.resize(n * F);
+  up_.resize(n * F);
+  ffn_.resize(n * E);
+  EmbedTokens(batch);
+
+  const int64_t rows = static_cast<int64_t>(n);
+  for (size_t l = 0; l < model_.layers().size(); ++l) {
+    const LayerWeights& L = model_.layers()[l];
+    for (size_t i = 0; i < n; ++i) RmsNorm(&x_[i * E], L.attn_norm.data(), E, h.rms_eps, &xn_[i * E]);
+    kernels::MatMul(L.wq, xn_.data(), rows, q_.data(), pool_);
+    kernels::MatMul(L.wk, xn_.data(), rows, k_.data(), pool_);
+    kernels::MatMul(L.wv, xn_.data(), rows, v_.data(), pool_);
+    if (!L.bq.empty()) {
+      for (size_t i = 0; i < n; ++i) {
+        for (int j = 0; j < H * D; ++j) q_[i * H * D + j] += L.bq[j];
+        for (int j = 0; j < KVH * D; ++j) {
+          k_[i * KVH * D + j] += L.bk[j];
+          v_[i * KVH * D + j] += L.bv[j];
+        }
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const int pos = batch.tokens[i].position;
+      for (int hd = 0; hd < H; ++hd) ApplyRope(&q_[(i * H + hd) * D], D, h.n_rot, model_.rope_style(), inv_freq_, pos);
+      for (int hd = 0; hd < KVH; ++hd) ApplyRope(&k_[(i * KVH + hd) * D], D, h.n_rot, model_.rope_style(), inv_freq_, pos);
+    }
+    StoreKv(batch, static_cast<int>(l));
+    Attention(batch, static_cast<int>(l));
+    kernels::MatMul(L.wo, attn_.data(), rows, ffn_.data(), pool_);
+    for (size_t j = 0; j < n * E; ++j) x_[j] += ffn_[j];
+
+    for (size_t i = 0; i < n; ++i) RmsNorm(&x_[i * E], L.ffn_norm.data(), E, h.rms_eps, &xn_[i * E]);
+    kernels::MatMul(L.w_gate, xn_.data(), rows, gate_.data(), pool_);
+    kernels::MatMul(L.w_up, xn_.data(), rows, up_.data(), pool_);
+    for (size_t j = 0; j < n * F; ++j) {
+      const float g = gate_[j];
+      gate_[j] = g / (1.0f + std::exp(-g)) * up_[j];
+    }
+    kernels::MatMul(L.w_down, gate_.data(), rows, ffn_.data(), pool_);
+    for (size_t j = 0; j < n * E; ++j) x_[j] += ffn_[j];
+  }
+
+  // Logits only where asked: the final norm and output projection of those rows.
+  out_rows_.clear();
+  for (size_t i = 0; i < n; ++i) {
+    if (!batch.tokens[i].want_logits) continue;
+    const size_t r = out_rows_.size() / E;
+    out_rows_.resize((r + 1) * E);
+    RmsNorm(&x_[i * E], model_.output_norm().data(), E, h.rms_eps, &out_rows_[r * E]);
+  }
+  const int64_t n_out = static_cast<int64_t>(out_rows_.size() / E);
+  logits->resize(static_cast<size_t>(n_out) * V);
+  if (n_out > 0) kernels::MatMul(model_.output(), out_rows_.data(), n_out, logits->data(), pool_);
+  return Status::Ok();
+}
+
+}  // namespace kvstack::engine

@@ -1,0 +1,168 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "cache/check.h"
+
+namespace kvstack::engine {
+
+Scheduler::Scheduler(KvCache* cache, const SchedulerOptions& options) : cache_(cache), options_(options) {}
+
+Status Scheduler::Add(ScheduledRequest r) {
+  if (r.tokens.empty()) return InvalidArgument("request has an empty prompt");
+  const int64_t blocks = (static_cast<int64_t>(r.tokens.size()) + cache_->block_size()) / cache_->block_size();
+  if (blocks > cache_->num_blocks()) {
+    return InvalidArgument(fmt::format("prompt of {} tokens needs {} KV blocks; the cache has {}", r.tokens.size(),
+                                       blocks, cache_->num_blocks()));
+  }
+  if (requests_.count(r.id)) return AlreadyExists(fmt::format("request {} already exists", r.id));
+  r.prompt_len = static_cast<int32_t>(r.tokens.size());
+  r.state = RequestState::kWaiting;
+  const RequestId id = r.id;
+  requests_.emplace(id, std::move(r));
+  waiting_.push_back(id);
+  return Status::Ok();
+}
+
+AdmissionRequest Scheduler::MakeAdmission(const ScheduledRequest& r) const {
+  AdmissionRequest a;
+  a.tokens = r.tokens;
+  a.keys = r.keys;
+  a.retention = r.retention;
+  // A recomputed request's generated tokens keep the generated-token priority.
+  const int32_t n = static_cast<int32_t>(r.tokens.size());
+  if (n > r.prompt_len && r.retention.decode_priority) {
+    a.retention.ranges.push_back({{r.prompt_len, n}, *r.retention.decode_priority, r.retention.decode_duration});
+  }
+  return a;
+}
+
+bool Scheduler::Admit(ScheduledRequest& r) {
+  const AdmissionRequest a = MakeAdmission(r);
+  AdmissionPlan plan = cache_->PlanAdmission(a);
+  if (!plan.fits) return false;
+  auto seq = cache_->Admit(a, std::move(plan));
+  if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
+  r.seq = *seq;
+  r.computed = cache_->Info(*seq)->hit_tokens;
+  if (r.cached_tokens < 0) r.cached_tokens = std::min(r.computed, r.prompt_len);
+  r.state = RequestState::kRunning;
+  running_.push_back(r.id);
+  return true;
+}
+
+bool Scheduler::PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan) {
+  // Victim: lowest priority, then the newest (admitted last).
+  RequestId victim = 0;
+  bool found = false;
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
+    if (*it == keep) continue;
+    const ScheduledRequest& r = requests_.at(*it);
+    if (!found || r.priority < requests_.at(victim).priority) {
+      victim = *it;
+      found = true;
+    }
+  }
+  if (!found) return false;
+  ScheduledRequest& v = requests_.at(victim);
+  cache_->Release(*v.seq).IgnoreError();  // the sequence is live: cannot fail
+  v.seq.reset();
+  v.computed = 0;
+  v.state = RequestState::kWaiting;
+  ++v.preemptions;
+  ++preemptions_;
+  running_.erase(std::find(running_.begin(), running_.end(), victim));
+  waiting_.push_front(victim);
+  std::erase_if(*plan, [&](const ScheduledChunk& c) { return c.id == victim; });
+  return true;
+}
+
+std::vector<ScheduledChunk> Scheduler::Schedule() {
+  std::vector<ScheduledChunk> plan;
+  int32_t budget = options_.max_batch_tokens;
+  ++steps_;
+
+  // Running requests, oldest first. A copy: preemption edits running_.
+  const std::vector<RequestId> running = running_;
+  for (RequestId id : running) {
+    if (budget == 0) break;
+    auto it = requests_.find(id);
+    if (it == requests_.end() || it->second.state != RequestState::kRunning) continue;  // preempted meanwhile
+    ScheduledRequest& r = it->second;
+    const int32_t n = static_cast<int32_t>(r.tokens.size());
+    // Sampled tokens not yet in the cache need slots.
+    const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
+    if (in_cache < n) {
+      std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(n - in_cache));
+      Status s = cache_->Append(*r.seq, add);
+      while (s.code() == StatusCode::kResourceExhausted && PreemptFor(id, &plan)) s = cache_->Append(*r.seq, add);
+      if (!s.ok()) {
+        // Nobody else to preempt: this request waits, recomputed later.
+        ScheduledRequest& self = r;
+        cache_->Release(*self.seq).IgnoreError();
+        self.seq.reset();
+        self.computed = 0;
+        self.state = RequestState::kWaiting;
+        ++self.preemptions;
+        ++preemptions_;
+        running_.erase(std::find(running_.begin(), running_.end(), id));
+        waiting_.push_front(id);
+        continue;
+      }
+    }
+    const int32_t count = std::min(budget, n - r.computed);
+    if (count <= 0) continue;
+    plan.push_back({id, r.computed, count, r.computed + count == n});
+    budget -= count;
+  }
+
+  // Waiting requests, in order, while budget, slots and blocks last.
+  while (budget > 0 && !waiting_.empty() && static_cast<int32_t>(running_.size()) < options_.max_running) {
+    ScheduledRequest& r = requests_.at(waiting_.front());
+    if (!Admit(r)) break;  // first come, first served: no overtaking
+    waiting_.pop_front();
+    const int32_t n = static_cast<int32_t>(r.tokens.size());
+    const int32_t count = std::min(budget, n - r.computed);
+    plan.push_back({r.id, r.computed, count, r.computed + count == n});
+    budget -= count;
+  }
+  return plan;
+}
+
+void Scheduler::Computed(const ScheduledChunk& c) {
+  ScheduledRequest& r = requests_.at(c.id);
+  r.computed = c.begin + c.count;
+  Status s = cache_->MarkComputed(*r.seq, r.computed);
+  KVSTACK_CHECK(s.ok(), "request %lu: %s", static_cast<unsigned long>(c.id), s.ToString().c_str());
+}
+
+void Scheduler::AppendToken(RequestId id, Token token) { requests_.at(id).tokens.push_back(token); }
+
+Status Scheduler::Finish(RequestId id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return NotFound(fmt::format("request {} is not known", id));
+  ScheduledRequest& r = it->second;
+  if (r.seq) {
+    cache_->Release(*r.seq).IgnoreError();
+    r.seq.reset();
+  }
+  std::erase(running_, id);
+  std::erase(waiting_, id);
+  requests_.erase(it);
+  return Status::Ok();
+}
+
+const ScheduledRequest* Scheduler::Find(RequestId id) const {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? nullptr : &it->second;
+}
+
+std::span<const BlockId> Scheduler::BlockTable(RequestId id) const { return cache_->BlockTable(*requests_.at(id).seq); }
+
+SchedulerStats Scheduler::stats() const {
+  return {preemptions_, steps_, static_cast<int32_t>(running_.size()), static_cast<int32_t>(waiting_.size())};
+}
+
+}  // namespace kvstack::engine

@@ -1,0 +1,113 @@
+// Scheduler: continuous batching over the paged KV cache.
+//
+// Each step has a token budget. Running requests come first, oldest first: a
+// decoding request contributes its one new token, a request still in its
+// prompt a chunk of it (chunked prefill). Then waiting requests are admitted
+// in arrival order (preempted ones first) while budget, batch slots and KV
+// blocks last: admission plans against the prefix cache, so cached prompt
+// tokens are never recomputed, and reserves the prompt's blocks
+// all-or-nothing. When a decoding request needs a block and none is free, a
+// running request is preempted (lowest priority, then newest): its blocks are
+// released and it waits to be recomputed later, often largely from the prefix
+// cache. The KV cache never runs out: it is a scheduling decision.
+//
+// The scheduler owns no model: Engine runs the forward pass on the plan and
+// reports back with Computed() and Finish().
+// Thread safety: none; the engine step loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvstack/kv_cache.h"
+
+namespace kvstack::engine {
+
+using RequestId = uint64_t;
+
+enum class RequestState : uint8_t { kWaiting, kRunning, kFinished };
+
+// A request as the scheduler tracks it.
+struct ScheduledRequest {
+  RequestId id = 0;
+  std::vector<Token> tokens;  // prompt, then generated tokens
+  int32_t prompt_len = 0;
+  int32_t computed = 0;       // leading tokens whose KV is in the cache
+  Priority priority = kDefaultPriority;
+  ExtraKeys keys;
+  RetentionSpec retention;
+  RequestState state = RequestState::kWaiting;
+  std::optional<SequenceId> seq;
+  int32_t cached_tokens = -1;  // prompt tokens served by the cache at first admission
+  int32_t preemptions = 0;
+};
+
+// One request's share of a step: tokens [begin, begin + count) of its tokens.
+struct ScheduledChunk {
+  RequestId id = 0;
+  int32_t begin = 0;
+  int32_t count = 0;
+  bool want_logits = false;  // the chunk reaches the last known token
+};
+
+struct SchedulerOptions {
+  int32_t max_batch_tokens = 256;  // token budget per step
+  int32_t max_running = 64;        // sequences in one batch
+};
+
+struct SchedulerStats {
+  uint64_t preemptions = 0;
+  uint64_t steps = 0;
+  int32_t running = 0;
+  int32_t waiting = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(KvCache* cache, const SchedulerOptions& options);
+
+  // Queues a request. InvalidArgument when it can never run: an empty prompt
+  // or more tokens than the whole pool holds. AlreadyExists for a reused id.
+  Status Add(ScheduledRequest request);
+
+  // Plans the next step (admission, appends and preemption happen here).
+  // Empty when there is nothing to run.
+  std::vector<ScheduledChunk> Schedule();
+
+  // The chunk's tokens now have KV in the cache (full blocks enter the prefix
+  // cache).
+  void Computed(const ScheduledChunk& chunk);
+
+  // Adds a sampled token to a running request.
+  void AppendToken(RequestId id, Token token);
+
+  // Ends a request at any point (finished, cancelled, failed): its blocks are
+  // released. NotFound for an unknown or already finished id.
+  Status Finish(RequestId id);
+
+  const ScheduledRequest* Find(RequestId id) const;
+  std::span<const BlockId> BlockTable(RequestId id) const;
+  bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  SchedulerStats stats() const;
+
+ private:
+  bool Admit(ScheduledRequest& r);
+  // Frees a running request's blocks and sends it back to wait. Returns false
+  // when no request other than `keep` can be preempted.
+  bool PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan);
+  AdmissionRequest MakeAdmission(const ScheduledRequest& r) const;
+
+  KvCache* cache_;
+  SchedulerOptions options_;
+  std::map<RequestId, ScheduledRequest> requests_;
+  std::vector<RequestId> running_;  // admission order
+  std::deque<RequestId> waiting_;   // preempted ones at the front
+  uint64_t preemptions_ = 0;
+  uint64_t steps_ = 0;
+};
+
+}  // namespace kvstack::engine
