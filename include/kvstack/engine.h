@@ -51,6 +51,7 @@ struct GenerationRequest {
   std::string cache_salt;          // tenant: prefixes shared only within it
   RetentionSpec retention;
   Priority priority = kDefaultPriority;  // preemption: lowest goes first
+  bool ignore_eos = false;         // keep going past end-of-generation tokens (benchmarks)
 };
 
 enum class FinishReason : uint8_t { kNone, kStop, kLength, kCancelled };

@@ -31,6 +31,7 @@ struct LiveRequest {
   StreamDecoder decoder;
   StopMatcher stop;
   RequestMetrics metrics;
+  bool ignore_eos = false;
 };
 
 struct Engine::Impl {
@@ -136,6 +137,7 @@ Result<RequestId> Engine::Submit(GenerationRequest r) {
   KVSTACK_RETURN_IF_ERROR(m.scheduler->Add(std::move(s)));
   auto [it, inserted] = m.live.try_emplace(m.next_id - 1, r.sampling, *m.tokenizer);
   it->second.metrics.prompt_tokens = prompt_tokens;
+  it->second.ignore_eos = r.ignore_eos;
   it->second.metrics.queued_at = m.clock->Now();
   return it->first;
 }
@@ -204,7 +206,7 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
 
     GenerationEvent e{.id = c.id, .tokens = {t}};
     FinishReason finish = FinishReason::kNone;
-    if (r.params.IsStopToken(t) || m.tokenizer->IsEog(t)) {
+    if (r.params.IsStopToken(t) || (!r.ignore_eos && m.tokenizer->IsEog(t))) {
       finish = FinishReason::kStop;
     } else {
       StopMatcher::Output out = r.stop.Feed(r.decoder.Push(t));

@@ -84,6 +84,23 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
   const int B = shape.block_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t items = static_cast<int64_t>(batch.tokens.size()) * H;
+  // K and V rows of one block as floats: F32 blocks are read in place; F16
+  // and BF16 blocks are widened with the kernels' dispatched converters.
+  auto rows = [&](const std::byte* src, int len, std::vector<float>& buf) -> const float* {
+    switch (shape.dtype) {
+      case KvDType::kF32: return reinterpret_cast<const float*>(src);
+      case KvDType::kF16: kernels::DequantizeRow(GgmlType::kF16, src, buf.data(), static_cast<int64_t>(len) * D); break;
+      case KvDType::kBF16: kernels::DequantizeRow(GgmlType::kBF16, src, buf.data(), static_cast<int64_t>(len) * D); break;
+    }
+    return buf.data();
+  };
+  // Short heads (stories260K has 8 dims) are cheaper inline than a call.
+  auto dot = [D](const float* a, const float* b) {
+    if (D >= 32) return kernels::DotRow(GgmlType::kF32, a, b, D);
+    float s = 0;
+    for (int d = 0; d < D; ++d) s += a[d] * b[d];
+    return s;
+  };
   pool_->ParallelFor(items, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scores;
     std::vector<float> kv(static_cast<size_t>(B) * D);
@@ -100,14 +117,8 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       for (int b0 = 0; b0 < n; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
-        const std::byte* ksrc = arena_->K(block, layer) + static_cast<size_t>(kh) * B * D * elem;
-        LoadKv(shape.dtype, ksrc, kv.data(), len * D);
-        for (int j = 0; j < len; ++j) {
-          const float* kr = &kv[static_cast<size_t>(j) * D];
-          float dot = 0;
-          for (int d = 0; d < D; ++d) dot += q[d] * kr[d];
-          scores[b0 + j] = dot * scale;
-        }
+        const float* keys = rows(arena_->K(block, layer) + static_cast<size_t>(kh) * B * D * elem, len, kv);
+        for (int j = 0; j < len; ++j) scores[b0 + j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
       }
       const float mx = *std::max_element(scores.begin(), scores.end());
       double sum = 0;
@@ -121,11 +132,10 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       for (int b0 = 0; b0 < n; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
-        const std::byte* vsrc = arena_->V(block, layer) + static_cast<size_t>(kh) * B * D * elem;
-        LoadKv(shape.dtype, vsrc, kv.data(), len * D);
+        const float* values = rows(arena_->V(block, layer) + static_cast<size_t>(kh) * B * D * elem, len, kv);
         for (int j = 0; j < len; ++j) {
           const float w = scores[b0 + j] * inv;
-          const float* vr = &kv[static_cast<size_t>(j) * D];
+          const float* vr = values + static_cast<size_t>(j) * D;
           for (int d = 0; d < D; ++d) out[d] += w * vr[d];
         }
       }
