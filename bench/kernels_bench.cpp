@@ -5,6 +5,8 @@
 //   BM_Memcpy/<type>:            memcpy of as many bytes as that matrix holds,
 //                                the baseline MatVec is compared with (a
 //                                MatVec streams the weights once).
+//   BM_ReadBytes/<type>:         summing those bytes as 64-bit words: reading
+//                                alone, the roofline of a memory-bound MatVec.
 //   BM_MatMul/<type>/<n>/<threads>: Y = X W^T for n activation rows; the
 //                                "GFLOP/s" counter is 2 * rows * cols * n / s.
 //   BM_MatVecLevel/<type>/<level>: single-threaded MatVec per instruction set.
@@ -103,6 +105,24 @@ void BM_Memcpy(benchmark::State& state) {
   state.SetLabel(std::string(GetGgmlTypeTraits(type).name));
 }
 
+void BM_ReadBytes(benchmark::State& state) {
+  const Matrix& m = GetMatrix(kTypes[state.range(0)]);
+  const size_t words = m.bytes.size() / sizeof(uint64_t);
+  for (auto _ : state) {
+    uint64_t sum[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i + 4 <= words; i += 4) {
+      for (size_t k = 0; k < 4; ++k) {
+        uint64_t v;
+        std::memcpy(&v, m.bytes.data() + 8 * (i + k), sizeof v);
+        sum[k] += v;
+      }
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(m.bytes.size()));
+  state.SetLabel(std::string(GetGgmlTypeTraits(kTypes[state.range(0)]).name));
+}
+
 void BM_MatMul(benchmark::State& state) {
   const GgmlType type = kTypes[state.range(0)];
   const int64_t n = state.range(1);
@@ -168,6 +188,7 @@ void LevelArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MatVec)->Apply(TypeThreadArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Memcpy)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReadBytes)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatVecLevel)->Apply(LevelArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 

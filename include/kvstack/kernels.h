@@ -111,8 +111,12 @@ float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n)
 // x has w.cols entries; y does not overlap x or the weights.
 void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
 // Y[i][r] = dot(W[r], X[i]) for i < n; X is n x w.cols, Y is n x w.rows, both
-// row-major and dense. Each weight row is read once per 8 rows of X. n == 1
-// is MatVec; n <= 0 does nothing. REQUIRES: as MatVec.
+// row-major and dense. The weights are read from memory and decoded once per
+// call, whatever n: blocks of rows are dequantized into a float copy that
+// stays in cache while every row of X passes over them (prefill is one
+// MatMul per weight matrix, not one MatVec per token). n == 1 is MatVec;
+// n <= 0 does nothing. Uses a per-thread scratch buffer that grows to the
+// largest n * w.cols seen and is kept. REQUIRES: as MatVec.
 void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool);
 
 // Quantizes n floats into one row of `type` (for kvstack gen-model and tests),

@@ -98,12 +98,15 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
   auto dot = [D](const float* a, const float* b) {
     if (D >= 32) return kernels::DotRow(GgmlType::kF32, a, b, D);
     float s = 0;
+#pragma omp simd reduction(+ : s)
     for (int d = 0; d < D; ++d) s += a[d] * b[d];
     return s;
   };
   pool_->ParallelFor(items, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores;
-    std::vector<float> kv(static_cast<size_t>(B) * D);
+    // Per-thread scratch that outlives the call: no allocation per layer.
+    thread_local std::vector<float> scores;
+    thread_local std::vector<float> kv;
+    kv.resize(static_cast<size_t>(B) * D);
     for (int64_t item = begin; item < end; ++item) {
       const size_t i = static_cast<size_t>(item / H);
       const int head = static_cast<int>(item % H);
@@ -136,6 +139,7 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
         for (int j = 0; j < len; ++j) {
           const float w = scores[b0 + j] * inv;
           const float* vr = values + static_cast<size_t>(j) * D;
+#pragma omp simd
           for (int d = 0; d < D; ++d) out[d] += w * vr[d];
         }
       }

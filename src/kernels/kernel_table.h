@@ -31,8 +31,23 @@ struct TypeKernels {
   DotTileFn dot_tile;
 };
 
+// The float micro-kernel of MatMul's batched path (simd_gemm.h): acc[(r *
+// cols + j) * lanes + lane] += lane-wise partial sums of w[r] . x[j] over
+// len columns, for r < nw <= rows weight rows (at w_stride floats) and
+// j < nx <= cols activation rows (at x_stride floats).
+using GemmAccumulateFn = void (*)(const float* w, int64_t w_stride, int nw, const float* x, int64_t x_stride,
+                                  int nx, int64_t len, float* acc);
+
+struct GemmKernel {
+  int lanes;  // floats per accumulator vector
+  int rows;   // weight rows per call, at most
+  int cols;   // activation rows per call, at most (<= kMaxTile)
+  GemmAccumulateFn accumulate;
+};
+
 struct KernelTable {
   TypeKernels f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
+  GemmKernel gemm;
 };
 
 extern const KernelTable kPortableKernels;

@@ -14,6 +14,8 @@ namespace {
 struct Avx2 {
   static constexpr int kLanes = 8;
   static constexpr int kRegisters = 16;
+  static constexpr int kGemmRows = 3;
+  static constexpr int kGemmCols = 4;
   static constexpr bool kHasLut16 = false;  // a 16-entry permute takes two here
   using F = __m256;
   using I = __m256i;
@@ -51,6 +53,11 @@ struct Avx2 {
   static I Sub(I v) { return _mm256_sub_epi32(v, _mm256_set1_epi32(N)); }
   static F ToFloat(I v) { return _mm256_cvtepi32_ps(v); }
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+  // The value, in a register (an empty asm the compiler cannot see through).
+  static F Pin(F v) {
+    asm("" : "+v"(v));
+    return v;
+  }
 };
 
 }  // namespace

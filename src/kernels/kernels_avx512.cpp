@@ -22,6 +22,8 @@ namespace {
 struct Avx512 {
   static constexpr int kLanes = 16;
   static constexpr int kRegisters = 32;
+  static constexpr int kGemmRows = 3;
+  static constexpr int kGemmCols = 8;
   static constexpr bool kHasLut16 = true;
   using F = __m512;
   using I = __m512i;
@@ -60,6 +62,11 @@ struct Avx512 {
   static I Sub(I v) { return _mm512_sub_epi32(v, _mm512_set1_epi32(N)); }
   static F ToFloat(I v) { return _mm512_cvtepi32_ps(v); }
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+  // The value, in a register (an empty asm the compiler cannot see through).
+  static F Pin(F v) {
+    asm("" : "+v"(v));
+    return v;
+  }
 
   // {start, start + 1, ..., start + 15}.
   static F Ramp(float start) {

@@ -16,6 +16,8 @@ namespace {
 struct Portable {
   static constexpr int kLanes = 4;
   static constexpr int kRegisters = 16;
+  static constexpr int kGemmRows = 2;
+  static constexpr int kGemmCols = 4;
   static constexpr bool kHasLut16 = false;
   typedef float F __attribute__((vector_size(16)));
   typedef int32_t I __attribute__((vector_size(16)));
@@ -65,6 +67,7 @@ struct Portable {
   static I Sub(I a) { return a - N; }
   static F ToFloat(I a) { return __builtin_convertvector(a, F); }
   static float HalfToFloat(uint16_t h) { return Fp16ToFp32(h); }
+  static F Pin(F v) { return v; }
 };
 
 }  // namespace

@@ -1,14 +1,20 @@
-// MatVec and MatMul: rows of W split across the pool, each row dotted by the
-// active kernel table's DotTile.
+// MatVec and MatMul: rows of W split across the pool.
 //
-// MatMul streams each weight once per tile of kMaxTile activation rows, not
-// once per activation row: a block of weight rows (small enough to stay in
-// L2) is multiplied by every tile before the next block is read, and within
-// a tile the columns go in chunks so that the tile's activations stay in L1
-// while the block's rows pass over them. The activations are first copied
-// with a row stride 64 bytes longer than a row: with a stride that is a
-// multiple of 4 KiB (4096 columns, say) the eight rows of a tile would fall
-// into the same L1 sets and evict each other on every load.
+// MatVec (and MatMul of 2-3 rows of quantized weights) decodes each weight
+// straight into registers and multiplies it into every activation row
+// (DotTile): the weights are read once, which is what a memory-bound decode
+// step needs.
+//
+// MatMul of more rows (prefill) is compute-bound, so it takes the GEMM path:
+// a block of weight rows is dequantized once into a float buffer that stays
+// in L2 (F32 weights are used in place), then the register-tiled micro-kernel
+// (simd_gemm.h) multiplies it with every tile of activation rows, a column
+// chunk at a time so that the tile's activations stay in L1. Each weight is
+// thus read from memory and decoded once per MatMul, not once per tile.
+//
+// Both paths read activations from a copy whose row stride is 64 bytes longer
+// than a row: with a stride that is a multiple of 4 KiB (4096 columns, say)
+// the rows of a tile would fall into the same L1 sets and evict each other.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -27,14 +33,22 @@ namespace {
 
 using internal::kMaxTile;
 
-// Weight bytes of one block of rows: re-read from L2 once per tile.
-constexpr int64_t kBlockBytes = 512 * 1024;
+// From this many activation rows on, MatMul takes the GEMM path; below it
+// decoding a quantized row into registers beats writing and re-reading its
+// float copy (F32 rows need no copy and take the GEMM path from 2 rows on).
+constexpr int64_t kGemmMinRows = 4;
+// Bytes of weights (or of their float copy) per row block: kept in L2 while
+// every tile passes over them.
+constexpr int64_t kBlockBytes = 256 * 1024;
 constexpr int64_t kMaxBlockRows = 64;
 // Columns per chunk: a full tile of activations is then 8 x 512 x 4 = 16 KiB.
 // A multiple of every block size (32, 256).
 constexpr int64_t kColumnChunk = 512;
-// The least work worth handing to another thread, in weight bytes read.
-constexpr int64_t kMinParallelBytes = 16 * 1024;
+// The least work worth handing to another thread, in weight bytes read
+// (several microseconds): on a shared VM a worker can be preempted holding a
+// chunk, and the caller then waits for it, so tiny chunks cost more than
+// they save.
+constexpr int64_t kMinParallelBytes = 64 * 1024;
 // Padding of a copied activation row, in floats (one cache line).
 constexpr int64_t kRowPad = 16;
 
@@ -51,6 +65,101 @@ void Run(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(in
     pool->ParallelFor(n, grain, f);
   } else if (n > 0) {
     f(0, n);
+  }
+}
+
+// Grow-only scratch, one per thread: memory handed back to the VM and touched
+// again is slow (REFERENCE.md section 3).
+float* Scratch(std::vector<float>& buffer, int64_t floats) {
+  if (buffer.size() < static_cast<size_t>(floats)) buffer.resize(static_cast<size_t>(floats));
+  return buffer.data();
+}
+
+// What both MatMul paths share: the matrix, the padded activations and Y.
+struct MatMulJob {
+  const internal::TypeKernels* kernels;
+  const internal::GemmKernel* gemm;
+  const GgmlTypeTraits* traits;
+  const uint8_t* data;
+  int64_t rows, cols, row_bytes, n;
+  const float* x;  // n rows at `stride` floats
+  int64_t stride;
+  float* y;
+};
+
+// Rows [begin, end) through DotTile: for each block of rows and each tile,
+// the tile's columns go in chunks over every row of the block.
+void FusedRange(const MatMulJob& job, int64_t begin, int64_t end) {
+  const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / job.row_bytes, 1, kMaxBlockRows);
+  const int64_t chunk = std::min(job.cols, kColumnChunk);
+  float partial[kMaxBlockRows][kMaxTile];
+  float out[kMaxTile];
+  for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
+    const int64_t r1 = std::min(end, r0 + block_rows);
+    for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
+      const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
+      const float* xt = job.x + t0 * job.stride;
+      for (int64_t c0 = 0; c0 < job.cols; c0 += chunk) {
+        const int64_t len = std::min(chunk, job.cols - c0);
+        const int64_t offset = c0 / job.traits->block_elements * job.traits->block_bytes;
+        for (int64_t r = r0; r < r1; ++r) {
+          job.kernels->dot_tile(job.data + r * job.row_bytes + offset, xt + c0, job.stride, nx, len, out);
+          float* p = partial[r - r0];
+          for (int j = 0; j < nx; ++j) p[j] = c0 == 0 ? out[j] : p[j] + out[j];
+        }
+      }
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r] = partial[r - r0][j];
+      }
+    }
+  }
+}
+
+// Rows [begin, end) through the GEMM micro-kernel (see the file comment).
+void GemmRange(const MatMulJob& job, int64_t begin, int64_t end) {
+  const internal::GemmKernel& g = *job.gemm;
+  const int64_t cols = job.cols;
+  const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / (cols * 4), 1, kMaxBlockRows);
+  const int64_t chunk = std::min(cols, kColumnChunk);
+  // F32 rows are used in place when they are whole floats apart.
+  const bool in_place = job.traits->type == GgmlType::kF32 && job.row_bytes % sizeof(float) == 0 &&
+                        reinterpret_cast<uintptr_t>(job.data) % alignof(float) == 0;
+  thread_local std::vector<float> weights_scratch, acc_scratch;
+  float* dequantized = in_place ? nullptr : Scratch(weights_scratch, block_rows * cols);
+  float* acc = Scratch(acc_scratch, block_rows * g.cols * g.lanes);
+
+  for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
+    const int64_t nb = std::min(end - r0, block_rows);
+    const float* w = dequantized;
+    int64_t w_stride = cols;
+    if (in_place) {
+      w = reinterpret_cast<const float*>(job.data + r0 * job.row_bytes);
+      w_stride = job.row_bytes / static_cast<int64_t>(sizeof(float));
+    } else {
+      for (int64_t r = 0; r < nb; ++r) {
+        job.kernels->dequantize(job.data + (r0 + r) * job.row_bytes, dequantized + r * cols, cols);
+      }
+    }
+    for (int64_t t0 = 0; t0 < job.n; t0 += g.cols) {
+      const int nx = static_cast<int>(std::min<int64_t>(g.cols, job.n - t0));
+      std::fill(acc, acc + nb * g.cols * g.lanes, 0.0f);
+      for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
+        const int64_t len = std::min(chunk, cols - c0);
+        for (int64_t r = 0; r < nb; r += g.rows) {
+          const int nw = static_cast<int>(std::min<int64_t>(g.rows, nb - r));
+          g.accumulate(w + r * w_stride + c0, w_stride, nw, job.x + t0 * job.stride + c0, job.stride, nx, len,
+                       acc + r * g.cols * g.lanes);
+        }
+      }
+      for (int64_t r = 0; r < nb; ++r) {
+        for (int j = 0; j < nx; ++j) {
+          const float* lanes = acc + (r * g.cols + j) * g.lanes;
+          float sum = 0.0f;
+          for (int l = 0; l < g.lanes; ++l) sum += lanes[l];
+          job.y[(t0 + j) * job.rows + r0 + r] = sum;
+        }
+      }
+    }
   }
 }
 
@@ -111,46 +220,29 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
     std::fill(y, y + n * w.rows, 0.0f);
     return;
   }
-  const internal::DotTileFn dot = internal::FindKernels(internal::ActiveKernels(), w.type)->dot_tile;
-  const GgmlTypeTraits& traits = GetGgmlTypeTraits(w.type);
-  const auto* data = static_cast<const uint8_t*>(w.data);
-  const int64_t rows = w.rows;
-  const int64_t cols = w.cols;
-  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes);
-  const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / row_bytes, 1, kMaxBlockRows);
-  const int64_t chunk = std::min(cols, kColumnChunk);
-  // Grow-only, per driving thread: memory handed back to the VM and touched
-  // again is slow (REFERENCE.md section 3).
-  thread_local std::vector<float> padded;
-  const int64_t stride = cols + kRowPad;
-  if (padded.size() < static_cast<size_t>(n * stride)) padded.resize(static_cast<size_t>(n * stride));
-  for (int64_t i = 0; i < n; ++i) std::copy(x + i * cols, x + (i + 1) * cols, padded.data() + i * stride);
-  const float* xp = padded.data();
+  const internal::KernelTable& table = internal::ActiveKernels();
+  const int64_t stride = w.cols + kRowPad;
+  thread_local std::vector<float> x_scratch;
+  float* padded = Scratch(x_scratch, n * stride);
+  for (int64_t i = 0; i < n; ++i) std::copy(x + i * w.cols, x + (i + 1) * w.cols, padded + i * stride);
 
-  auto range = [&](int64_t begin, int64_t end) {
-    float partial[kMaxBlockRows][kMaxTile];
-    float out[kMaxTile];
-    for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
-      const int64_t r1 = std::min(end, r0 + block_rows);
-      for (int64_t t0 = 0; t0 < n; t0 += kMaxTile) {
-        const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, n - t0));
-        const float* xt = xp + t0 * stride;
-        for (int64_t c0 = 0; c0 < cols; c0 += chunk) {
-          const int64_t len = std::min(chunk, cols - c0);
-          const int64_t offset = c0 / traits.block_elements * traits.block_bytes;
-          for (int64_t r = r0; r < r1; ++r) {
-            dot(data + r * row_bytes + offset, xt + c0, stride, nx, len, out);
-            float* p = partial[r - r0];
-            for (int j = 0; j < nx; ++j) p[j] = c0 == 0 ? out[j] : p[j] + out[j];
-          }
-        }
-        for (int64_t r = r0; r < r1; ++r) {
-          for (int j = 0; j < nx; ++j) y[(t0 + j) * rows + r] = partial[r - r0][j];
-        }
-      }
-    }
-  };
-  Run(pool, rows, std::max<int64_t>(1, kMinParallelBytes / (row_bytes * n)), range);
+  const MatMulJob job{.kernels = internal::FindKernels(table, w.type),
+                      .gemm = &table.gemm,
+                      .traits = &GetGgmlTypeTraits(w.type),
+                      .data = static_cast<const uint8_t*>(w.data),
+                      .rows = w.rows,
+                      .cols = w.cols,
+                      .row_bytes = static_cast<int64_t>(w.row_bytes),
+                      .n = n,
+                      .x = padded,
+                      .stride = stride,
+                      .y = y};
+  const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * n));
+  if (n >= kGemmMinRows || w.type == GgmlType::kF32) {
+    Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { GemmRange(*j, begin, end); });
+  } else {
+    Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { FusedRange(*j, begin, end); });
+  }
 }
 
 }  // namespace kvstack::kernels

@@ -15,7 +15,9 @@
 //   LoadF16 LoadBF16 (kLanes 16-bit floats), LoadU8 / LoadI8 (kLanes bytes,
 //   zero- / sign-extended), And<N> Or Shr<N> Shl<N> Sub<N>, ToFloat, and
 //   HalfToFloat (one binary16 to float); kRegisters says how many vector
-//   registers there are (which sets how many accumulators a dot keeps).
+//   registers there are (which sets how many accumulators a dot keeps), and
+//   kGemmRows x kGemmCols the register tile of the MatMul micro-kernel
+//   (simd_gemm.h), with Pin(v) keeping v in a register there.
 //   Where kHasLut16 (16 lanes with a one-instruction permute), also Ramp(s)
 //   = {s, s + 1, ..., s + 15} and Lut16(table, index) = table[index & 15]:
 //   4-bit formats then look their values up in a per-scale table of 16
@@ -35,6 +37,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/simd_gemm.h"
 
 namespace kvstack::kernels::internal {
 namespace {
@@ -325,6 +328,7 @@ constexpr KernelTable MakeKernelTable() {
       .q4_0 = MakeTypeKernels<V, Q4_0Format>(),
       .q4_k = MakeTypeKernels<V, Q4_KFormat>(),
       .q6_k = MakeTypeKernels<V, Q6_KFormat>(),
+      .gemm = MakeGemmKernel<V>(),
   };
 }
 

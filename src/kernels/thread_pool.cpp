@@ -39,9 +39,11 @@ namespace kvstack::kernels {
 namespace {
 
 constexpr auto kSpinTime = std::chrono::microseconds(150);
-// Chunks per thread: enough that a thread the VM preempts for a moment does
-// not hold up the job, few enough that claiming stays cheap.
+// Chunks per thread: a thread that the VM preempts in the middle of a chunk
+// holds the job up by that chunk, so chunks are kept small; few enough that
+// claiming them stays cheap.
 constexpr int64_t kChunksPerThread = 4;
+constexpr size_t kCacheLine = 64;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -62,14 +64,16 @@ int OnlineCpus() {
 }  // namespace
 
 struct ThreadPool::State {
-  struct Job {
+  // Fields that different threads write sit on separate cache lines, so a
+  // claim does not invalidate the line the caller polls.
+  struct alignas(kCacheLine) Job {
     const std::function<void(int64_t, int64_t)>* fn = nullptr;
     int64_t n = 0;
     int64_t chunk = 1;
     int64_t num_chunks = 0;
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    std::atomic<int> active{0};
+    alignas(kCacheLine) std::atomic<int64_t> next{0};
+    alignas(kCacheLine) std::atomic<int64_t> done{0};
+    alignas(kCacheLine) std::atomic<int> active{0};
   };
 
   explicit State(int threads) : size(threads) {}
@@ -81,7 +85,7 @@ struct ThreadPool::State {
 
   const int size;
   Job jobs[2];
-  std::atomic<uint64_t> generation{0};
+  alignas(kCacheLine) std::atomic<uint64_t> generation{0};
   std::atomic<bool> stop{false};
   std::atomic<int> sleepers{0};
   std::mutex mu;
@@ -165,7 +169,10 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
   }
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t chunk = std::max(grain, (n + s.size * kChunksPerThread - 1) / (s.size * kChunksPerThread));
+  // As many chunks of at least `grain` as fit, up to kChunksPerThread per
+  // thread, all the same size but the last.
+  const int64_t num_chunks = std::clamp<int64_t>(n / grain, 1, s.size * kChunksPerThread);
+  const int64_t chunk = (n + num_chunks - 1) / num_chunks;
   if (s.size == 1 || chunk >= n) {
     const void* outer = t_running;
     t_running = &s;

@@ -85,7 +85,8 @@ TEST(MatMulTest, EveryTypeLevelAndPoolMatchesReference) {
     // for the float types); 37 rows: partial row blocks and thread chunks.
     const int64_t cols = k_quant ? 768 : (GetGgmlTypeTraits(type).block_elements == 32 ? 544 : 601);
     const Matrix m = RandomMatrix(type, 37, cols, rng);
-    for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{17}}) {
+    // n < 4 takes the fused path for quantized types, the rest the GEMM path.
+    for (int64_t n : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{17}}) {
       const std::vector<float> x = RandomFloats(n * cols, rng);
       for (CpuLevel level : RunnableLevels()) {
         ScopedCpuLevel scoped(level);
@@ -126,11 +127,19 @@ TEST(MatMulTest, MatVecEqualsMatMulOfOneRowAndRowsOfABatch) {
 TEST(MatMulTest, PaddedRowsAndLargeBatch) {
   std::mt19937 rng(9);
   ThreadPool pool(2);
-  const Matrix m = RandomMatrix(GgmlType::kQ4_K, 21, 256, rng, /*padding=*/16);
-  const std::vector<float> x = RandomFloats(64 * 256, rng);
-  std::vector<float> y(64 * 21);
-  MatMul(m.w, x.data(), 64, y.data(), &pool);
-  ExpectMatchesReference(m.w, x, 64, y, "Q4_K padded, n=64");
+  // F32 rows padded by whole floats are read in place; padded by 2 bytes
+  // they are not float-aligned and go through the dequantized copy.
+  for (const auto& [type, padding] : {std::pair{GgmlType::kQ4_K, size_t{16}}, std::pair{GgmlType::kF32, size_t{8}},
+                                      std::pair{GgmlType::kF32, size_t{2}}}) {
+    const Matrix m = RandomMatrix(type, 21, 256, rng, padding);
+    const std::vector<float> x = RandomFloats(64 * 256, rng);
+    for (int64_t n : {int64_t{2}, int64_t{5}, int64_t{64}}) {
+      std::vector<float> y(static_cast<size_t>(n * 21));
+      MatMul(m.w, x.data(), n, y.data(), &pool);
+      ExpectMatchesReference(m.w, x, n, y,
+                             TypeName(type) + " padded by " + std::to_string(padding) + ", n=" + std::to_string(n));
+    }
+  }
 }
 
 TEST(MatMulTest, EmptyShapes) {
