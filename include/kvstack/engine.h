@@ -81,7 +81,10 @@ struct GenerationEvent {
 struct EngineInfo {
   std::string model_identity;
   std::string architecture;
-  int32_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0, n_ctx = 0;
+  int32_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;
+  // The most tokens one request may hold (prompt + generated): the smallest of
+  // the model's context, EngineOptions::max_context and the whole KV pool.
+  int32_t n_ctx = 0;
   size_t weight_bytes = 0;
   size_t kv_bytes_per_token = 0;
   int threads = 0;

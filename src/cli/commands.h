@@ -15,5 +15,7 @@ using CommandRunner = std::function<int()>;
 CommandRunner AddSizeCommand(CLI::App& app);
 CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);
+CommandRunner AddBenchCommand(CLI::App& app);
+CommandRunner AddServeCommand(CLI::App& app);
 
 }  // namespace kvstack::cli

@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
   auto add = [&](kvstack::cli::CommandRunner runner) {
     runners.emplace(app.get_subcommands({}).back(), std::move(runner));
   };
+  add(kvstack::cli::AddServeCommand(app));
   add(kvstack::cli::AddGenerateCommand(app));
+  add(kvstack::cli::AddBenchCommand(app));
   add(kvstack::cli::AddGenModelCommand(app));
   add(kvstack::cli::AddSizeCommand(app));
 

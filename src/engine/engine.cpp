@@ -108,6 +108,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   i.head_dim = static_cast<int32_t>(h.head_dim);
   i.n_vocab = static_cast<int32_t>(h.n_vocab);
   i.n_ctx = o.max_context > 0 ? o.max_context : static_cast<int32_t>(h.n_ctx_train);
+  // One sequence can never hold more than the whole pool: past that it could
+  // only be preempted and re-admitted forever.
+  const int64_t pool_tokens = static_cast<int64_t>(c.num_blocks) * o.block_size - 1;
+  i.n_ctx = static_cast<int32_t>(std::min<int64_t>(i.n_ctx, pool_tokens));
   i.weight_bytes = impl->model->weight_bytes();
   i.kv_bytes_per_token = c.shape.block_bytes() / static_cast<size_t>(o.block_size);
   i.threads = impl->pool->size();

@@ -251,6 +251,17 @@ TEST_F(EngineBehaviourTest, PreemptionUnderATinyPoolKeepsOutputsAndNeverFails) {
   EXPECT_TRUE(e->cache().CheckInvariants().ok());
 }
 
+TEST_F(EngineBehaviourTest, ARequestLargerThanThePoolStopsAtThePoolInsteadOfLooping) {
+  auto e = MakeEngine(model_, KvDType::kF32, 8, 4, 32);  // 32 token slots in all
+  EXPECT_EQ(e->info().n_ctx, 31);
+  auto id = e->Submit(Greedy(Prompt(*e, "Once upon a time"), 100));
+  ASSERT_TRUE(id.ok());
+  std::map<RequestId, RequestMetrics> m;
+  auto out = RunAll(*e, &m);
+  EXPECT_EQ(static_cast<int>(out[*id].size()) + m[*id].prompt_tokens, 31);
+  EXPECT_EQ(e->cache().Metrics().in_use_blocks, 0);
+}
+
 TEST_F(EngineBehaviourTest, CancelFreesBlocksAtAnyPoint) {
   auto e = MakeEngine(model_);
   auto a = e->Submit(Greedy(Prompt(*e, "Once upon a time"), 200));

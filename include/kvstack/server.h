@@ -1,0 +1,105 @@
+// Server: kvstack's OpenAI-compatible HTTP server (`kvstack serve`).
+//
+// One engine thread owns the Engine (and so the KV cache) and loops: take the
+// commands HTTP handlers queued (submit, cancel, pin, unpin, read metrics),
+// run one Step(), hand each GenerationEvent to its request's channel. HTTP
+// handler threads parse and validate a request, queue it, then wait for its
+// events (a complete response) or forward them as they come (server-sent
+// events). No handler thread ever touches the Engine.
+//
+// Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
+// GET /health, POST /v1/cache/pin, DELETE /v1/cache/pin/{id},
+// GET /v1/cache/stats. Requests carry kvstack's KV controls besides OpenAI's
+// fields: cache_salt (tenant isolation), retention (priority per prompt token
+// range), priority (preemption) and session_id.
+//
+// Callers: `kvstack serve` (src/cli/serve_command.cpp) and integration tests.
+// Thread safety: Start() returns a running server; Shutdown() and Wait() may be
+// called from any thread, any number of times.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "kvstack/status.h"
+
+namespace kvstack {
+
+// Every limit and setting of a server. Read the environment, the command line
+// and files at the edge (the CLI) and pass the results here.
+struct ServerOptions {
+  // The GGUF model. Empty: the demo model (random weights, the "stories"
+  // shape), generated into `model_cache_dir` on first use.
+  std::string model_path;
+  // Where the demo model is kept. REQUIRES: set when model_path is empty (see
+  // DefaultModelCacheDir).
+  std::string model_cache_dir;
+  // The model name in responses and GET /v1/models. Empty: the model file's
+  // name without ".gguf".
+  std::string served_model_name;
+
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (see Server::port())
+  // When set, every endpoint but /health wants "Authorization: Bearer <key>".
+  std::string api_key;
+
+  // The engine (see EngineOptions).
+  int threads = 0;
+  int64_t kv_memory_bytes = 256ll << 20;
+  int32_t block_size = 16;
+  int32_t max_context = 0;  // 0: the model's training context
+  int32_t max_batch_tokens = 256;
+  int32_t max_running = 64;
+
+  // Admission limits. A generation request is refused with 429 when
+  // max_running requests run and max_queue more wait already.
+  int32_t max_queue = 64;
+  size_t max_body_bytes = 4u << 20;  // larger request bodies: 413
+  int32_t max_tokens_limit = 4096;   // the most max_tokens a request may ask for
+
+  // Where log lines go (one line each, no trailing newline). Empty: stderr.
+  std::function<void(std::string_view)> log;
+};
+
+// The demo model's folder: $XDG_CACHE_HOME/kvstack, else $HOME/.cache/kvstack,
+// else ./.kvstack-cache. Pass the environment's values (nullptr when unset):
+// options are read at the edge, never deep inside.
+std::string DefaultModelCacheDir(const char* xdg_cache_home, const char* home);
+
+class Server {
+ public:
+  // Loads (or first generates) the model, binds host:port and starts serving.
+  // InvalidArgument names a bad option; Unavailable when the address cannot
+  // be bound; the model loader's errors otherwise.
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options);
+
+  // Shutdown() then Wait().
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The port bound (the chosen one when options.port was 0).
+  int port() const;
+  // "http://host:port".
+  std::string url() const;
+  // The name responses carry in "model".
+  const std::string& model_name() const;
+
+  // Graceful stop: new requests get 503 from now on, requests in flight run
+  // to the end, then the listener and the engine thread stop. Returns at once;
+  // Wait() blocks until the stop is complete. Idempotent.
+  void Shutdown();
+  // Blocks until the server has stopped (after Shutdown(), or a failure of the
+  // listener). OK, or the failure.
+  Status Wait();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstack

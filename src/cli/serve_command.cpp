@@ -1,0 +1,208 @@
+// `kvstack serve`: the OpenAI-compatible HTTP server over the CPU engine and
+// its paged KV cache. This file is the edge: it reads the command line and
+// the environment, handles SIGTERM/SIGINT, and prints where to connect.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "kvstack/server.h"
+
+namespace kvstack::cli {
+namespace {
+
+struct ServeArgs {
+  ServerOptions options;
+  std::string kv_memory = "256MiB";
+};
+
+constexpr char kFooter[] = R"(
+Endpoints (OpenAI-compatible, JSON):
+  POST   /v1/completions        prompt (text or token ids) -> text; "stream": true for SSE
+  POST   /v1/chat/completions   messages -> message; the model's chat template
+  GET    /v1/models             the served model
+  GET    /health                liveness and requests in flight (no API key needed)
+  POST   /v1/cache/pin          compute a prefix and pin its KV blocks: {"prompt"|"messages"|
+                                "token_ids", "cache_salt", "ttl_s"} -> {"id": "pin-N", ...}
+  DELETE /v1/cache/pin/{id}     release a pin
+  GET    /v1/cache/stats        KV cache blocks, prefix hits (overall, per tenant, per
+                                priority class), evictions by priority, pins
+
+KV controls in completion requests, besides OpenAI's fields:
+  "cache_salt": "tenant"        prefixes are shared only within the same salt
+  "retention": {"ranges": [{"start": 0, "end": 120, "priority": 90, "duration_s": 600}],
+                "decode_priority": 10, "decode_duration_s": 5}
+                                keep these prompt tokens' blocks longer (priority 0-100,
+                                default 35; evicted lowest first)
+  "priority": 50                preemption order under memory pressure (lowest first)
+  "session_id": "..."           recorded and echoed
+usage.prompt_tokens_details.cached_tokens reports the prompt tokens the cache served.
+
+Errors are OpenAI-style {"error": {"message", "type", "param", "code"}}: 400 bad
+fields, 401 API key, 404 unknown route or pin, 413 body too large, 429 queue full,
+503 shutting down. SIGTERM or SIGINT: stop taking requests, finish those in flight,
+exit 0 (a second signal exits at once).
+
+Example:
+  kvstack serve --model ../shared/models/stories260K.gguf --port 8080
+  curl http://127.0.0.1:8080/v1/completions -H 'Content-Type: application/json' \
+       -d '{"prompt": "Once upon a time", "max_tokens": 32}')";
+
+Result<int64_t> ParseSize(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    return InvalidArgument(fmt::format("--kv-memory '{}': expected a size such as 256MiB or 1GiB", s));
+  }
+  const std::string unit = s.substr(pos);
+  double mult = 1;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "KiB" || unit == "K") mult = 1024;
+  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
+  else return InvalidArgument(fmt::format("--kv-memory '{}': unknown unit '{}' (use B, KiB, MiB, GiB)", s, unit));
+  if (v <= 0) return InvalidArgument(fmt::format("--kv-memory '{}': must be positive", s));
+  return static_cast<int64_t>(v * mult);
+}
+
+// The first curl a user can paste: the host they can reach, the key if set.
+std::string CurlExample(const Server& server, const ServerOptions& o) {
+  const std::string host = (o.host == "0.0.0.0" || o.host == "::") ? "127.0.0.1" : o.host;
+  return fmt::format(
+      "curl http://{}:{}/v1/completions -H 'Content-Type: application/json'{} -d '{{\"model\": \"{}\", \"prompt\": "
+      "\"Once upon a time\", \"max_tokens\": 32}}'",
+      host, server.port(), o.api_key.empty() ? "" : " -H 'Authorization: Bearer $KVSTACK_API_KEY'",
+      server.model_name());
+}
+
+int RunServe(ServeArgs& a) {
+  auto kv = ParseSize(a.kv_memory);
+  if (!kv.ok()) {
+    std::fprintf(stderr, "kvstack serve: %s\n", kv.status().message().c_str());
+    return 2;
+  }
+  ServerOptions& o = a.options;
+  o.kv_memory_bytes = *kv;
+  if (o.model_cache_dir.empty()) o.model_cache_dir = DefaultModelCacheDir(std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
+
+  // Signals go to this thread only (sigwait below); every thread the server
+  // starts inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A client that hangs up mid-stream must cost a failed write, not the process.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  auto server = Server::Start(o);
+  if (!server.ok()) {
+    std::fprintf(stderr, "kvstack serve: %s\n", server.status().message().c_str());
+    return server.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  Server& s = **server;
+  std::printf("kvstack serve: listening on %s (model \"%s\")\n", s.url().c_str(), s.model_name().c_str());
+  std::printf("try: %s\n", CurlExample(s, o).c_str());
+  std::fflush(stdout);
+
+  // Wait() returns when the server has stopped, after a signal or a failure.
+  std::atomic<bool> stopped{false};
+  Status result;
+  std::thread waiter([&] {
+    result = s.Wait();
+    stopped = true;
+  });
+  bool signalled = false;
+  while (!stopped) {
+    const timespec tick{0, 200'000'000};
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig < 0) continue;  // timeout or EINTR
+    if (!signalled) {
+      signalled = true;
+      std::fprintf(stderr, "kvstack serve: %s: finishing requests in flight, then exiting (send it again to exit now)\n",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM");
+      s.Shutdown();
+    } else {
+      std::fprintf(stderr, "kvstack serve: second signal: exiting now\n");
+      std::_Exit(1);
+    }
+  }
+  waiter.join();
+  if (!result.ok()) {
+    std::fprintf(stderr, "kvstack serve: %s\n", result.message().c_str());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+CommandRunner AddServeCommand(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  ServerOptions& o = a->options;
+  CLI::App* cmd = app.add_subcommand(
+      "serve",
+      "Serve a GGUF model over an OpenAI-compatible HTTP API (completions, chat, streaming) with kvstack's KV cache "
+      "controls: tenant isolation, retention priorities, pinned prefixes and cache statistics.");
+  cmd->add_option("-m,--model", o.model_path,
+                  "GGUF model file (llama or qwen2). Without it: a demo model with RANDOM weights (gibberish output) "
+                  "is generated into --model-cache-dir on first use.")
+      ->check(CLI::ExistingFile)
+      ->type_name("PATH");
+  cmd->add_option("--host", o.host,
+                  "Address to listen on. The default serves this machine only; 0.0.0.0 serves every interface "
+                  "(then set --api-key).")
+      ->capture_default_str();
+  cmd->add_option("--port", o.port, "TCP port; 0 picks a free one (printed on start).")->capture_default_str();
+  cmd->add_option("--kv-memory", a->kv_memory,
+                  "KV cache size (B, KiB, MiB, GiB): how many blocks of KV the server keeps, shared by running "
+                  "requests and cached prefixes.")
+      ->capture_default_str()
+      ->type_name("SIZE");
+  cmd->add_option("--block-size", o.block_size,
+                  "Tokens per KV block, a power of two from 1 to 512. Prefix hits are counted in whole blocks.")
+      ->capture_default_str();
+  cmd->add_option("--max-context", o.max_context,
+                  "Most tokens a request may hold (prompt + generated); 0: the model's training context.")
+      ->capture_default_str();
+  cmd->add_option("--api-key", o.api_key,
+                  "Require 'Authorization: Bearer KEY' on every endpoint but /health (401 otherwise).")
+      ->type_name("KEY");
+  cmd->add_option("-t,--threads", o.threads, "Kernel threads for the forward pass; 0: one per CPU.")
+      ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o.max_batch_tokens,
+                  "Token budget of one engine step: decode tokens of running requests plus chunks of prompts.")
+      ->capture_default_str();
+  cmd->add_option("--max-running", o.max_running, "Most requests decoded together in one batch.")
+      ->capture_default_str();
+  cmd->add_option("--max-queue", o.max_queue,
+                  "Most requests waiting beyond --max-running; more get 429 (retry later).")
+      ->capture_default_str();
+  cmd->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body accepted; larger ones get 413.")
+      ->capture_default_str();
+  cmd->add_option("--max-tokens-limit", o.max_tokens_limit,
+                  "Largest max_tokens a request may ask for; more gets 400.")
+      ->capture_default_str();
+  cmd->add_option("--model-cache-dir", o.model_cache_dir,
+                  "Where the demo model is generated and kept. Default: $XDG_CACHE_HOME/kvstack, else "
+                  "~/.cache/kvstack.")
+      ->type_name("DIR");
+  cmd->add_option("--served-model-name", o.served_model_name,
+                  "The model name in responses and /v1/models. Default: the model file's name without .gguf.")
+      ->type_name("NAME");
+  cmd->footer(kFooter);
+  return [a] { return RunServe(*a); };
+}
+
+}  // namespace kvstack::cli

@@ -1,0 +1,42 @@
+#include "server/options.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace kvstack::server {
+namespace {
+
+Status AtLeast(std::string_view flag, int64_t value, int64_t min) {
+  if (value >= min) return Status::Ok();
+  return InvalidArgument(fmt::format("{} {}: must be at least {}", flag, value, min));
+}
+
+}  // namespace
+
+Status ValidateOptions(const ServerOptions& o) {
+  if (o.port < 0 || o.port > 65535) {
+    return InvalidArgument(fmt::format("--port {}: must be from 0 to 65535 (0 picks a free port)", o.port));
+  }
+  if (o.host.empty()) return InvalidArgument("--host: must not be empty (127.0.0.1 serves this machine only)");
+  if (o.model_path.empty() && o.model_cache_dir.empty()) {
+    return InvalidArgument("--model-cache-dir: must be set when no --model is given (the demo model goes there)");
+  }
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--threads", o.threads, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--kv-memory", o.kv_memory_bytes, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--block-size", o.block_size, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-context", o.max_context, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-batch-tokens", o.max_batch_tokens, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-running", o.max_running, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-queue", o.max_queue, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-body-bytes", static_cast<int64_t>(std::min<size_t>(o.max_body_bytes, INT64_MAX)), 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-tokens-limit", o.max_tokens_limit, 1));
+  return Status::Ok();
+}
+
+int HttpThreads(const ServerOptions& o) {
+  const int64_t n = int64_t{o.max_running} + o.max_queue + 8;
+  return static_cast<int>(std::clamp<int64_t>(n, 8, 512));
+}
+
+}  // namespace kvstack::server

@@ -1,0 +1,205 @@
+// Server: wires the parts together (model, engine thread, chat format, HTTP
+// routes) and runs the listener and the graceful stop.
+//
+// Stopping: Shutdown() wakes the stopper thread, which turns the server to
+// draining (new requests get 503), waits until no generation request is in
+// flight, then stops the listener and the engine thread, in that order, so
+// nothing can reach the engine after it stops.
+#include "kvstack/server.h"
+
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "kvstack/engine.h"
+#include "kvstack/tokenizer.h"
+#include "server/chat_format.h"
+#include "server/demo_model.h"
+#include "server/engine_loop.h"
+#include "server/options.h"
+#include "server/server_context.h"
+
+namespace kvstack {
+
+using server::EngineLoop;
+using server::ServerContext;
+
+struct Server::Impl {
+  ServerOptions options;
+  server::Log log;
+  std::unique_ptr<EngineLoop> loop;
+  std::unique_ptr<ServerContext> ctx;
+  httplib::Server http;  // after ctx and loop: its handlers use them, so it goes first
+  int port = 0;
+  std::string host;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool shutdown_requested = false;  // GUARDED_BY(mu)
+  bool listener_done = false;       // GUARDED_BY(mu)
+  Status listen_status;             // GUARDED_BY(mu)
+
+  std::once_flag join_once;
+  std::thread listener;
+  std::thread stopper;
+
+  void RequestShutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      shutdown_requested = true;
+    }
+    cv.notify_all();
+  }
+
+  void Listen() {
+    const bool ok = http.listen_after_bind();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      listener_done = true;
+      if (!ok) listen_status = Unavailable(fmt::format("the HTTP listener on {}:{} failed", host, port));
+    }
+    RequestShutdown();
+  }
+
+  void StopWhenAsked() {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return shutdown_requested; });
+    }
+    ctx->draining = true;
+    const int64_t in_flight = ctx->gate.in_flight();
+    log(fmt::format("shutting down: refusing new requests; waiting for {} in flight", in_flight));
+    ctx->gate.WaitIdle();
+    // stop() only works once the listener runs; it starts right after bind.
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (listener_done) break;
+      }
+      if (http.is_running()) {
+        http.stop();
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    loop->Stop();
+    log("stopped");
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  Shutdown();
+  Wait().IgnoreError();
+}
+
+int Server::port() const { return impl_->port; }
+std::string Server::url() const { return fmt::format("http://{}:{}", impl_->host, impl_->port); }
+const std::string& Server::model_name() const { return impl_->ctx->model_name; }
+
+void Server::Shutdown() { impl_->RequestShutdown(); }
+
+Status Server::Wait() {
+  std::call_once(impl_->join_once, [this] {
+    impl_->listener.join();
+    impl_->stopper.join();
+  });
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->listen_status;
+}
+
+namespace {
+
+std::string ModelName(const ServerOptions& o, const std::string& path) {
+  if (!o.served_model_name.empty()) return o.served_model_name;
+  if (o.model_path.empty()) return server::kDemoModelName;
+  return std::filesystem::path(path).stem().string();
+}
+
+uint64_t Entropy() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(std::time(nullptr));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
+  KVSTACK_RETURN_IF_ERROR(server::ValidateOptions(o));
+  auto impl = std::make_unique<Impl>();
+  impl->options = o;
+  impl->log = o.log ? o.log : server::StderrLog();
+  impl->host = o.host;
+  const server::Log& log = impl->log;
+
+  std::string path = o.model_path;
+  if (path.empty()) {
+    auto demo = server::EnsureDemoModel(o.model_cache_dir, log);
+    if (!demo.ok()) return demo.status();
+    path = *demo;
+  }
+  EngineOptions eo;
+  eo.model_path = path;
+  eo.threads = o.threads;
+  eo.block_size = o.block_size;
+  eo.kv_memory_bytes = o.kv_memory_bytes;
+  eo.max_batch_tokens = o.max_batch_tokens;
+  eo.max_running = o.max_running;
+  eo.max_context = o.max_context;
+  auto engine = Engine::Create(eo);
+  if (!engine.ok()) return engine.status();
+  const EngineInfo info = (*engine)->info();
+  const CacheMetrics kv = (*engine)->cache().Metrics();
+  log(fmt::format("model {}: {}, {} layers, {} heads ({} KV), vocab {}, context {} tokens; {} threads, {} kernels",
+                  path, info.architecture, info.n_layer, info.n_head, info.n_head_kv, info.n_vocab, info.n_ctx,
+                  info.threads, info.cpu_level));
+  log(fmt::format("KV cache: {} blocks of {} tokens ({:.1f} MiB, {} tokens)", kv.total_blocks, kv.block_size,
+                  double(kv.total_blocks) * double(kv.kv_bytes_per_block) / (1 << 20),
+                  int64_t{kv.total_blocks} * kv.block_size));
+  auto chat = server::ChatFormatForModel(path, (*engine)->tokenizer(), log);
+  if (!chat.ok()) return chat.status();
+
+  impl->loop = std::make_unique<EngineLoop>(std::move(engine).value(), nullptr, log);
+  impl->ctx = std::make_unique<ServerContext>(o, impl->loop.get(), std::move(chat).value(), ModelName(o, path), log);
+  ServerContext& ctx = *impl->ctx;
+  ctx.limits = server::RequestLimits{.context_tokens = info.n_ctx, .max_tokens_limit = o.max_tokens_limit};
+  ctx.started_unix = static_cast<int64_t>(std::time(nullptr));
+  ctx.id_salt = Entropy();
+
+  httplib::Server& http = impl->http;
+  const int threads = server::HttpThreads(o);
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http.set_payload_max_length(o.max_body_bytes);
+  server::InstallErrorBodies(http, o.max_body_bytes);
+  server::AddCompletionRoutes(http, ctx);
+  server::AddCacheRoutes(http, ctx);
+  server::AddInfoRoutes(http, ctx);
+
+  if (o.port == 0) {
+    impl->port = http.bind_to_any_port(o.host);
+  } else {
+    impl->port = http.bind_to_port(o.host, o.port) ? o.port : -1;
+  }
+  if (impl->port < 0) {
+    const int err = errno;
+    impl->loop->Stop();
+    return Unavailable(fmt::format("cannot listen on {}:{}: {} (is another server on that port? --port 0 picks a "
+                                   "free one)",
+                                   o.host, o.port, err ? std::strerror(err) : "bind failed"));
+  }
+  Impl* raw = impl.get();
+  impl->listener = std::thread([raw] { raw->Listen(); });
+  impl->stopper = std::thread([raw] { raw->StopWhenAsked(); });
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+}  // namespace kvstack

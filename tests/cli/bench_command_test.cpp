@@ -1,0 +1,168 @@
+// `kvstack bench engine` end to end: a tiny model written by the real
+// `kvstack gen-model`, one or two sequences of a few tokens, the table and the
+// --profile JSON checked field by field, and the exit codes of bad input. No
+// timing is asserted beyond "positive": speed lives in BENCHMARKS.md.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "modelgen/temp_dir.h"
+
+namespace kvstack {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct CommandRun {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+CommandRun RunKvstack(const std::string& args) {
+  CommandRun run;
+  const std::string command = std::string(KVSTACK_BINARY) + " " + args + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return run;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+// A small copy buffer keeps the test fast; the figures are not checked.
+constexpr char kQuick[] = " --threads 1 --prompt-tokens 8 --gen-tokens 4 --repeats 1 --copy-mib 4";
+
+class BenchEngineCommand : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = dir_.File("tiny.gguf");
+    const CommandRun gen = RunKvstack("gen-model --quiet --out " + model_);
+    ASSERT_EQ(gen.exit_code, 0) << gen.output;
+  }
+  TempDir dir_;
+  std::string model_;
+};
+
+TEST_F(BenchEngineCommand, HelpDescribesTheMethod) {
+  const CommandRun run = RunKvstack("bench engine --help");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  for (const char* text : {"--model", "--threads", "--sequences", "--prompt-tokens", "--gen-tokens", "--kv-type",
+                           "--block-size", "--batch-tokens", "--repeats", "--profile", "--markdown", "prefill tok/s",
+                           "floor", "Exit codes"}) {
+    EXPECT_THAT(run.output, HasSubstr(text));
+  }
+}
+
+TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
+  const std::string profile = dir_.File("profile.json");
+  const CommandRun run =
+      RunKvstack("bench engine --model " + model_ + kQuick + " --sequences 1,2 --markdown --profile " + profile);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("| model | threads | seqs | prefill tok/s | decode tok/s |"));
+  EXPECT_THAT(run.output, HasSubstr("| tiny.gguf | 1 | 1 |"));
+  EXPECT_THAT(run.output, HasSubstr("| tiny.gguf | 1 | 2 |"));
+  EXPECT_THAT(run.output, HasSubstr("memcpy"));
+
+  std::ifstream in(profile);
+  ASSERT_TRUE(in.good()) << "no profile at " << profile;
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << text.str();
+  EXPECT_EQ(j["format"], "kvstack-bench-engine/1");
+  EXPECT_GT(j["memcpy_gbps"].get<double>(), 0);
+  ASSERT_EQ(j["results"].size(), 2u);
+  for (int i = 0; i < 2; ++i) {
+    const nlohmann::json& r = j["results"][i];
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["model_path"], model_);
+    EXPECT_EQ(r["architecture"], "llama");
+    EXPECT_EQ(r["n_layer"], 2);
+    EXPECT_EQ(r["n_embd"], 64);
+    EXPECT_EQ(r["threads"], 1);
+    EXPECT_EQ(r["sequences"], i + 1);
+    EXPECT_EQ(r["prompt_tokens"], 8);
+    EXPECT_EQ(r["gen_tokens"], 4);
+    EXPECT_EQ(r["cached_tokens"], 0);  // distinct prompts: no prefix hits
+    EXPECT_EQ(r["preemptions"], 0);
+    EXPECT_GE(r["generated_tokens"].get<int>(), i + 1);  // at least the first tokens
+    EXPECT_LE(r["generated_tokens"].get<int>(), 4 * (i + 1));
+    EXPECT_GT(r["weight_bytes"].get<double>(), 0);
+    EXPECT_GT(r["kv_bytes_per_token"].get<double>(), 0);
+    EXPECT_GT(r["prefill_tok_s"].get<double>(), 0);
+    EXPECT_GT(r["prefill_ms_per_token"].get<double>(), 0);
+    EXPECT_GT(r["bytes_per_decode_step"].get<double>(), r["weight_bytes"].get<double>());
+    EXPECT_GT(r["floor_ms_per_decode_step"].get<double>(), 0);
+    for (const char* key : {"model_identity", "decode_tok_s", "ms_per_decode_step", "mean_decode_batch",
+                            "step_to_floor", "early_stops", "batch_tokens", "n_head", "n_head_kv", "head_dim"}) {
+      EXPECT_TRUE(r.contains(key)) << key;
+    }
+  }
+  ASSERT_EQ(j["cost_models"].size(), 1u);
+  const nlohmann::json& cm = j["cost_models"][0];
+  EXPECT_EQ(cm["threads"], 1);
+  EXPECT_EQ(cm["prefill"].size(), 2u);
+  EXPECT_EQ(cm["decode"].size(), 2u);
+  EXPECT_TRUE(cm["decode_step_ms_fit"].contains("base_ms"));
+  EXPECT_TRUE(cm["decode_step_ms_fit"].contains("per_sequence_ms"));
+}
+
+TEST_F(BenchEngineCommand, PlainTableByDefault) {
+  const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --sequences 1");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("step/floor"));
+  EXPECT_THAT(run.output, ::testing::Not(HasSubstr("|---")));
+}
+
+TEST_F(BenchEngineCommand, NoModelIsBadInputWithAHint) {
+  const CommandRun run = RunKvstack("bench engine" + std::string(kQuick));
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("--model"));
+  EXPECT_THAT(run.output, HasSubstr("gen-model"));
+}
+
+TEST_F(BenchEngineCommand, BadListsAndMissingFilesAreBadInput) {
+  const struct {
+    std::string args;
+    std::string message;
+  } cases[] = {
+      {"--model " + model_ + kQuick + " --sequences 1,x", "--sequences '1,x': 'x' is not a whole number"},
+      {"--model " + model_ + kQuick + " --sequences 0", "--sequences '0': 0 is outside 1..4096"},
+      {"--model " + model_ + kQuick + " --sequences 1,", "--sequences '1,': '' is not a whole number"},
+      {"--model " + model_ + " --threads 1,-2", "--threads '1,-2': -2 is outside 0..1024"},
+      {"--model " + model_ + kQuick + " --kv-type q3", "--kv-type"},
+      {"--model " + dir_.File("absent.gguf") + kQuick, "absent.gguf: no such file"},
+      {"--model " + model_ + " --threads 1 --copy-mib 4 --prompt-tokens 600 --gen-tokens 4", "exceed the context"},
+  };
+  for (const auto& c : cases) {
+    const CommandRun run = RunKvstack("bench engine " + c.args);
+    EXPECT_EQ(run.exit_code, 2) << c.args << "\n" << run.output;
+    EXPECT_THAT(run.output, HasSubstr(c.message)) << c.args;
+  }
+}
+
+TEST_F(BenchEngineCommand, UnwritableProfileIsARuntimeFailure) {
+  const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --sequences 1 --profile " +
+                                    dir_.File("no/such/dir/p.json"));
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("cannot write"));
+}
+
+TEST(BenchCommand, RequiresABenchmarkName) {
+  const CommandRun run = RunKvstack("bench");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("name a benchmark: engine"));
+}
+
+}  // namespace
+}  // namespace kvstack
