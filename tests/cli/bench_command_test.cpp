@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/run_kvstack.h"
 #include "modelgen/temp_dir.h"
 
 namespace kvstack {
@@ -21,23 +22,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandRun RunKvstack(const std::string& args) {
-  CommandRun run;
-  const std::string command = std::string(KVSTACK_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+using test_support::CommandRun;
+using test_support::RunKvstack;
 
 // A small copy buffer keeps the test fast; the figures are not checked.
 constexpr char kQuick[] = " --threads 1 --prompt-tokens 8 --gen-tokens 4 --repeats 1 --copy-mib 4";

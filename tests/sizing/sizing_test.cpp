@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/run_kvstack.h"
 #include "kvstack/sizing.h"
 
 namespace kvstack::sizing {
@@ -598,23 +599,8 @@ TEST(SizingReport, JsonCarriesTheNumbers) {
 // ---------------------------------------------------------------------------
 // The real `kvstack size` binary.
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandRun RunKvstack(const std::string& args) {
-  CommandRun run;
-  const std::string command = std::string(KVSTACK_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.output.append(buffer, n);
-  const int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
+using test_support::CommandRun;
+using test_support::RunKvstack;
 
 TEST(SizingCommand, HelpExplainsEveryInput) {
   const CommandRun run = RunKvstack("size --help");
