@@ -62,11 +62,11 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
 }
 
 // The one place every finished request passes through (whole or streamed):
-// it logs the request; per-request metrics (TTFT, tokens, hit rates) belong
-// here too when /metrics comes.
-void RecordFinished(const ServerContext& ctx, const ResponseMeta& meta, const std::string& salt,
+// it logs the request and feeds the /metrics histograms.
+void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::string& salt,
                     const GenerationEvent& last) {
   const RequestMetrics& m = last.metrics;
+  ctx.recorder.Record(m);
   ctx.log(fmt::format("{}: {}, prompt {} tokens ({} from the prefix cache), {} generated{}{}", meta.id,
                       FinishReasonName(last.finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
                       salt.empty() ? "" : fmt::format(", cache_salt '{}'", salt),

@@ -183,6 +183,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   server::AddCompletionRoutes(http, ctx);
   server::AddCacheRoutes(http, ctx);
   server::AddInfoRoutes(http, ctx);
+  server::AddMetricsRoutes(http, ctx);
 
   if (o.port == 0) {
     impl->port = http.bind_to_any_port(o.host);

@@ -1,8 +1,8 @@
 // ServerContext: what every route handler shares. Owned by Server::Impl and
 // alive until the HTTP server has stopped.
 //
-// Thread safety: immutable after Start() but for the atomics, the gate and
-// the loop, which are thread-safe themselves.
+// Thread safety: immutable after Start() but for the atomics, the gate, the
+// recorder and the loop, which are thread-safe themselves.
 #pragma once
 
 #include <atomic>
@@ -15,6 +15,7 @@
 #include "server/engine_loop.h"
 #include "server/http_guard.h"
 #include "server/log.h"
+#include "server/metrics_recorder.h"
 #include "server/openai_request.h"
 
 namespace kvstack::server {
@@ -43,6 +44,7 @@ struct ServerContext {
   std::atomic<uint64_t> completed{0};
   std::atomic<uint64_t> disconnected{0};  // cancelled because the client went away
   std::atomic<uint64_t> refused_busy{0};  // 429s
+  MetricsRecorder recorder;  // every finished request, for GET /metrics
 
   // 503 while draining, 401 without the key; nullopt when the request may go on.
   std::optional<ApiError> Precheck(const httplib::Request& req) const {
@@ -55,5 +57,6 @@ struct ServerContext {
 void AddCompletionRoutes(httplib::Server& http, ServerContext& ctx);  // /v1/completions, /v1/chat/completions
 void AddCacheRoutes(httplib::Server& http, ServerContext& ctx);       // /v1/cache/pin, /v1/cache/stats
 void AddInfoRoutes(httplib::Server& http, ServerContext& ctx);        // /v1/models, /health
+void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx);     // /metrics (Prometheus text)
 
 }  // namespace kvstack::server

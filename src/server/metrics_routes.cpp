@@ -1,0 +1,142 @@
+// GET /metrics: the server's metrics in the Prometheus text format 0.0.4,
+// named after vLLM's where vLLM has the same meaning (vllm:kv_cache_usage_perc
+// -> kvstack_kv_cache_usage_perc, and so on).
+//
+// The KV cache's numbers are read on the engine thread (EngineLoop::Call);
+// the request histograms come from ServerContext::recorder. Like /health it
+// needs no API key (scrapers have none); it answers 503 once the engine
+// thread has stopped.
+//
+// Meanings that differ from vLLM or need saying:
+//   kvstack_kv_cache_usage_perc        (in_use + pinned) / total blocks: the
+//                                      blocks that cannot be reused now
+//                                      (vLLM: 1 - free/total, where its free
+//                                      queue holds the evictable cached blocks)
+//   kvstack_num_requests_running       sequences holding KV blocks in the
+//                                      cache (CacheMetrics::live_sequences);
+//                                      the engine exposes no scheduler counts
+//   kvstack_num_requests_waiting       requests in flight at the server (its
+//                                      admission gate, pins being computed
+//                                      included) minus running, at least 0
+//   kvstack_evictions_total            by the class of the evicted block's
+//                                      priority, relative to kDefaultPriority
+//                                      (the server does not change the
+//                                      cache's default)
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "server/prometheus_text.h"
+#include "server/server_context.h"
+
+namespace kvstack::server {
+namespace {
+
+struct EngineSnapshot {
+  CacheMetrics cache;
+  uint64_t preemptions = 0;
+};
+
+void PrefixFamily(PrometheusText& out, const std::string& name, const std::string& help, const std::string& label,
+                  const std::vector<std::pair<std::string, const PrefixCounters*>>& rows, bool hits) {
+  out.Family(name, "counter", help);
+  for (const auto& [value, c] : rows) {
+    out.Sample(name, {{label, value}}, double(hits ? c->hit_tokens : c->query_tokens));
+  }
+}
+
+std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const MetricsRecorder::Snapshot& h) {
+  const CacheMetrics& m = s.cache;
+  PrometheusText out;
+
+  out.Family("kvstack_kv_cache_usage_perc", "gauge",
+             "KV cache usage: (in-use + pinned blocks) / total blocks, from 0 to 1.");
+  out.Sample("kvstack_kv_cache_usage_perc", {},
+             m.total_blocks ? double(m.in_use_blocks + m.pinned_blocks) / double(m.total_blocks) : 0.0);
+
+  out.Family("kvstack_prefix_cache_queries_total", "counter",
+             "Prefix cache queries, in tokens (every prompt token of an admitted request).");
+  out.Sample("kvstack_prefix_cache_queries_total", {}, double(m.prefix.query_tokens));
+  out.Family("kvstack_prefix_cache_hits_total", "counter", "Prefix cache hits, in tokens.");
+  out.Sample("kvstack_prefix_cache_hits_total", {}, double(m.prefix.hit_tokens));
+
+  std::vector<std::pair<std::string, const PrefixCounters*>> tenants;
+  for (const auto& [salt, c] : m.by_tenant) tenants.emplace_back(salt, &c);
+  PrefixFamily(out, "kvstack_prefix_cache_queries_by_tenant_total",
+               "Prefix cache queries in tokens, by tenant (cache_salt; \"\" = none).", "tenant", tenants, false);
+  PrefixFamily(out, "kvstack_prefix_cache_hits_by_tenant_total",
+               "Prefix cache hits in tokens, by tenant (cache_salt; \"\" = none).", "tenant", tenants, true);
+
+  std::vector<std::pair<std::string, const PrefixCounters*>> classes;
+  for (int i = 0; i < kNumPriorityClasses; ++i) {
+    classes.emplace_back(std::string(PriorityClassName(static_cast<PriorityClass>(i))), &m.by_priority_class[i]);
+  }
+  PrefixFamily(out, "kvstack_prefix_cache_queries_by_priority_class_total",
+               "Prefix cache queries in tokens, by the priority class the request gave its blocks.", "priority_class",
+               classes, false);
+  PrefixFamily(out, "kvstack_prefix_cache_hits_by_priority_class_total",
+               "Prefix cache hits in tokens, by the priority class the request gave its blocks.", "priority_class",
+               classes, true);
+
+  const int64_t running = m.live_sequences;
+  const int64_t waiting = std::max<int64_t>(0, ctx.gate.in_flight() - running);
+  out.Family("kvstack_num_requests_running", "gauge", "Requests holding KV blocks (live sequences in the cache).");
+  out.Sample("kvstack_num_requests_running", {}, double(running));
+  out.Family("kvstack_num_requests_waiting", "gauge",
+             "Requests in flight at the server that hold no KV blocks yet (queued).");
+  out.Sample("kvstack_num_requests_waiting", {}, double(waiting));
+
+  out.Family("kvstack_num_preemptions_total", "counter", "Requests preempted by the scheduler.");
+  out.Sample("kvstack_num_preemptions_total", {}, double(s.preemptions));
+
+  std::array<uint64_t, kNumPriorityClasses> evictions{};
+  for (size_t p = 0; p < m.evictions_by_priority.size(); ++p) {
+    evictions[static_cast<int>(ClassOfPriority(static_cast<Priority>(p), kDefaultPriority))] +=
+        m.evictions_by_priority[p];
+  }
+  out.Family("kvstack_evictions_total", "counter", "Cached KV blocks evicted, by the class of their priority.");
+  for (int i = 0; i < kNumPriorityClasses; ++i) {
+    out.Sample("kvstack_evictions_total",
+               {{"priority_class", std::string(PriorityClassName(static_cast<PriorityClass>(i)))}},
+               double(evictions[i]));
+  }
+
+  const EngineInfo& info = ctx.loop->info();
+  const double block_bytes = double(info.kv_bytes_per_token) * double(m.block_size);
+  out.Family("kvstack_memory_bytes", "gauge",
+             "Memory by kind: model weights, and KV blocks by state (blocks x kv_bytes_per_token x block_size).");
+  out.Sample("kvstack_memory_bytes", {{"kind", "weights"}}, double(info.weight_bytes));
+  out.Sample("kvstack_memory_bytes", {{"kind", "kv_in_use"}}, m.in_use_blocks * block_bytes);
+  out.Sample("kvstack_memory_bytes", {{"kind", "kv_cached"}}, m.cached_blocks * block_bytes);
+  out.Sample("kvstack_memory_bytes", {{"kind", "kv_pinned"}}, m.pinned_blocks * block_bytes);
+  out.Sample("kvstack_memory_bytes", {{"kind", "kv_free"}}, m.free_blocks * block_bytes);
+
+  out.Family("kvstack_time_to_first_token_seconds", "histogram",
+             "Time from a request's arrival at the engine to its first token, in seconds.");
+  out.HistogramSamples("kvstack_time_to_first_token_seconds", {}, h.time_to_first_token_s);
+  out.Family("kvstack_inter_token_latency_seconds", "histogram",
+             "Per request, the mean time between its generated tokens, in seconds.");
+  out.HistogramSamples("kvstack_inter_token_latency_seconds", {}, h.inter_token_latency_s);
+  out.Family("kvstack_request_prompt_tokens", "histogram", "Prompt tokens per finished request.");
+  out.HistogramSamples("kvstack_request_prompt_tokens", {}, h.prompt_tokens);
+  out.Family("kvstack_request_generation_tokens", "histogram", "Generated tokens per finished request.");
+  out.HistogramSamples("kvstack_request_generation_tokens", {}, h.generation_tokens);
+  return out.text();
+}
+
+}  // namespace
+
+void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx) {
+  http.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
+    auto snapshot = ctx.loop->Call(
+        [](Engine& e) { return EngineSnapshot{.cache = e.cache().Metrics(), .preemptions = e.preemptions()}; });
+    if (!snapshot.ok()) return SendError(res, FromStatus(snapshot.status()));
+    res.status = 200;
+    res.set_content(Render(ctx, *snapshot, ctx.recorder.Get()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+}
+
+}  // namespace kvstack::server
