@@ -4,15 +4,23 @@
 // code: 0 success, 1 a runtime failure, 2 bad input (usage errors are CLI11's).
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
+
+#include "kvstack/status.h"
 
 namespace kvstack::cli {
 
 using CommandRunner = std::function<int()>;
 
 CommandRunner AddSizeCommand(CLI::App& app);
+
+// The value of --kv-memory ("256MiB", "1GiB", ...), in bytes; positive.
+// InvalidArgument names the option and quotes the text.
+Result<int64_t> ParseKvMemory(const std::string& text);
 CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);

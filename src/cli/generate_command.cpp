@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "kvstack/engine.h"
+#include "kvstack/sizing.h"
 #include "kvstack/kernels.h"
 #include "kvstack/tokenizer.h"
 
@@ -32,24 +33,6 @@ struct GenerateArgs {
   std::vector<std::string> stop;
 };
 
-Result<int64_t> ParseSize(const std::string& s) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &pos);
-  } catch (...) {
-    return InvalidArgument(fmt::format("--kv-memory '{}': expected a size such as 256MiB or 1GiB", s));
-  }
-  const std::string unit = s.substr(pos);
-  double mult = 1;
-  if (unit == "" || unit == "B") mult = 1;
-  else if (unit == "KiB" || unit == "K") mult = 1024;
-  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else return InvalidArgument(fmt::format("--kv-memory '{}': unknown unit '{}' (use B, KiB, MiB, GiB)", s, unit));
-  if (v <= 0) return InvalidArgument(fmt::format("--kv-memory '{}': must be positive", s));
-  return static_cast<int64_t>(v * mult);
-}
 
 int RunGenerate(const GenerateArgs& a) {
   EngineOptions o;
@@ -62,7 +45,7 @@ int RunGenerate(const GenerateArgs& a) {
     return 2;
   }
   o.kv_dtype = *dtype;
-  auto mem = ParseSize(a.kv_memory);
+  auto mem = ParseKvMemory(a.kv_memory);
   if (!mem.ok()) {
     std::fprintf(stderr, "kvstack generate: %s\n", mem.status().message().c_str());
     return 2;

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "kvstack/sizing.h"
 #include "kvstack/server.h"
 
 namespace kvstack::cli {
@@ -57,24 +58,6 @@ Example:
   curl http://127.0.0.1:8080/v1/completions -H 'Content-Type: application/json' \
        -d '{"prompt": "Once upon a time", "max_tokens": 32}')";
 
-Result<int64_t> ParseSize(const std::string& s) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &pos);
-  } catch (const std::exception&) {
-    return InvalidArgument(fmt::format("--kv-memory '{}': expected a size such as 256MiB or 1GiB", s));
-  }
-  const std::string unit = s.substr(pos);
-  double mult = 1;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB" || unit == "K") mult = 1024;
-  else if (unit == "MiB" || unit == "M") mult = 1024.0 * 1024;
-  else if (unit == "GiB" || unit == "G") mult = 1024.0 * 1024 * 1024;
-  else return InvalidArgument(fmt::format("--kv-memory '{}': unknown unit '{}' (use B, KiB, MiB, GiB)", s, unit));
-  if (v <= 0) return InvalidArgument(fmt::format("--kv-memory '{}': must be positive", s));
-  return static_cast<int64_t>(v * mult);
-}
 
 // The first curl a user can paste: the host they can reach, the key if set.
 std::string CurlExample(const Server& server, const ServerOptions& o) {
@@ -87,7 +70,7 @@ std::string CurlExample(const Server& server, const ServerOptions& o) {
 }
 
 int RunServe(ServeArgs& a) {
-  auto kv = ParseSize(a.kv_memory);
+  auto kv = ParseKvMemory(a.kv_memory);
   if (!kv.ok()) {
     std::fprintf(stderr, "kvstack serve: %s\n", kv.status().message().c_str());
     return 2;

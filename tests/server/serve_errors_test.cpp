@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <chrono>
 #include <thread>
 
 #include "server/serve_process.h"
@@ -192,6 +193,11 @@ TEST(ServeQueue, FullQueueIs429) {
   }
   EXPECT_TRUE(refused);
   auto c = server.Client();
+  // The stream's handler leaves the gate just after its last byte reaches
+  // the client: wait for that, not for a fixed time.
+  for (int i = 0; i < 1000 && GetJson(*c, "/health").body["requests_in_flight"].get<int>() != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   EXPECT_EQ(PostJson(*c, "/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
   EXPECT_GE(GetJson(*c, "/health").body["requests_refused_busy"].get<int>(), 1);
 }
