@@ -61,6 +61,9 @@ std::string_view FinishReasonName(FinishReason r);  // "stop", "length", "cancel
 struct RequestMetrics {
   int32_t prompt_tokens = 0;
   int32_t cached_tokens = 0;   // prompt tokens served by the prefix cache
+  // The key of the last cached block that served the prompt (zero when none):
+  // names the reused prefix without revealing its text.
+  BlockHash hit_prefix;
   int32_t generated_tokens = 0;
   int32_t preemptions = 0;
   Micros queued_at = 0;
@@ -113,6 +116,9 @@ class Engine {
   KvCache& cache();
   const EngineInfo& info() const;
   uint64_t preemptions() const;
+  // Bytes of activation scratch and logits the forward pass holds now (their
+  // high-water mark: buffers grow to the largest batch and stay).
+  size_t workspace_bytes() const;
 
  private:
   struct Impl;

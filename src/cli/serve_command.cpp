@@ -37,6 +37,11 @@ Endpoints (OpenAI-compatible, JSON):
   DELETE /v1/cache/pin/{id}     release a pin
   GET    /v1/cache/stats        KV cache blocks, prefix hits (overall, per tenant, per
                                 priority class), evictions by priority, pins
+  GET    /v1/memory             memory split (weights, KV in use/cached/pinned/free,
+                                workspace), prompt-length and TTFT-by-hit percentiles,
+                                hit rates, hottest prefixes, evictions by priority
+  GET    /metrics               Prometheus text (no API key needed)
+  GET    /                      live memory dashboard (with --api-key: /#key=KEY)
 
 KV controls in completion requests, besides OpenAI's fields:
   "cache_salt": "tenant"        prefixes are shared only within the same salt
@@ -59,13 +64,19 @@ Example:
        -d '{"prompt": "Once upon a time", "max_tokens": 32}')";
 
 
-// The first curl a user can paste: the host they can reach, the key if set.
-std::string CurlExample(const Server& server, const ServerOptions& o) {
+// The server's URL as a user on this machine can reach it (a wildcard bind
+// is reached through loopback).
+std::string ReachableUrl(const Server& server, const ServerOptions& o) {
   const std::string host = (o.host == "0.0.0.0" || o.host == "::") ? "127.0.0.1" : o.host;
+  return fmt::format("http://{}:{}", host, server.port());
+}
+
+// The first curl a user can paste, with the key if one is set.
+std::string CurlExample(const Server& server, const ServerOptions& o) {
   return fmt::format(
-      "curl http://{}:{}/v1/completions -H 'Content-Type: application/json'{} -d '{{\"model\": \"{}\", \"prompt\": "
+      "curl {}/v1/completions -H 'Content-Type: application/json'{} -d '{{\"model\": \"{}\", \"prompt\": "
       "\"Once upon a time\", \"max_tokens\": 32}}'",
-      host, server.port(), o.api_key.empty() ? "" : " -H 'Authorization: Bearer $KVSTACK_API_KEY'",
+      ReachableUrl(server, o), o.api_key.empty() ? "" : " -H 'Authorization: Bearer $KVSTACK_API_KEY'",
       server.model_name());
 }
 
@@ -96,6 +107,7 @@ int RunServe(ServeArgs& a) {
   }
   Server& s = **server;
   std::printf("kvstack serve: listening on %s (model \"%s\")\n", s.url().c_str(), s.model_name().c_str());
+  std::printf("dashboard: %s/%s\n", ReachableUrl(s, o).c_str(), o.api_key.empty() ? "" : "#key=$KVSTACK_API_KEY");
   std::printf("try: %s\n", CurlExample(s, o).c_str());
   std::fflush(stdout);
 

@@ -161,6 +161,7 @@ GenerationEvent Engine::Impl::Finish(RequestId id, FinishReason why, GenerationE
   }
   if (const engine::ScheduledRequest* s = scheduler->Find(id)) {
     r.metrics.cached_tokens = std::max(s->cached_tokens, 0);
+    r.metrics.hit_prefix = s->hit_prefix;
     r.metrics.preemptions = s->preemptions;
   }
   scheduler->Finish(id).IgnoreError();  // known to the scheduler while live
@@ -231,5 +232,8 @@ const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
 KvCache& Engine::cache() { return *impl_->cache; }
 const EngineInfo& Engine::info() const { return impl_->info; }
 uint64_t Engine::preemptions() const { return impl_->scheduler->stats().preemptions; }
+size_t Engine::workspace_bytes() const {
+  return impl_->forward->workspace_bytes() + impl_->logits.capacity() * sizeof(float);
+}
 
 }  // namespace kvstack

@@ -147,6 +147,12 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
   });
 }
 
+size_t Forward::workspace_bytes() const {
+  size_t floats = 0;
+  for (const auto* v : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &ffn_, &out_rows_}) floats += v->capacity();
+  return floats * sizeof(float);
+}
+
 Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
   const LlamaHParams& h = model_.hparams();
   const size_t n = batch.tokens.size();

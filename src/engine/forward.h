@@ -46,6 +46,8 @@ class Forward {
 
   // Logits of the tokens with want_logits, in batch order: rows of n_vocab.
   Status Run(const ForwardBatch& batch, std::vector<float>* logits);
+  // Bytes of scratch held now (the largest batch seen so far).
+  size_t workspace_bytes() const;
 
  private:
   void EmbedTokens(const ForwardBatch& batch);

@@ -43,11 +43,15 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   const AdmissionRequest a = MakeAdmission(r);
   AdmissionPlan plan = cache_->PlanAdmission(a);
   if (!plan.fits) return false;
+  const BlockHash last_hit = plan.hit_blocks > 0 ? plan.hashes[plan.hit_blocks - 1] : BlockHash{};
   auto seq = cache_->Admit(a, std::move(plan));
   if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
   r.seq = *seq;
   r.computed = cache_->Info(*seq)->hit_tokens;
-  if (r.cached_tokens < 0) r.cached_tokens = std::min(r.computed, r.prompt_len);
+  if (r.cached_tokens < 0) {
+    r.cached_tokens = std::min(r.computed, r.prompt_len);
+    if (r.cached_tokens > 0) r.hit_prefix = last_hit;
+  }
   r.state = RequestState::kRunning;
   running_.push_back(r.id);
   return true;

@@ -43,6 +43,7 @@ struct ScheduledRequest {
   RequestState state = RequestState::kWaiting;
   std::optional<SequenceId> seq;
   int32_t cached_tokens = -1;  // prompt tokens served by the cache at first admission
+  BlockHash hit_prefix;        // key of the last hit block at first admission
   int32_t preemptions = 0;
 };
 

@@ -67,6 +67,7 @@ void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::str
                     const GenerationEvent& last) {
   const RequestMetrics& m = last.metrics;
   ctx.recorder.Record(m);
+  ctx.workload.Record(m, salt);
   ctx.log(fmt::format("{}: {}, prompt {} tokens ({} from the prefix cache), {} generated{}{}", meta.id,
                       FinishReasonName(last.finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
                       salt.empty() ? "" : fmt::format(", cache_salt '{}'", salt),

@@ -174,6 +174,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   ctx.limits = server::RequestLimits{.context_tokens = info.n_ctx, .max_tokens_limit = o.max_tokens_limit};
   ctx.started_unix = static_cast<int64_t>(std::time(nullptr));
   ctx.id_salt = Entropy();
+  ctx.random_weights = o.model_path.empty();
 
   httplib::Server& http = impl->http;
   const int threads = server::HttpThreads(o);
@@ -184,6 +185,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   server::AddCacheRoutes(http, ctx);
   server::AddInfoRoutes(http, ctx);
   server::AddMetricsRoutes(http, ctx);
+  server::AddMemoryRoutes(http, ctx);
 
   if (o.port == 0) {
     impl->port = http.bind_to_any_port(o.host);

@@ -17,6 +17,7 @@
 #include "server/log.h"
 #include "server/metrics_recorder.h"
 #include "server/openai_request.h"
+#include "server/workload_recorder.h"
 
 namespace kvstack::server {
 
@@ -37,6 +38,7 @@ struct ServerContext {
   RequestLimits limits;
   int64_t started_unix = 0;
   uint64_t id_salt = 0;  // makes response ids and default seeds differ across restarts
+  bool random_weights = false;  // serving the generated demo model
 
   AdmissionGate gate;
   std::atomic<bool> draining{false};
@@ -45,6 +47,7 @@ struct ServerContext {
   std::atomic<uint64_t> disconnected{0};  // cancelled because the client went away
   std::atomic<uint64_t> refused_busy{0};  // 429s
   MetricsRecorder recorder;  // every finished request, for GET /metrics
+  WorkloadRecorder workload;  // every finished request, for GET /v1/memory
 
   // 503 while draining, 401 without the key; nullopt when the request may go on.
   std::optional<ApiError> Precheck(const httplib::Request& req) const {
@@ -58,5 +61,6 @@ void AddCompletionRoutes(httplib::Server& http, ServerContext& ctx);  // /v1/com
 void AddCacheRoutes(httplib::Server& http, ServerContext& ctx);       // /v1/cache/pin, /v1/cache/stats
 void AddInfoRoutes(httplib::Server& http, ServerContext& ctx);        // /v1/models, /health
 void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx);     // /metrics (Prometheus text)
+void AddMemoryRoutes(httplib::Server& http, ServerContext& ctx);      // /v1/memory, / (the dashboard)
 
 }  // namespace kvstack::server
