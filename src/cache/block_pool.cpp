@@ -329,6 +329,23 @@ int32_t BlockPool::EvictAllCached() {
   return n;
 }
 
+void BlockPool::Uncommit(int32_t id) {
+  BlockMeta& m = meta_[id];
+  KVSTACK_CHECK(!m.hash.IsZero() && (m.state == BlockState::kCached || m.state == BlockState::kInUse),
+                "block %d: uncommit in state %d (hash %s)", id, static_cast<int>(m.state), m.hash.ToHex().c_str());
+  if (m.state == BlockState::kCached) Dequeue(id);
+  index_.Erase(m.hash, id);
+  m.hash = BlockHash{};
+  m.parent = -1;
+  m.hit_count = 0;
+  m.priority = default_priority_;
+  m.expiry = kNoExpiry;
+  if (m.state == BlockState::kCached) {
+    m.state = BlockState::kFree;
+    free_ids_.push_back(id);
+  }
+}
+
 Priority BlockPool::EffectivePriority(int32_t id) const {
   const BlockMeta& m = meta_[id];
   return m.expiry <= clock_->Now() ? default_priority_ : m.priority;

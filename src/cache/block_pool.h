@@ -116,6 +116,13 @@ class BlockPool {
   // Evicts every Cached block (observer told for each). Returns how many.
   int32_t EvictAllCached();
 
+  // Takes one committed block out of the prefix cache now, at the caller's
+  // request (a tier removing a block; the observer is not told). Its hash
+  // leaves the index: a Cached block becomes Free at once; an InUse one becomes
+  // private and turns Free at its last Release(). REQUIRES: the block has a
+  // hash and is not pinned.
+  void Uncommit(int32_t id);
+
   const BlockMeta& meta(int32_t id) const { return meta_[id]; }
   // The priority with expiry applied as of now, even if not yet processed.
   Priority EffectivePriority(int32_t id) const;

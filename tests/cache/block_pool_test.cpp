@@ -56,6 +56,24 @@ class BlockPoolTest : public ::testing::Test {
 
 TEST_F(BlockPoolTest, MetadataIsOneCacheLine) { EXPECT_EQ(sizeof(BlockMeta), 64u); }
 
+TEST_F(BlockPoolTest, UncommitFreesACachedBlockAndPrivatizesAnInUseOne) {
+  const int32_t a = Cache(1);
+  const int32_t b = Cache(2);
+  pool_->Uncommit(a);  // Cached: Free now, not evicted (observer not told)
+  EXPECT_FALSE(pool_->Find(H(1)).has_value());
+  EXPECT_EQ(pool_->meta(a).state, BlockState::kFree);
+  EXPECT_EQ(pool_->num_cached(), 1);
+  pool_->AcquireHit(b);  // InUse: private until its last release
+  pool_->Uncommit(b);
+  EXPECT_FALSE(pool_->Find(H(2)).has_value());
+  EXPECT_EQ(pool_->meta(b).state, BlockState::kInUse);
+  ASSERT_TRUE(pool_->CheckInvariants().ok()) << pool_->CheckInvariants().ToString();
+  pool_->Release(b);
+  EXPECT_EQ(pool_->meta(b).state, BlockState::kFree);
+  EXPECT_EQ(pool_->num_free(), 11);
+  EXPECT_TRUE(observer_.evicted.empty());
+}
+
 TEST_F(BlockPoolTest, RejectsBadOptions) {
   BlockPoolOptions o;
   o.num_blocks = 0;
