@@ -15,14 +15,17 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kvstack/clock.h"
+#include "kvstack/histogram.h"
 #include "kvstack/kv_cache.h"
 #include "kvstack/sampler.h"
 #include "kvstack/status.h"
+#include "kvstack/tier_chain.h"
 
 namespace kvstack {
 
@@ -43,6 +46,34 @@ struct EngineOptions {
   size_t event_buffer_limit = 0;   // KV events kept for a router (0: off)
   uint64_t hash_seed = 0;
   const Clock* clock = nullptr;    // nullptr: the steady clock
+
+  // Tiers below the device pool (host RAM, disk, Redis; see tier_chain.h).
+  // Called once the model is loaded, with the bytes of one KV block and the
+  // model's identity (remote keys carry it). Unset, or returning a null
+  // chain: no tiers. An error fails Create().
+  std::function<Result<std::unique_ptr<TierChain>>(size_t block_bytes, const std::string& model_identity)>
+      make_tiers;
+  // Onboard a tier's blocks only while its measured bandwidth beats
+  // recomputing them at the measured prefill rate.
+  bool onboard_only_when_faster = true;
+};
+
+// What the engine did with its tiers (all zero without tiers).
+struct OnboardMetrics {
+  uint64_t offloaded_blocks = 0;        // evicted blocks the tiers kept
+  uint64_t offload_skipped_blocks = 0;  // evicted blocks below the offload gate
+  uint64_t offload_refused_blocks = 0;  // the fastest tier stored nothing
+  uint64_t prefetch_requests = 0;       // queued requests whose blocks moved up early
+  uint64_t prefetched_blocks = 0;
+  uint64_t onboard_requests = 0;        // admissions that fetched blocks from a tier
+  uint64_t onboard_blocks_requested = 0;
+  uint64_t onboarded_blocks = 0;        // arrived verified and used
+  // Of the requested, those already in the fastest tier (host RAM) when the
+  // request was admitted: prefetch timeliness = timely / requested.
+  uint64_t timely_blocks = 0;
+  uint64_t recompute_chosen_blocks = 0;  // held by a tier, computed: faster than fetching
+  Histogram wait_us = Histogram::Decades125(10, 1e8);  // admitted requests waiting for blocks
+  double recompute_tokens_per_s = 0;     // the measured prefill rate the choice used
 };
 
 struct GenerationRequest {
@@ -60,7 +91,8 @@ std::string_view FinishReasonName(FinishReason r);  // "stop", "length", "cancel
 // Per-request figures, final when the request finishes.
 struct RequestMetrics {
   int32_t prompt_tokens = 0;
-  int32_t cached_tokens = 0;   // prompt tokens served by the prefix cache
+  int32_t cached_tokens = 0;   // prompt tokens served by the prefix cache (tiers included)
+  int32_t onboarded_tokens = 0;  // of those, brought up from a tier below the device pool
   // The key of the last cached block that served the prompt (zero when none):
   // names the reused prefix without revealing its text.
   BlockHash hit_prefix;
@@ -119,6 +151,9 @@ class Engine {
   // Bytes of activation scratch and logits the forward pass holds now (their
   // high-water mark: buffers grow to the largest batch and stay).
   size_t workspace_bytes() const;
+  // Null without tiers. The chain's own per-tier metrics are chain()->Metrics().
+  TierChain* tiers();
+  OnboardMetrics onboard_metrics() const;
 
  private:
   struct Impl;

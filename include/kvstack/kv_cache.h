@@ -78,6 +78,16 @@ struct RetentionSpec {
   std::optional<Micros> decode_duration;
 };
 
+// Told about each cached block the pool is about to evict to make room, while
+// its key and KV bytes are still intact: the point where tiers take a copy
+// (offload). Not told for ResetPrefixCache(). Called on the cache's thread,
+// inside the allocation that evicts; it must not call back into the cache.
+class EvictionListener {
+ public:
+  virtual ~EvictionListener() = default;
+  virtual void OnEvicting(BlockId id, const BlockHash& key, Priority priority, uint32_t hits) = 0;
+};
+
 struct KvCacheConfig {
   int32_t num_blocks = 0;  // required, >= 1
   // Model shape and KV element type; shape.block_size is B (a power of two,
@@ -92,6 +102,7 @@ struct KvCacheConfig {
   size_t event_buffer_limit = 0;     // 0: no events; else the most held undrained
   size_t max_tenants_tracked = 256;  // per-tenant metrics; the rest share "(other)"
   const Clock* clock = nullptr;      // nullptr: the steady clock
+  EvictionListener* eviction_listener = nullptr;  // optional; must outlive the cache
 };
 
 struct AdmissionRequest {

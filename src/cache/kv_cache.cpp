@@ -69,8 +69,12 @@ void PrefixPin::Release() {
 // --- Impl --------------------------------------------------------------------
 
 void KvCache::Impl::OnEvict(int32_t id, const BlockMeta& m) {
-  (void)id;
   const Micros now = cache->config_.clock->Now();
+  if (!quiet_evictions && cache->config_.eviction_listener) {
+    // The priority in force now: a lapsed retention offloads at the default.
+    const Priority p = m.expiry <= now ? cache->config_.default_priority : m.priority;
+    cache->config_.eviction_listener->OnEvicting(static_cast<BlockId>(id), m.hash, p, m.hit_count);
+  }
   ++counters.evictions;
   ++counters.evictions_by_priority[std::min<Priority>(m.priority, kMaxPriority)];
   counters.block_lifetime_us.Observe(static_cast<double>(now - m.stored_at));

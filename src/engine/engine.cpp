@@ -1,12 +1,15 @@
 #include "kvstack/engine.h"
 
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "engine/forward.h"
 #include "engine/llama_model.h"
 #include "engine/scheduler.h"
+#include "engine/tier_onboarder.h"
 #include "kvstack/kernels.h"
 #include "kvstack/tokenizer.h"
 
@@ -40,6 +43,9 @@ struct Engine::Impl {
   std::unique_ptr<engine::LlamaModel> model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<kernels::ThreadPool> pool;
+  // Before the cache: the cache calls it on eviction, and its reads write
+  // into the cache's arena (~Engine stops them first).
+  std::unique_ptr<engine::TierOnboarder> onboarder;
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<engine::Forward> forward;
   std::unique_ptr<engine::Scheduler> scheduler;
@@ -48,12 +54,18 @@ struct Engine::Impl {
   RequestId next_id = 1;
   EngineInfo info;
   std::vector<float> logits;
+  double prefill_tokens_per_s = 0;  // smoothed over steps, for onboard-or-recompute
 
   GenerationEvent Finish(RequestId id, FinishReason why, GenerationEvent e);
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Engine::~Engine() = default;
+Engine::~Engine() {
+  if (impl_) {
+    impl_->scheduler.reset();
+    impl_->onboarder.reset();  // waits for reads into the arena
+  }
+}
 
 Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   auto impl = std::make_unique<Impl>();
@@ -91,12 +103,28 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   c.hash_seed = o.hash_seed;
   c.event_buffer_limit = o.event_buffer_limit;
   c.clock = impl->clock;
+  if (o.make_tiers) {
+    auto chain = o.make_tiers(c.shape.block_bytes(), impl->model->identity());
+    if (!chain.ok()) return chain.status();
+    if (*chain) {
+      if ((*chain)->bytes_per_block() != c.shape.block_bytes()) {
+        return InvalidArgument(fmt::format("tiers store blocks of {} bytes; this model's KV blocks are {}",
+                                           (*chain)->bytes_per_block(), c.shape.block_bytes()));
+      }
+      impl->onboarder = std::make_unique<engine::TierOnboarder>(
+          std::move(chain).value(),
+          engine::TierOnboarder::Options{.block_size = o.block_size, .only_when_faster = o.onboard_only_when_faster},
+          impl->clock);
+      c.eviction_listener = impl->onboarder.get();
+    }
+  }
   auto cache = KvCache::Create(c);
   if (!cache.ok()) return cache.status();
   impl->cache = std::move(cache).value();
+  if (impl->onboarder) impl->onboarder->Attach(&impl->cache->arena());
   impl->forward = std::make_unique<engine::Forward>(*impl->model, &impl->cache->arena(), impl->pool.get());
   impl->scheduler = std::make_unique<engine::Scheduler>(
-      impl->cache.get(), engine::SchedulerOptions{o.max_batch_tokens, o.max_running});
+      impl->cache.get(), engine::SchedulerOptions{o.max_batch_tokens, o.max_running}, impl->onboarder.get());
 
   EngineInfo& i = impl->info;
   i.model_identity = impl->model->identity();
@@ -162,6 +190,7 @@ GenerationEvent Engine::Impl::Finish(RequestId id, FinishReason why, GenerationE
   if (const engine::ScheduledRequest* s = scheduler->Find(id)) {
     r.metrics.cached_tokens = std::max(s->cached_tokens, 0);
     r.metrics.hit_prefix = s->hit_prefix;
+    r.metrics.onboarded_tokens = s->onboarded_tokens;
     r.metrics.preemptions = s->preemptions;
   }
   scheduler->Finish(id).IgnoreError();  // known to the scheduler while live
@@ -180,7 +209,11 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
   m.cancelled.clear();
 
   const std::vector<engine::ScheduledChunk> plan = m.scheduler->Schedule();
-  if (plan.empty()) return Status::Ok();
+  if (plan.empty()) {
+    // Only requests waiting for tier reads: let the I/O threads run.
+    if (m.scheduler->stats().onboarding > 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    return Status::Ok();
+  }
   engine::ForwardBatch batch;
   for (const engine::ScheduledChunk& c : plan) {
     const engine::ScheduledRequest& r = *m.scheduler->Find(c.id);
@@ -190,7 +223,17 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
       batch.tokens.push_back({r.tokens[p], p, table, c.want_logits && p == c.begin + c.count - 1});
     }
   }
+  const Micros run_start = m.clock->Now();
   KVSTACK_RETURN_IF_ERROR(m.forward->Run(batch, &m.logits));
+  if (m.onboarder && batch.tokens.size() >= 8) {
+    // Tokens per second of a batch with prompt work: what recomputing costs.
+    const Micros took = m.clock->Now() - run_start;
+    if (took > 0) {
+      const double rate = double(batch.tokens.size()) * 1e6 / double(took);
+      m.prefill_tokens_per_s = m.prefill_tokens_per_s > 0 ? 0.8 * m.prefill_tokens_per_s + 0.2 * rate : rate;
+      m.onboarder->SetRecomputeRate(m.prefill_tokens_per_s);
+    }
+  }
 
   const size_t V = static_cast<size_t>(m.info.n_vocab);
   size_t row = 0;
@@ -232,6 +275,10 @@ const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
 KvCache& Engine::cache() { return *impl_->cache; }
 const EngineInfo& Engine::info() const { return impl_->info; }
 uint64_t Engine::preemptions() const { return impl_->scheduler->stats().preemptions; }
+TierChain* Engine::tiers() { return impl_->onboarder ? &impl_->onboarder->chain() : nullptr; }
+OnboardMetrics Engine::onboard_metrics() const {
+  return impl_->onboarder ? impl_->onboarder->Metrics() : OnboardMetrics{};
+}
 size_t Engine::workspace_bytes() const {
   return impl_->forward->workspace_bytes() + impl_->logits.capacity() * sizeof(float);
 }

@@ -8,7 +8,8 @@
 
 namespace kvstack::engine {
 
-Scheduler::Scheduler(KvCache* cache, const SchedulerOptions& options) : cache_(cache), options_(options) {}
+Scheduler::Scheduler(KvCache* cache, const SchedulerOptions& options, BlockOnboarder* onboarder)
+    : cache_(cache), options_(options), onboarder_(onboarder) {}
 
 Status Scheduler::Add(ScheduledRequest r) {
   if (r.tokens.empty()) return InvalidArgument("request has an empty prompt");
@@ -21,8 +22,14 @@ Status Scheduler::Add(ScheduledRequest r) {
   r.prompt_len = static_cast<int32_t>(r.tokens.size());
   r.state = RequestState::kWaiting;
   const RequestId id = r.id;
-  requests_.emplace(id, std::move(r));
+  auto& queued = requests_.emplace(id, std::move(r)).first->second;
   waiting_.push_back(id);
+  if (onboarder_) {
+    // Planning is side-effect-free; its keys tell the tiers what will be needed.
+    const AdmissionPlan plan = cache_->PlanAdmission(MakeAdmission(queued));
+    const size_t from = static_cast<size_t>(plan.hit_blocks);
+    if (plan.hashes.size() > from) onboarder_->Prefetch(id, std::span(plan.hashes).subspan(from));
+  }
   return Status::Ok();
 }
 
@@ -44,6 +51,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   AdmissionPlan plan = cache_->PlanAdmission(a);
   if (!plan.fits) return false;
   const BlockHash last_hit = plan.hit_blocks > 0 ? plan.hashes[plan.hit_blocks - 1] : BlockHash{};
+  const std::vector<BlockHash> keys = onboarder_ ? plan.hashes : std::vector<BlockHash>{};
   auto seq = cache_->Admit(a, std::move(plan));
   if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
   r.seq = *seq;
@@ -51,6 +59,23 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   if (r.cached_tokens < 0) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
     if (r.cached_tokens > 0) r.hit_prefix = last_hit;
+  }
+  if (onboarder_) {
+    // Never the block holding the last token: its logits must be computed.
+    const int32_t B = cache_->block_size();
+    const int32_t first = r.computed / B;
+    const int32_t last = std::min<int32_t>(static_cast<int32_t>(keys.size()),
+                                           (static_cast<int32_t>(r.tokens.size()) - 1) / B);
+    if (last > first) {
+      const std::span<const BlockId> table = cache_->BlockTable(*r.seq);
+      const size_t n = static_cast<size_t>(last - first);
+      if (onboarder_->Start(r.id, std::span(keys).subspan(static_cast<size_t>(first), n),
+                            table.subspan(static_cast<size_t>(first), n)) > 0) {
+        r.state = RequestState::kOnboarding;
+        onboarding_.push_back(r.id);
+        return true;
+      }
+    }
   }
   r.state = RequestState::kRunning;
   running_.push_back(r.id);
@@ -83,10 +108,37 @@ bool Scheduler::PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan) {
   return true;
 }
 
+void Scheduler::FinishOnboarding() {
+  for (size_t i = 0; i < onboarding_.size();) {
+    ScheduledRequest& r = requests_.at(onboarding_[i]);
+    const std::optional<int32_t> arrived = onboarder_->Poll(r.id);
+    if (!arrived) {
+      ++i;
+      continue;
+    }
+    if (*arrived > 0) {
+      const int32_t B = cache_->block_size();
+      const int32_t before = r.computed;
+      r.computed = (r.computed / B + *arrived) * B;
+      // The arrived blocks enter the device prefix cache as if computed.
+      Status s = cache_->MarkComputed(*r.seq, r.computed);
+      KVSTACK_CHECK(s.ok(), "request %lu: %s", static_cast<unsigned long>(r.id), s.ToString().c_str());
+      const int32_t prompt_part = std::max(0, std::min(r.computed, r.prompt_len) - before);
+      r.onboarded_tokens += prompt_part;
+      // Served from the cache's tiers rather than computed: a cached token.
+      if (r.preemptions == 0) r.cached_tokens += prompt_part;
+    }
+    r.state = RequestState::kRunning;
+    running_.push_back(r.id);
+    onboarding_.erase(onboarding_.begin() + static_cast<ptrdiff_t>(i));
+  }
+}
+
 std::vector<ScheduledChunk> Scheduler::Schedule() {
   std::vector<ScheduledChunk> plan;
   int32_t budget = options_.max_batch_tokens;
   ++steps_;
+  if (onboarder_) FinishOnboarding();
 
   // Running requests, oldest first. A copy: preemption edits running_.
   const std::vector<RequestId> running = running_;
@@ -123,10 +175,12 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
   }
 
   // Waiting requests, in order, while budget, slots and blocks last.
-  while (budget > 0 && !waiting_.empty() && static_cast<int32_t>(running_.size()) < options_.max_running) {
+  while (budget > 0 && !waiting_.empty() &&
+         static_cast<int32_t>(running_.size() + onboarding_.size()) < options_.max_running) {
     ScheduledRequest& r = requests_.at(waiting_.front());
     if (!Admit(r)) break;  // first come, first served: no overtaking
     waiting_.pop_front();
+    if (r.state == RequestState::kOnboarding) continue;  // runs once its blocks arrive
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     const int32_t count = std::min(budget, n - r.computed);
     plan.push_back({r.id, r.computed, count, r.computed + count == n});
@@ -148,6 +202,10 @@ Status Scheduler::Finish(RequestId id) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return NotFound(fmt::format("request {} is not known", id));
   ScheduledRequest& r = it->second;
+  if (r.state == RequestState::kOnboarding) {
+    onboarder_->Abandon(id);  // its reads must stop before its blocks are reused
+    std::erase(onboarding_, id);
+  }
   if (r.seq) {
     cache_->Release(*r.seq).IgnoreError();
     r.seq.reset();
@@ -166,7 +224,8 @@ const ScheduledRequest* Scheduler::Find(RequestId id) const {
 std::span<const BlockId> Scheduler::BlockTable(RequestId id) const { return cache_->BlockTable(*requests_.at(id).seq); }
 
 SchedulerStats Scheduler::stats() const {
-  return {preemptions_, steps_, static_cast<int32_t>(running_.size()), static_cast<int32_t>(waiting_.size())};
+  return {preemptions_, steps_, static_cast<int32_t>(running_.size()), static_cast<int32_t>(waiting_.size()),
+          static_cast<int32_t>(onboarding_.size())};
 }
 
 }  // namespace kvstack::engine

@@ -11,6 +11,11 @@
 // released and it waits to be recomputed later, often largely from the prefix
 // cache. The KV cache never runs out: it is a scheduling decision.
 //
+// With a BlockOnboarder (the tiers), a waiting request's blocks are
+// prefetched when it is queued, and an admitted request whose next prompt
+// blocks some tier holds waits in kOnboarding (holding its blocks, counted
+// against max_running) until they arrive; then it runs from there.
+//
 // The scheduler owns no model: Engine runs the forward pass on the plan and
 // reports back with Computed() and Finish().
 // Thread safety: none; the engine step loop owns it.
@@ -24,12 +29,15 @@
 #include <vector>
 
 #include "kvstack/kv_cache.h"
+#include "engine/block_onboarder.h"
 
 namespace kvstack::engine {
 
 using RequestId = uint64_t;
 
-enum class RequestState : uint8_t { kWaiting, kRunning, kFinished };
+// kWaiting -> kRunning (admitted), or -> kOnboarding (admitted, its next
+// blocks coming up from a tier) -> kRunning; kRunning -> kWaiting (preempted).
+enum class RequestState : uint8_t { kWaiting, kOnboarding, kRunning, kFinished };
 
 // A request as the scheduler tracks it.
 struct ScheduledRequest {
@@ -44,6 +52,7 @@ struct ScheduledRequest {
   std::optional<SequenceId> seq;
   int32_t cached_tokens = -1;  // prompt tokens served by the cache at first admission
   BlockHash hit_prefix;        // key of the last hit block at first admission
+  int32_t onboarded_tokens = 0;  // prompt tokens brought up from a tier (all admissions)
   int32_t preemptions = 0;
 };
 
@@ -65,11 +74,13 @@ struct SchedulerStats {
   uint64_t steps = 0;
   int32_t running = 0;
   int32_t waiting = 0;
+  int32_t onboarding = 0;
 };
 
 class Scheduler {
  public:
-  Scheduler(KvCache* cache, const SchedulerOptions& options);
+  // `onboarder` is optional (no tiers) and must outlive the scheduler.
+  Scheduler(KvCache* cache, const SchedulerOptions& options, BlockOnboarder* onboarder = nullptr);
 
   // Queues a request. InvalidArgument when it can never run: an empty prompt
   // or more tokens than the whole pool holds. AlreadyExists for a reused id.
@@ -92,11 +103,13 @@ class Scheduler {
 
   const ScheduledRequest* Find(RequestId id) const;
   std::span<const BlockId> BlockTable(RequestId id) const;
-  bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
+  bool HasWork() const { return !running_.empty() || !waiting_.empty() || !onboarding_.empty(); }
   SchedulerStats stats() const;
 
  private:
   bool Admit(ScheduledRequest& r);
+  // Moves requests whose onboarding finished to running.
+  void FinishOnboarding();
   // Frees a running request's blocks and sends it back to wait. Returns false
   // when no request other than `keep` can be preempted.
   bool PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan);
@@ -104,6 +117,8 @@ class Scheduler {
 
   KvCache* cache_;
   SchedulerOptions options_;
+  BlockOnboarder* onboarder_;
+  std::vector<RequestId> onboarding_;  // admission order
   std::map<RequestId, ScheduledRequest> requests_;
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // preempted ones at the front

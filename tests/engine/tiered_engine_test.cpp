@@ -1,0 +1,302 @@
+// The engine with tiers below its device pool (host RAM, disk, Redis): greedy
+// outputs must be exactly those of the engine without tiers, whatever the
+// tiers do: serve blocks, miss, hold corrupt bytes, lose their Redis, or come
+// back after a restart. And the tiers must really be used (onboarded blocks),
+// or equality would prove nothing.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "kvstack/engine.h"
+#include "kvstack/model_gen.h"
+#include "kvstack/tier_chain.h"
+#include "kvstack/tiers.h"
+#include "tiers/redis_server.h"
+
+namespace kvstack {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag)
+      : path_(fs::temp_directory_path() / ("kvstack-tiered-" + tag + "-" + std::to_string(::getpid()))) {
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// A generated llama (random weights; 2 layers, 2 KV heads of 16): 4 KiB of
+// f16 KV per 16-token block.
+const std::string& ModelPath() {
+  static const std::string path = [] {
+    const fs::path p = fs::temp_directory_path() / ("kvstack-tiered-model-" + std::to_string(::getpid()) + ".gguf");
+    GenModelSpec spec;
+    spec.n_ctx = 1024;
+    const Status s = WriteGenModel(spec, p.string());
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return p.string();
+  }();
+  return path;
+}
+
+struct TierSetup {
+  int64_t host_blocks = 0;  // 0: no host tier
+  std::string disk_dir;     // "": no disk tier
+  uint64_t disk_bytes = 8 << 20;
+  int redis_port = 0;       // 0: no Redis tier
+  bool only_when_faster = false;
+};
+
+std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks) {
+  EngineOptions o;
+  o.model_path = ModelPath();
+  o.threads = 1;
+  o.num_blocks = device_blocks;
+  o.max_batch_tokens = 64;
+  o.max_running = 8;
+  if (tiers) {
+    const TierSetup t = *tiers;
+    o.onboard_only_when_faster = t.only_when_faster;
+    o.make_tiers = [t](size_t block_bytes, const std::string& model_id) -> Result<std::unique_ptr<TierChain>> {
+      TierChainOptions c;
+      c.min_priority = 0;  // keep every evicted block: the test wants traffic
+      if (t.host_blocks > 0) {
+        auto host = MakeHostTier({.bytes_per_block = block_bytes, .capacity_blocks = t.host_blocks});
+        if (!host.ok()) return host.status();
+        c.tiers.push_back(std::move(host).value());
+      }
+      if (!t.disk_dir.empty()) {
+        DiskTierOptions d;
+        d.dir = t.disk_dir;
+        d.bytes_per_block = block_bytes;
+        d.capacity_bytes = t.disk_bytes;
+        d.segment_bytes = 1 << 20;
+        d.log = [](std::string_view) {};
+        auto disk = OpenDiskTier(d);
+        if (!disk.ok()) return disk.status();
+        c.tiers.push_back(std::move(disk).value());
+      }
+      if (t.redis_port > 0) {
+        RedisTierOptions r;
+        r.servers = {{"127.0.0.1", t.redis_port}};
+        r.model_id = model_id;
+        r.bytes_per_block = block_bytes;
+        r.op_timeout = 200'000;
+        r.backoff_initial = 20'000;
+        r.log = [](std::string_view) {};
+        auto redis = MakeRedisTier(r);
+        if (!redis.ok()) return redis.status();
+        c.tiers.push_back(std::move(redis).value());
+      }
+      return TierChain::Create(std::move(c));
+    };
+  }
+  auto e = Engine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(e).value() : nullptr;
+}
+
+// Prompts: most start with one of a few long shared prefixes (system prompts,
+// documents) and end with a short unique part.
+std::vector<std::vector<Token>> MakePrompts(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int32_t vocab = 250;  // the generated vocabulary is larger; stay inside it
+  std::vector<std::vector<Token>> prefixes(12);
+  for (auto& p : prefixes) {
+    p.resize(32 + rng() % 80);
+    for (Token& t : p) t = static_cast<Token>(3 + rng() % (vocab - 3));
+  }
+  std::vector<std::vector<Token>> prompts(static_cast<size_t>(n));
+  for (auto& p : prompts) {
+    if (rng() % 10 < 8) p = prefixes[rng() % prefixes.size()];
+    const size_t extra = 4 + rng() % 36;
+    for (size_t i = 0; i < extra; ++i) p.push_back(static_cast<Token>(3 + rng() % (vocab - 3)));
+  }
+  return prompts;
+}
+
+// Runs every prompt to completion, at most `concurrency` in flight, in order.
+// Returns each prompt's generated tokens; counts requests that failed.
+std::vector<std::vector<Token>> RunPrompts(Engine& e, const std::vector<std::vector<Token>>& prompts, int concurrency,
+                                           int* failures, std::vector<RequestMetrics>* metrics = nullptr) {
+  std::vector<std::vector<Token>> out(prompts.size());
+  if (metrics) metrics->assign(prompts.size(), RequestMetrics{});
+  std::map<RequestId, size_t> live;
+  size_t next = 0;
+  std::vector<GenerationEvent> events;
+  while (next < prompts.size() || !live.empty()) {
+    while (next < prompts.size() && static_cast<int>(live.size()) < concurrency) {
+      GenerationRequest r;
+      r.prompt = prompts[next];
+      r.sampling.max_tokens = 3;
+      r.ignore_eos = true;
+      auto id = e.Submit(std::move(r));
+      if (!id.ok()) {
+        ++*failures;
+        ++next;
+        continue;
+      }
+      live[*id] = next++;
+    }
+    events.clear();
+    if (!e.Step(&events).ok()) {
+      ++*failures;
+      break;
+    }
+    for (const GenerationEvent& ev : events) {
+      const size_t i = live.at(ev.id);
+      out[i].insert(out[i].end(), ev.tokens.begin(), ev.tokens.end());
+      if (ev.finish == FinishReason::kNone) continue;
+      if (ev.finish != FinishReason::kLength) ++*failures;
+      if (metrics) (*metrics)[i] = ev.metrics;
+      live.erase(ev.id);
+    }
+  }
+  return out;
+}
+
+// The acceptance test: 1,000 requests with shared prefixes under heavy
+// memory pressure (a 48-block device pool), tiers on and off.
+TEST(TieredEngineTest, ThousandRequestsEqualWithTiersOnAndOff) {
+  const auto prompts = MakePrompts(1000, 20261127);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 48);
+  ASSERT_TRUE(plain);
+  const auto expected = RunPrompts(*plain, prompts, 6, &failures);
+  ASSERT_EQ(failures, 0);
+
+  TempDir disk("random");
+  TierSetup tiers{.host_blocks = 24, .disk_dir = disk.path().string()};
+  auto tiered = MakeEngine(&tiers, 48);
+  ASSERT_TRUE(tiered);
+  std::vector<RequestMetrics> metrics;
+  const auto got = RunPrompts(*tiered, prompts, 6, &failures, &metrics);
+  ASSERT_EQ(failures, 0);
+  for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "request " << i;
+
+  const OnboardMetrics m = tiered->onboard_metrics();
+  EXPECT_GT(m.offloaded_blocks, 0u);
+  EXPECT_GT(m.onboarded_blocks, 0u) << "the tiers were never used: equality proves nothing";
+  EXPECT_GT(m.timely_blocks, 0u);
+  int64_t onboarded_tokens = 0;
+  for (const RequestMetrics& r : metrics) onboarded_tokens += r.onboarded_tokens;
+  EXPECT_EQ(onboarded_tokens, int64_t(m.onboarded_blocks) * 16) << "every onboarded block served one request";
+  const TierChainMetrics chain = tiered->tiers()->Metrics();
+  ASSERT_EQ(chain.tiers.size(), 2u);
+  EXPECT_GT(chain.tiers[0].hits, 0u);
+}
+
+// Onboarding is a choice: with the bandwidth check on, and a recompute rate
+// measured, outputs still match (whichever way each block went).
+TEST(TieredEngineTest, OnboardOnlyWhenFasterKeepsOutputs) {
+  const auto prompts = MakePrompts(200, 7);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 48);
+  const auto expected = RunPrompts(*plain, prompts, 4, &failures);
+  TierSetup tiers{.host_blocks = 64, .only_when_faster = true};
+  auto tiered = MakeEngine(&tiers, 48);
+  const auto got = RunPrompts(*tiered, prompts, 4, &failures);
+  ASSERT_EQ(failures, 0);
+  EXPECT_EQ(got, expected);
+  const OnboardMetrics m = tiered->onboard_metrics();
+  EXPECT_GT(m.recompute_tokens_per_s, 0);
+  EXPECT_EQ(m.onboard_blocks_requested, m.onboarded_blocks) << "the host tier never misses a block it reported";
+}
+
+// Every byte of the disk tier's segments flipped after the blocks were
+// written: the blocks are detected, dropped and recomputed.
+TEST(TieredEngineTest, CorruptDiskSegmentIsRecomputedWithEqualOutputs) {
+  const auto prompts = MakePrompts(120, 99);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 32);
+  const auto expected = RunPrompts(*plain, prompts, 4, &failures);
+
+  TempDir disk("corrupt");
+  TierSetup tiers{.host_blocks = 1, .disk_dir = disk.path().string()};
+  auto tiered = MakeEngine(&tiers, 32);
+  ASSERT_EQ(RunPrompts(*tiered, prompts, 4, &failures), expected);
+  tiered->tiers()->Flush();
+  // Corrupt the middle of every segment file (its block records).
+  int corrupted = 0;
+  for (const auto& f : fs::directory_iterator(disk.path())) {
+    if (!f.is_regular_file() || f.file_size() < 8192) continue;
+    std::fstream io(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+    std::vector<char> bytes(f.file_size());
+    io.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    for (size_t i = 4096; i < bytes.size(); i += 7) bytes[i] = static_cast<char>(bytes[i] ^ 0x5a);
+    io.seekp(0);
+    io.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ++corrupted;
+  }
+  ASSERT_GT(corrupted, 0) << "the disk tier wrote no segment";
+  // The same prompts again: the device pool evicted most of them long ago.
+  const auto again = RunPrompts(*tiered, prompts, 4, &failures);
+  ASSERT_EQ(failures, 0);
+  EXPECT_EQ(again, expected);
+  const TierChainMetrics chain = tiered->tiers()->Metrics();
+  EXPECT_GT(chain.tiers[1].faults, 0u) << "corrupt blocks must be detected and counted";
+}
+
+// A warm disk tier survives a restart: a new engine on the same directory
+// serves the old blocks (onboarded, equal outputs).
+TEST(TieredEngineTest, DiskTierServesHitsAfterRestart) {
+  const auto prompts = MakePrompts(60, 5);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 32);
+  const auto expected = RunPrompts(*plain, prompts, 4, &failures);
+
+  TempDir disk("restart");
+  TierSetup tiers{.host_blocks = 1, .disk_dir = disk.path().string()};
+  {
+    auto first = MakeEngine(&tiers, 32);
+    ASSERT_EQ(RunPrompts(*first, prompts, 4, &failures), expected);
+  }  // the engine (and its tiers) stop here; queued disk writes are flushed
+  auto second = MakeEngine(&tiers, 32);
+  const auto got = RunPrompts(*second, prompts, 4, &failures);
+  ASSERT_EQ(failures, 0);
+  EXPECT_EQ(got, expected);
+  EXPECT_GT(second->onboard_metrics().onboarded_blocks, 0u) << "the restarted disk tier served nothing";
+  EXPECT_GT(second->tiers()->Metrics().tiers[1].hits, 0u);
+}
+
+// Redis is killed halfway: no request fails and outputs stay exact; the
+// blocks that lived only there are recomputed.
+TEST(TieredEngineTest, RedisKilledMidRunFailsNothing) {
+  if (!tier_test::RedisServerInstalled()) GTEST_SKIP() << "needs redis-server (" << tier_test::kRedisServerBinary << ")";
+  tier_test::RedisServer redis;
+  ASSERT_TRUE(redis.Start());
+  const auto prompts = MakePrompts(200, 31);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 32);
+  const auto expected = RunPrompts(*plain, prompts, 4, &failures);
+
+  TierSetup tiers{.host_blocks = 2, .redis_port = redis.port()};
+  auto tiered = MakeEngine(&tiers, 32);
+  const std::vector<std::vector<Token>> first(prompts.begin(), prompts.begin() + 100);
+  const std::vector<std::vector<Token>> second(prompts.begin() + 100, prompts.end());
+  auto got = RunPrompts(*tiered, first, 4, &failures);
+  tiered->tiers()->Flush();
+  const uint64_t redis_hits_before = tiered->tiers()->Metrics().tiers[1].hits;
+  redis.Kill();
+  auto rest = RunPrompts(*tiered, second, 4, &failures);
+  got.insert(got.end(), rest.begin(), rest.end());
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(got, expected);
+  EXPECT_GT(redis_hits_before, 0u) << "Redis served nothing before it died: the test proves nothing";
+  EXPECT_GT(tiered->tiers()->Metrics().tiers[1].faults, 0u);
+}
+
+}  // namespace
+}  // namespace kvstack
