@@ -25,5 +25,7 @@ CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);
 CommandRunner AddServeCommand(CLI::App& app);
+CommandRunner AddSimCommand(CLI::App& app);
+CommandRunner AddPlanCommand(CLI::App& app);
 
 }  // namespace kvstack::cli

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   add(kvstack::cli::AddBenchCommand(app));
   add(kvstack::cli::AddGenModelCommand(app));
   add(kvstack::cli::AddSizeCommand(app));
+  add(kvstack::cli::AddSimCommand(app));
+  add(kvstack::cli::AddPlanCommand(app));
 
   CLI11_PARSE(app, argc, argv);
   for (const CLI::App* sub : app.get_subcommands()) {

@@ -1,0 +1,267 @@
+// Simulator: replays a trace through the production cache core.
+//
+// `Simulate` is a discrete-event replay of a Trace (trace.h) through KvCache
+// instances in metadata-only mode: the same admission, prefix matching,
+// retention and eviction code the engine runs, with no KV bytes. Time comes
+// from a CostModel (a roofline per GPU preset, or the costs `kvstack bench
+// engine --profile` measured), never from the host's clock, so a replay is
+// deterministic: the same trace and options give the same result.
+//
+// The scheduler of each instance is continuous batching with whole-prompt
+// prefill: each step admits waiting requests in arrival order while their
+// blocks (prompt plus output, reserved at admission, so nothing is ever
+// preempted) fit, prefills their uncached tokens and decodes one token for
+// every running request. Lower tiers (host, disk) are further metadata-only
+// KvCaches written through on every computed prompt; a device miss that the
+// tier holds is onboarded at the tier's bandwidth instead of recomputed.
+//
+// Callers: `kvstack sim` (CLI), tests, the review and sweep below.
+// Thread safety: none needed; every function takes its inputs by value or
+// const reference and owns its caches.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kvstack/sizing.h"
+#include "kvstack/status.h"
+#include "kvstack/trace.h"
+
+namespace kvstack::sim {
+
+// ---------------------------------------------------------------------------
+// Cost model
+
+enum class Tier { kDevice = 0, kHost = 1, kDisk = 2 };
+inline constexpr int kNumTiers = 3;
+std::string_view TierName(Tier tier);
+
+// Seconds that the work of one step takes. Implementations are immutable.
+class CostModel {
+ public:
+  virtual ~CostModel() = default;
+  // Prefill of `new_tokens` prompt tokens (summed over the step's requests)
+  // that attend over `attended_tokens` in total (cached prefix included).
+  virtual double PrefillSeconds(int64_t new_tokens, int64_t attended_tokens) const = 0;
+  // One decode step of `batch` sequences whose contexts sum to `context_tokens`.
+  virtual double DecodeStepSeconds(int64_t batch, int64_t context_tokens) const = 0;
+  // Moving `tokens` of KV from `tier` to the device (one transfer).
+  virtual double OnboardSeconds(Tier tier, int64_t tokens) const = 0;
+  // KV bytes of one token on the device (for occupancy and capacity in bytes);
+  // 0 when the model does not say.
+  virtual int64_t KvBytesPerToken() const = 0;
+  // "name: value (why)" lines, printed with every result.
+  virtual std::vector<std::string> Describe() const = 0;
+};
+
+// Bandwidth and latency of a lower tier, device-bound direction.
+struct TierLink {
+  double bytes_per_second = 0;
+  double latency_seconds = 0;
+};
+
+// Roofline on one GPU preset: prefill is bound by compute (2 FLOP per active
+// parameter per token, plus attention 4 x layers x heads x head_dim per
+// attended token pair), decode by memory bandwidth (weights once per step
+// plus every sequence's KV), each the larger of its compute and memory times
+// (at the given efficiencies); tier transfers by bandwidth plus latency.
+struct RooflineOptions {
+  sizing::ModelSpec model;
+  sizing::GpuSpec gpu;
+  int64_t tensor_parallel = 1;
+  sizing::Precision weights = sizing::Precision::kBf16;
+  sizing::Precision kv = sizing::Precision::kBf16;
+  double compute_efficiency = 0.6;  // achieved / peak FLOP/s (MFU of a good prefill)
+  double memory_efficiency = 0.8;   // achieved / peak bandwidth of decode
+  TierLink host{25e9, 10e-6};       // PCIe Gen4 x16, pinned host memory
+  TierLink disk{5e9, 100e-6};       // one NVMe SSD
+};
+// On failure: kInvalidArgument naming the bad field (a validation of the
+// model and GPU, tensor_parallel < 1, an efficiency outside (0, 1]).
+Result<std::unique_ptr<CostModel>> MakeRooflineCostModel(const RooflineOptions& options);
+
+// The costs of `kvstack bench engine --profile FILE` (format
+// "kvstack-bench-engine/1"): prefill ms per token (the mean of the measured
+// points), decode step ms = base_ms + per_sequence_ms x batch (the fitted
+// line, floored at the smallest measured step), for the first cost model in
+// the file (or the one whose model_path contains `model_filter`). Tier
+// links as in RooflineOptions. On failure: kInvalidArgument naming the file
+// and the missing or malformed field.
+Result<std::unique_ptr<CostModel>> MakeProfileCostModel(const std::string& json_text, const std::string& source,
+                                                        const std::string& model_filter = "");
+
+// ---------------------------------------------------------------------------
+// Replay
+
+enum class RouterKind { kRoundRobin, kLeastLoaded, kKvAware };
+// "round-robin", "least-loaded", "kv-aware".
+Result<RouterKind> ParseRouter(std::string_view text);
+std::string_view RouterName(RouterKind router);
+
+struct SimOptions {
+  std::string policy = "lru";  // an EvictionPolicy name (eviction_policy.h)
+  int32_t block_size = 16;     // tokens per cache block (a power of two, 1-512)
+  int64_t device_tokens = 0;   // KV capacity per instance, in tokens (>= one block)
+  int64_t host_tokens = 0;     // 0: no host tier
+  int64_t disk_tokens = 0;     // 0: no disk tier
+  int32_t instances = 1;
+  RouterKind router = RouterKind::kRoundRobin;
+  int32_t max_batch = 256;     // running sequences per instance
+  // Occupancy samples kept (evenly spaced in simulated time, at step ends).
+  int32_t occupancy_samples = 200;
+  // Called now and then with the fraction of requests done (a progress bar).
+  std::function<void(double)> progress;
+};
+
+struct Percentiles {
+  double p50 = 0, p95 = 0, p99 = 0, mean = 0, max = 0;
+};
+// Nearest-rank percentiles of `values` (sorted in place). All zero if empty.
+Percentiles ComputePercentiles(std::vector<double>* values);
+
+struct TierHits {
+  uint64_t hit_tokens = 0;
+  uint64_t hit_blocks = 0;
+};
+
+struct OccupancySample {
+  double t_seconds = 0;
+  int32_t in_use_blocks = 0;  // held by running requests (summed over instances)
+  int32_t cached_blocks = 0;  // evictable prefix cache
+  int32_t running = 0;
+  int32_t waiting = 0;
+};
+
+struct SimResult {
+  std::string policy;
+  int64_t device_tokens = 0;  // per instance, after rounding to blocks
+  int32_t block_size = 0;
+  int64_t requests = 0;       // completed
+  int64_t rejected = 0;       // larger than one instance's whole device cache
+  uint64_t query_tokens = 0;  // prompt tokens of completed requests
+  uint64_t query_blocks = 0;  // their full blocks
+  TierHits tiers[kNumTiers];  // served from each tier (device: prefix hits)
+  uint64_t output_tokens = 0;
+  // Durable (retention priority above the default) vs one-off (at or below)
+  // prompt tokens, and their device hits; zero when the trace has no ranges.
+  uint64_t durable_tokens = 0, durable_hit_tokens = 0;
+  uint64_t oneoff_tokens = 0, oneoff_hit_tokens = 0;
+  uint64_t evictions = 0;
+
+  Percentiles ttft_s, tpot_s, queue_s;
+  std::vector<double> ttft_samples_s;  // every request's TTFT, sorted
+  double makespan_s = 0;               // first arrival to last completion
+  double requests_per_second = 0;      // completed / makespan
+  double output_tokens_per_second = 0;
+  int32_t peak_running = 0;            // one instance's most running at once
+  int32_t peak_in_use_blocks = 0;      // one instance's most blocks held by running requests
+  std::vector<OccupancySample> occupancy;
+  std::vector<std::string> cost_model;  // CostModel::Describe()
+
+  uint64_t HitTokens() const;  // all tiers
+  double TokenHitRate(Tier tier) const;
+  double BlockHitRate(Tier tier) const;
+  double TotalTokenHitRate() const;
+};
+
+// Replays `trace`. On failure: kInvalidArgument naming the option (unknown
+// policy, device_tokens below one block, a bad block size, instances < 1).
+Result<SimResult> Simulate(const Trace& trace, const CostModel& cost, const SimOptions& options);
+
+// ---------------------------------------------------------------------------
+// Capacity sweep, review
+
+struct SweepPoint {
+  std::string policy;
+  int64_t device_tokens = 0;
+  double token_hit_rate = 0;
+  double block_hit_rate = 0;
+  double ttft_p50_s = 0;
+};
+// Capacities on a log axis: `points` values from `min_tokens` to `max_tokens`
+// (both rounded to blocks), each replayed under each policy.
+// REQUIRES: points >= 2, 0 < min_tokens <= max_tokens (else kInvalidArgument).
+Result<std::vector<SweepPoint>> SweepCapacity(const Trace& trace, const CostModel& cost, const SimOptions& base,
+                                              const std::vector<std::string>& policies, int64_t min_tokens,
+                                              int64_t max_tokens, int points);
+// Tokens a cache needs to hold every distinct full block of the trace (the
+// capacity past which no eviction happens), at `block_size`.
+int64_t DistinctPromptTokens(const Trace& trace, int32_t block_size);
+
+// A prefix whose reuse would pay for a pin.
+struct PinCandidate {
+  int64_t tokens = 0;       // prefix length
+  int64_t reuses = 0;       // requests after the first that start with it
+  int64_t score = 0;        // reuses x tokens: prefill tokens a pin could save
+  int64_t kv_bytes = 0;     // capacity it would take (0 when unknown)
+  std::string tenant;
+  std::string example;      // the first block ids, for recognition
+};
+// The top `limit` prefixes by score, none a prefix of another, from the
+// trace's content ids (trace analysis only; no cache involved).
+std::vector<PinCandidate> FindPinCandidates(const Trace& trace, int64_t kv_bytes_per_token, size_t limit);
+
+struct ContextStats {
+  std::string group;  // "all" or a tenant
+  int64_t requests = 0;
+  Percentiles input_tokens, total_tokens;  // prompt, prompt + output
+};
+std::vector<ContextStats> ContextPercentiles(const Trace& trace);
+
+// The six questions of `kvstack sim --review`, answered from one trace.
+struct Review {
+  std::vector<ContextStats> contexts;
+  // HBM split at the replay's peak: from sizing, with KV at the peak's blocks.
+  std::optional<sizing::SizingReport> sizing;
+  int64_t peak_kv_bytes_per_gpu = 0;
+  int32_t peak_running = 0;
+  std::vector<PinCandidate> pins;
+  std::vector<SimResult> policies;  // one replay per policy, same capacity
+  bool has_priorities = false;
+  SimResult baseline;               // the first policy's replay
+  // The counterfactual: the cache shrunk until the hit rate halves.
+  SimResult halved;
+  int64_t halved_device_tokens = 0;
+  std::vector<SweepPoint> sweep;
+};
+
+struct ReviewOptions {
+  std::vector<std::string> policies{"lru", "priority-lru", "lfu"};
+  int sweep_points = 8;
+  size_t pin_limit = 10;
+  // For the HBM split; absent: no split (a --profile cost model).
+  std::optional<sizing::ModelSpec> model;
+  std::optional<sizing::GpuSpec> gpu;
+  sizing::SizingOptions sizing;
+};
+Result<Review> RunReview(const Trace& trace, const CostModel& cost, const SimOptions& base,
+                         const ReviewOptions& options);
+
+// ---------------------------------------------------------------------------
+// Reports
+
+// Plain-text renderings for the terminal.
+std::string FormatSimResult(const SimResult& result);
+std::string FormatSweep(const std::vector<SweepPoint>& sweep);
+std::string FormatReview(const Review& review);
+
+// A self-contained HTML page (inline CSS, inline SVG charts, a small inline
+// script that marks each chart data-rendered="1" once it holds data; no
+// external asset). Charts: hit rate vs capacity per policy (log axis), TTFT
+// distribution, memory split, occupancy over time; those without data are
+// drawn empty with a note.
+struct HtmlReportInput {
+  std::string title;
+  std::string trace_source;
+  const SimResult* result = nullptr;               // required
+  const std::vector<SweepPoint>* sweep = nullptr;  // optional
+  const Review* review = nullptr;                  // optional
+};
+std::string RenderHtmlReport(const HtmlReportInput& input);
+
+}  // namespace kvstack::sim

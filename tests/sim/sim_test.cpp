@@ -1,0 +1,276 @@
+// The replay on hand-built traces whose hit rates are known exactly, a
+// capacity sweep, tiers, routing, and a randomized invariant check.
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "kvstack/sim.h"
+#include "sim/fixed_cost.h"
+
+namespace kvstack::sim {
+namespace {
+
+using testing::FixedCost;
+
+// Requests of `ids.size()` blocks of 4 tokens each, one second apart, one
+// output token each (so each finishes in its prefill step, one at a time).
+Trace Sequential(const std::vector<std::vector<uint64_t>>& requests) {
+  Trace t;
+  t.source = "test";
+  t.block_tokens = 4;
+  Micros at = 0;
+  for (const auto& ids : requests) {
+    TraceRequest r;
+    r.arrival_us = at;
+    at += 1'000'000;
+    r.block_ids = ids;
+    r.input_tokens = static_cast<int32_t>(ids.size()) * 4;
+    r.output_tokens = 1;
+    t.requests.push_back(r);
+  }
+  return t;
+}
+
+SimOptions Options(const std::string& policy, int64_t blocks) {
+  SimOptions o;
+  o.policy = policy;
+  o.block_size = 4;
+  o.device_tokens = blocks * 4;
+  return o;
+}
+
+// Prefixes P=1, Q=2, R=3, each followed by a unique block (100+). A request
+// of 8 tokens can hit only its first block (the block holding the last
+// prompt token is always computed).
+Trace SevenRequests() {
+  return Sequential({{1, 101}, {2, 102}, {1, 103}, {3, 104}, {2, 105}, {3, 106}, {1, 107}});
+}
+
+TEST(SimTest, LruHitRateOnAHandBuiltTrace) {
+  // 4 blocks. Walk (queue = eviction order after each request):
+  //  P,a miss: a P | Q,b miss: a P b Q | P,c hit P, evict a: b Q c P
+  //  R,d miss, evict b Q: c P d R | Q,e miss, evict c P: d R e Q
+  //  R,f hit R, evict d: e Q f R | P,g miss (P gone)
+  FixedCost cost;
+  auto r = Simulate(SevenRequests(), cost, Options("lru", 4));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->requests, 7);
+  EXPECT_EQ(r->query_tokens, 56u);
+  EXPECT_EQ(r->query_blocks, 14u);
+  EXPECT_EQ(r->tiers[0].hit_tokens, 8u);
+  EXPECT_EQ(r->tiers[0].hit_blocks, 2u);
+  EXPECT_DOUBLE_EQ(r->TokenHitRate(Tier::kDevice), 8.0 / 56.0);
+}
+
+TEST(SimTest, PriorityLruKeepsTheDurablePrefix) {
+  // The same trace with P's block at priority 90: P outlives the default
+  // blocks, so the last request hits it too (3 hits, as LFU below).
+  Trace t = SevenRequests();
+  for (TraceRequest& r : t.requests) {
+    if (r.block_ids[0] == 1) r.ranges.push_back({0, 4, 90});
+  }
+  t.has_priorities = true;
+  FixedCost cost;
+  auto prio = Simulate(t, cost, Options("priority-lru", 4));
+  ASSERT_TRUE(prio.ok()) << prio.status().ToString();
+  EXPECT_EQ(prio->tiers[0].hit_tokens, 12u);
+  // Durable: P's 3 blocks (12 tokens), 2 of them hits; one-off: the rest.
+  EXPECT_EQ(prio->durable_tokens, 12u);
+  EXPECT_EQ(prio->durable_hit_tokens, 8u);
+  EXPECT_EQ(prio->oneoff_tokens, 44u);
+  EXPECT_EQ(prio->oneoff_hit_tokens, 4u);
+  // Plain LRU ignores the priorities.
+  auto lru = Simulate(t, cost, Options("lru", 4));
+  ASSERT_TRUE(lru.ok());
+  EXPECT_EQ(lru->tiers[0].hit_tokens, 8u);
+}
+
+TEST(SimTest, LfuKeepsTheReusedPrefix) {
+  FixedCost cost;
+  auto r = Simulate(SevenRequests(), cost, Options("lfu", 4));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tiers[0].hit_tokens, 12u);
+}
+
+// P, Q, R cycled three times: LRU with room for two requests misses every
+// time; with room for five blocks or more, every request after the first
+// round hits its prefix.
+Trace Cyclic() {
+  std::vector<std::vector<uint64_t>> reqs;
+  for (uint64_t i = 0; i < 9; ++i) reqs.push_back({1 + i % 3, 100 + i});
+  return Sequential(reqs);
+}
+
+TEST(SimTest, CapacitySweepOfACyclicTrace) {
+  FixedCost cost;
+  auto sweep = SweepCapacity(Cyclic(), cost, Options("lru", 4), {"lru"}, 16, 128, 4);
+  ASSERT_TRUE(sweep.ok()) << sweep.status().ToString();
+  ASSERT_EQ(sweep->size(), 4u);
+  const int64_t caps[] = {16, 32, 64, 128};
+  const double rates[] = {0, 1.0 / 3, 1.0 / 3, 1.0 / 3};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ((*sweep)[i].device_tokens, caps[i]);
+    EXPECT_DOUBLE_EQ((*sweep)[i].token_hit_rate, rates[i]) << "at " << caps[i] << " tokens";
+  }
+  auto five = Simulate(Cyclic(), cost, Options("lru", 5));
+  ASSERT_TRUE(five.ok());
+  EXPECT_EQ(five->tiers[0].hit_tokens, 24u);
+  EXPECT_EQ(DistinctPromptTokens(Cyclic(), 4), 12 * 4);
+}
+
+TEST(SimTest, HostTierServesWhatTheDeviceEvicted) {
+  // The cyclic trace misses entirely on 4 device blocks; a host tier of 64
+  // blocks holds every prefix, so rounds 2 and 3 hit there.
+  FixedCost cost;
+  SimOptions o = Options("lru", 4);
+  o.host_tokens = 64 * 4;
+  auto r = Simulate(Cyclic(), cost, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->tiers[0].hit_tokens, 0u);
+  EXPECT_EQ(r->tiers[1].hit_tokens, 24u);
+  EXPECT_DOUBLE_EQ(r->TotalTokenHitRate(), 1.0 / 3);
+}
+
+TEST(SimTest, TimingFollowsTheCostModel) {
+  // One request of 8 tokens and 3 output tokens: prefill 8 ms gives the
+  // first token; two decode steps of 10 ms follow.
+  Trace t = Sequential({{1, 2}});
+  t.requests[0].output_tokens = 3;
+  FixedCost cost;
+  auto r = Simulate(t, cost, Options("lru", 8));
+  ASSERT_TRUE(r.ok());
+  EXPECT_NEAR(r->ttft_s.p50, 0.008, 1e-9);
+  EXPECT_NEAR(r->tpot_s.p50, 0.010, 1e-9);
+  EXPECT_NEAR(r->makespan_s, 0.028, 1e-9);
+  EXPECT_EQ(r->output_tokens, 3u);
+}
+
+TEST(SimTest, RejectsRequestsLargerThanTheCache) {
+  Trace t = Sequential({{1, 2, 3, 4, 5}, {1, 2}});
+  FixedCost cost;
+  auto r = Simulate(t, cost, Options("lru", 4));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rejected, 1);
+  EXPECT_EQ(r->requests, 1);
+}
+
+TEST(SimTest, BadOptionsAreErrors) {
+  FixedCost cost;
+  EXPECT_EQ(Simulate(Cyclic(), cost, Options("nope", 4)).status().code(), StatusCode::kInvalidArgument);
+  SimOptions o = Options("lru", 4);
+  o.block_size = 24;
+  EXPECT_EQ(Simulate(Cyclic(), cost, o).status().code(), StatusCode::kInvalidArgument);
+  o = Options("lru", 0);
+  EXPECT_EQ(Simulate(Cyclic(), cost, o).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(SimTest, KvAwareRouterSendsAPrefixWhereItIsCached) {
+  // Two instances; requests alternate between prefixes P and Q. Round robin
+  // sends P to both instances (hits only from the third P on); kv-aware keeps
+  // each prefix on one instance once it is cached there.
+  std::vector<std::vector<uint64_t>> reqs;
+  for (uint64_t i = 0; i < 8; ++i) reqs.push_back({1 + (i / 2) % 2, 100 + i});
+  FixedCost cost;
+  SimOptions o = Options("lru", 16);
+  o.instances = 2;
+  o.router = RouterKind::kKvAware;
+  auto aware = Simulate(Sequential(reqs), cost, o);
+  ASSERT_TRUE(aware.ok());
+  o.router = RouterKind::kRoundRobin;
+  auto rr = Simulate(Sequential(reqs), cost, o);
+  ASSERT_TRUE(rr.ok());
+  EXPECT_GT(aware->tiers[0].hit_tokens, rr->tiers[0].hit_tokens);
+  EXPECT_EQ(aware->tiers[0].hit_tokens, 6u * 4);  // every request but the first P and the first Q
+}
+
+TEST(SimTest, PinCandidatesAndContextPercentiles) {
+  // Prefix [1,2] is shared by four requests; [3] by two.
+  Trace t = Sequential({{1, 2, 10}, {1, 2, 11}, {1, 2, 12}, {1, 2, 13}, {3, 14}, {3, 15}});
+  auto pins = FindPinCandidates(t, 100, 10);
+  ASSERT_EQ(pins.size(), 2u);
+  EXPECT_EQ(pins[0].tokens, 8);
+  EXPECT_EQ(pins[0].reuses, 3);
+  EXPECT_EQ(pins[0].score, 24);
+  EXPECT_EQ(pins[0].kv_bytes, 800);
+  EXPECT_EQ(pins[1].tokens, 4);
+  EXPECT_EQ(pins[1].reuses, 1);
+  auto ctx = ContextPercentiles(t);
+  ASSERT_EQ(ctx.size(), 1u);
+  EXPECT_EQ(ctx[0].input_tokens.p50, 12);
+  EXPECT_EQ(ctx[0].input_tokens.p99, 12);
+  EXPECT_EQ(ctx[0].total_tokens.p50, 13);
+}
+
+TEST(SimTest, ReviewFindsTheHalvedHitRate) {
+  FixedCost cost;
+  ReviewOptions ro;
+  ro.sweep_points = 3;
+  auto v = RunReview(Cyclic(), cost, Options("lru", 8), ro);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->policies.size(), 3u);
+  EXPECT_DOUBLE_EQ(v->baseline.TotalTokenHitRate(), 1.0 / 3);
+  // Below 5 blocks the cyclic trace misses everything: 4 blocks is the
+  // largest capacity at or under half the hit rate.
+  EXPECT_EQ(v->halved_device_tokens, 16);
+  EXPECT_EQ(v->halved.TotalTokenHitRate(), 0);
+  EXPECT_GT(v->halved.ttft_s.p50, v->baseline.ttft_s.p50);
+  EXPECT_FALSE(v->sweep.empty());
+  EXPECT_NE(FormatReview(*v).find("6. TTFT when the hit rate halves"), std::string::npos);
+}
+
+// Random traces and options: accounting adds up and replays are deterministic.
+TEST(SimRandomTest, InvariantsHoldOnRandomTraces) {
+  std::mt19937_64 rng(7);
+  FixedCost cost;
+  const char* policies[] = {"lru", "priority-lru", "lfu"};
+  for (int iter = 0; iter < 60; ++iter) {
+    Trace t;
+    t.block_tokens = 8;
+    const int n = 1 + static_cast<int>(rng() % 60);
+    Micros at = 0;
+    for (int i = 0; i < n; ++i) {
+      TraceRequest r;
+      at += static_cast<Micros>(rng() % 50'000);
+      r.arrival_us = at;
+      r.input_tokens = 1 + static_cast<int32_t>(rng() % 60);
+      r.output_tokens = static_cast<int32_t>(rng() % 20);
+      const int blocks = (r.input_tokens + 7) / 8;
+      for (int b = 0; b < blocks; ++b) r.block_ids.push_back(rng() % 3 == 0 ? 1000 + rng() : b * 10 + rng() % 3);
+      if (rng() % 4 == 0) r.ranges.push_back({0, std::min(8, r.input_tokens), static_cast<Priority>(rng() % 101)});
+      t.requests.push_back(r);
+    }
+    SimOptions o;
+    o.policy = policies[rng() % 3];
+    o.block_size = 1 << (rng() % 4);
+    o.device_tokens = o.block_size * static_cast<int64_t>(4 + rng() % 40);
+    o.host_tokens = rng() % 2 ? o.device_tokens * 4 : 0;
+    o.disk_tokens = rng() % 2 ? o.device_tokens * 8 : 0;
+    o.instances = 1 + static_cast<int32_t>(rng() % 3);
+    o.router = static_cast<RouterKind>(rng() % 3);
+    o.max_batch = 1 + static_cast<int32_t>(rng() % 8);
+    auto a = Simulate(t, cost, o);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    auto b = Simulate(t, cost, o);
+    ASSERT_TRUE(b.ok());
+    SCOPED_TRACE(::testing::Message() << "iteration " << iter << " policy " << o.policy << " B " << o.block_size);
+    EXPECT_EQ(a->requests + a->rejected, n);
+    EXPECT_LE(a->HitTokens(), a->query_tokens);
+    uint64_t hit_blocks = 0;
+    for (const TierHits& h : a->tiers) {
+      EXPECT_EQ(h.hit_tokens, h.hit_blocks * static_cast<uint64_t>(o.block_size));
+      hit_blocks += h.hit_blocks;
+    }
+    EXPECT_LE(hit_blocks, a->query_blocks);
+    if (o.host_tokens == 0) EXPECT_EQ(a->tiers[1].hit_tokens, 0u);
+    EXPECT_LE(a->durable_hit_tokens + a->oneoff_hit_tokens, a->tiers[0].hit_tokens);
+    EXPECT_GE(a->ttft_s.p50, 0);
+    EXPECT_LE(a->peak_in_use_blocks, o.device_tokens / o.block_size);
+    // Deterministic.
+    EXPECT_EQ(a->HitTokens(), b->HitTokens());
+    EXPECT_EQ(a->ttft_samples_s, b->ttft_samples_s);
+    EXPECT_EQ(a->makespan_s, b->makespan_s);
+  }
+}
+
+}  // namespace
+}  // namespace kvstack::sim
