@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kvstack/status.h"
 
@@ -59,6 +60,25 @@ struct ServerOptions {
   int32_t max_queue = 64;
   size_t max_body_bytes = 4u << 20;  // larger request bodies: 413
   int32_t max_tokens_limit = 4096;   // the most max_tokens a request may ask for
+
+  // Tiers below the device pool (host RAM -> local disk -> Redis). Each is off
+  // until given a size, a directory or an address. The disk and Redis tiers
+  // are fed through a host tier (64 MiB when host_bytes is 0).
+  struct Tiers {
+    int64_t host_bytes = 0;              // --host-tier
+    std::string disk_dir;                // --disk-tier
+    int64_t disk_bytes = 4ll << 30;      // --disk-tier-size
+    std::vector<std::string> redis;      // --redis HOST:PORT, one or more
+    int64_t redis_ttl_s = 3600;          // --redis-ttl
+    int32_t offload_min_priority = 50;   // --offload-min-priority: keep blocks at least this durable,
+    int32_t offload_min_hits = 2;        // --offload-min-hits: or hit at least this often
+    bool onboard_always = false;         // --onboard-always: skip the bandwidth-vs-recompute check
+    bool enabled() const { return host_bytes > 0 || !disk_dir.empty() || !redis.empty(); }
+  } tiers;
+
+  // When set, every finished request is appended to this file in kvstack's
+  // trace format (for `kvstack sim --trace FILE --format kvstack`).
+  std::string record_trace;
 
   // Where log lines go (one line each, no trailing newline). Empty: stderr.
   std::function<void(std::string_view)> log;

@@ -14,9 +14,12 @@
 //                "input_length": 900, "output_length": 64,
 //                "block_tokens": 512, "block_ids": [7, 8],   (or "tokens": [...])
 //                "ranges": [{"start": 0, "end": 512, "priority": 90}],
-//                "priority": 50}
+//                "priority": 50,
+//                "measured_ttft_ms": 3.2, "measured_cached_tokens": 512}
 //             Every field but t_ms, input_length and output_length is
-//             optional. A line starting with {"kvstack_trace": 1, ...} is a
+//             optional. The measured_* fields are what `kvstack serve`
+//             measured for the request (engine queueing to first token; the
+//             prompt tokens its cache served), kept to check a replay against. A line starting with {"kvstack_trace": 1, ...} is a
 //             header and is skipped.
 // Synthetic generators (multi-turn chat, agents, RAG over shared documents)
 // build traces in memory with the same representation.
@@ -35,6 +38,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -75,6 +79,11 @@ struct TraceRequest {
   uint32_t tenant = 0;   // index into Trace::tenants
   uint32_t session = 0;  // index into Trace::sessions (0: none)
   Priority request_priority = kDefaultPriority;
+  // What the recording server measured (kvstack traces from `kvstack serve
+  // --record-trace` only; absent elsewhere): engine queueing to first token,
+  // and prompt tokens served by its prefix cache.
+  std::optional<Micros> measured_ttft_us;
+  std::optional<int32_t> measured_cached_tokens;
 };
 
 struct Trace {
@@ -113,6 +122,11 @@ struct RecordedRequest {
   int32_t output_tokens = 0;    // tokens generated
   std::vector<TracePriorityRange> ranges;
   Priority request_priority = kDefaultPriority;
+  // What the server measured: queueing at the engine to first token, and the
+  // prompt tokens the cache served. For calibrating the simulator against a
+  // real run; absent in traces from elsewhere.
+  std::optional<Micros> measured_ttft_us;
+  std::optional<int32_t> measured_cached_tokens;
 };
 
 class TraceWriter {

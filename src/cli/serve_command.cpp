@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -24,6 +25,8 @@ namespace {
 struct ServeArgs {
   ServerOptions options;
   std::string kv_memory = "256MiB";
+  std::string host_tier = "0";
+  std::string disk_tier_size = "4GiB";
 };
 
 constexpr char kFooter[] = R"(
@@ -88,6 +91,15 @@ int RunServe(ServeArgs& a) {
   }
   ServerOptions& o = a.options;
   o.kv_memory_bytes = *kv;
+  for (auto [flag, text, out] : {std::tuple{"--host-tier", &a.host_tier, &o.tiers.host_bytes},
+                                 std::tuple{"--disk-tier-size", &a.disk_tier_size, &o.tiers.disk_bytes}}) {
+    auto bytes = sizing::ParseByteSize(*text);
+    if (!bytes.ok()) {
+      std::fprintf(stderr, "kvstack serve: %s: %s\n", flag, bytes.status().message().c_str());
+      return 2;
+    }
+    *out = *bytes;
+  }
   if (o.model_cache_dir.empty()) o.model_cache_dir = DefaultModelCacheDir(std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
 
   // Signals go to this thread only (sigwait below); every thread the server
@@ -196,6 +208,46 @@ CommandRunner AddServeCommand(CLI::App& app) {
   cmd->add_option("--served-model-name", o.served_model_name,
                   "The model name in responses and /v1/models. Default: the model file's name without .gguf.")
       ->type_name("NAME");
+  cmd->add_option("--record-trace", o.record_trace,
+                  "Append every finished request (arrival, tenant, session, prompt token ids, retention, output "
+                  "length, measured TTFT) to FILE in kvstack's trace format, for `kvstack sim --trace FILE`.")
+      ->type_name("FILE");
+  const std::string tiers = "Tiers (off unless set)";
+  cmd->add_option("--host-tier", a->host_tier,
+                  "Host RAM tier size (B, KiB, MiB, GiB; 0: off): evicted KV blocks worth keeping are copied here and "
+                  "brought back instead of recomputed.")
+      ->capture_default_str()
+      ->type_name("SIZE")
+      ->group(tiers);
+  cmd->add_option("--disk-tier", o.tiers.disk_dir,
+                  "Directory of the local disk tier (large segment files, O_DIRECT through io_uring, checksummed; "
+                  "re-indexed on start, so the cache survives a restart). Off when not given.")
+      ->type_name("DIR")
+      ->group(tiers);
+  cmd->add_option("--disk-tier-size", a->disk_tier_size, "Disk tier capacity.")
+      ->capture_default_str()
+      ->type_name("SIZE")
+      ->group(tiers);
+  cmd->add_option("--redis", o.tiers.redis,
+                  "A Redis server for the shared remote tier, HOST:PORT; repeat for several (keys spread by "
+                  "consistent hashing). A server that is down or slow makes its blocks misses, never errors.")
+      ->type_name("HOST:PORT")
+      ->group(tiers);
+  cmd->add_option("--redis-ttl", o.tiers.redis_ttl_s, "Seconds a block lives in Redis.")
+      ->capture_default_str()
+      ->group(tiers);
+  cmd->add_option("--offload-min-priority", o.tiers.offload_min_priority,
+                  "Offload an evicted block if its retention priority is at least this (0-100; the default "
+                  "priority is 35, so by default only durable context qualifies by priority)...")
+      ->capture_default_str()
+      ->group(tiers);
+  cmd->add_option("--offload-min-hits", o.tiers.offload_min_hits, "...or if it was hit at least this often.")
+      ->capture_default_str()
+      ->group(tiers);
+  cmd->add_flag("--onboard-always", o.tiers.onboard_always,
+                "Bring tier blocks back even when recomputing them would be faster (by default the tiers' measured "
+                "bandwidth is compared with the measured prefill rate).")
+      ->group(tiers);
   cmd->footer(kFooter);
   return [a] { return RunServe(*a); };
 }

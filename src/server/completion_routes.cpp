@@ -34,6 +34,7 @@ struct Prepared {
   bool stream = false;
   bool include_usage = false;
   std::string cache_salt;
+  std::shared_ptr<const TracedPrompt> traced;  // set with --record-trace
 };
 
 ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, Endpoint endpoint) {
@@ -58,16 +59,24 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
   p.stream = body->stream;
   p.include_usage = body->include_usage;
   p.cache_salt = body->kv.cache_salt;
+  if (ctx.trace) {
+    p.traced = std::make_shared<const TracedPrompt>(TracedPrompt{.tokens = p.gen.prompt,
+                                                                 .retention = p.gen.retention,
+                                                                 .priority = p.gen.priority,
+                                                                 .session = body->kv.session_id,
+                                                                 .tenant = body->kv.cache_salt});
+  }
   return p;
 }
 
 // The one place every finished request passes through (whole or streamed):
 // it logs the request and feeds the /metrics histograms.
 void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::string& salt,
-                    const GenerationEvent& last) {
+                    const TracedPrompt* traced, const GenerationEvent& last) {
   const RequestMetrics& m = last.metrics;
   ctx.recorder.Record(m);
   ctx.workload.Record(m, salt);
+  if (ctx.trace && traced) ctx.trace->Record(*traced, m);
   ctx.log(fmt::format("{}: {}, prompt {} tokens ({} from the prefix cache), {} generated{}{}", meta.id,
                       FinishReasonName(last.finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
                       salt.empty() ? "" : fmt::format(", cache_salt '{}'", salt),
@@ -88,7 +97,7 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, const std::shared_
       if (e.finish != FinishReason::kNone) last = std::move(e);
     }
   }
-  RecordFinished(ctx, p.meta, p.cache_salt, last);
+  RecordFinished(ctx, p.meta, p.cache_salt, p.traced.get(), last);
   if (last.finish == FinishReason::kCancelled) {
     return SendError(res, ApiError{.http_status = 503,
                                    .message = "the request was cancelled: the server is shutting down",
@@ -103,12 +112,18 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, const std::shared_
 // releaser (which runs when the response is destroyed, finished or not).
 struct StreamState {
   StreamState(ServerContext& c, std::shared_ptr<RequestChannel> ch, AdmissionGate::Ticket t, const Prepared& p)
-      : ctx(c), channel(std::move(ch)), ticket(std::move(t)), sse(p.meta, p.include_usage), salt(p.cache_salt) {}
+      : ctx(c),
+        channel(std::move(ch)),
+        ticket(std::move(t)),
+        sse(p.meta, p.include_usage),
+        salt(p.cache_salt),
+        traced(p.traced) {}
   ServerContext& ctx;
   std::shared_ptr<RequestChannel> channel;
   AdmissionGate::Ticket ticket;
   SseStream sse;
   std::string salt;
+  std::shared_ptr<const TracedPrompt> traced;
   std::vector<GenerationEvent> events;
 };
 
@@ -124,7 +139,7 @@ void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Req
         std::string frames;
         for (const GenerationEvent& e : st->events) {
           frames += st->sse.Frames(e);
-          if (e.finish != FinishReason::kNone) RecordFinished(st->ctx, st->sse.meta(), st->salt, e);
+          if (e.finish != FinishReason::kNone) RecordFinished(st->ctx, st->sse.meta(), st->salt, st->traced.get(), e);
         }
         // A failed write means the client is gone: returning false ends the
         // response, and the releaser cancels the request.

@@ -15,6 +15,45 @@ nlohmann::json CountersJson(const PrefixCounters& c) {
 
 double Seconds(Micros us) { return double(us) / 1e6; }
 
+nlohmann::json HistogramJson(const Histogram& h) {
+  return {{"count", h.count()}, {"p50", h.Percentile(0.5)}, {"p95", h.Percentile(0.95)}, {"p99", h.Percentile(0.99)}};
+}
+
+nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const OnboardMetrics& o) {
+  nlohmann::json levels = nlohmann::json::array();
+  if (t) {
+    for (const TierMetrics& m : t->tiers) {
+      levels.push_back({{"tier", m.name},
+                        {"blocks", m.blocks},
+                        {"capacity_blocks", m.capacity_blocks},
+                        {"hits", m.hits},
+                        {"misses", m.misses},
+                        {"stored", m.stored},
+                        {"bytes_in", m.bytes_in},
+                        {"bytes_out", m.bytes_out},
+                        {"faults", m.faults},
+                        {"evictions", m.evictions},
+                        {"get_bytes_per_s", m.get_bytes_per_s},
+                        {"get_latency_us", HistogramJson(m.get_latency_us)}});
+    }
+  }
+  const double timeliness =
+      o.onboard_blocks_requested ? double(o.timely_blocks) / double(o.onboard_blocks_requested) : 0.0;
+  return {{"enabled", t.has_value()},
+          {"levels", std::move(levels)},
+          {"offload",
+           {{"stored", o.offloaded_blocks}, {"skipped", o.offload_skipped_blocks}, {"refused", o.offload_refused_blocks}}},
+          {"onboard",
+           {{"requested_blocks", o.onboard_blocks_requested},
+            {"onboarded_blocks", o.onboarded_blocks},
+            {"timely_blocks", o.timely_blocks},
+            {"prefetch_timeliness", timeliness},
+            {"recomputed_blocks", o.recompute_chosen_blocks},
+            {"prefetched_blocks", o.prefetched_blocks},
+            {"recompute_tokens_per_s", o.recompute_tokens_per_s},
+            {"wait_us", HistogramJson(o.wait_us)}}}};
+}
+
 }  // namespace
 
 nlohmann::json MemoryReport(const MemoryReportInputs& in) {
@@ -117,6 +156,7 @@ nlohmann::json MemoryReport(const MemoryReportInputs& in) {
         {"in_flight", in.in_flight},
         {"preemptions", in.preemptions},
         {"recorded", w.recorded}}},
+      {"tiers", TiersJson(in.tiers, in.onboard)},
   };
 }
 

@@ -17,6 +17,14 @@
 //   timeline: {bucket_s, buckets: [{start_s_ago, requests, prompt_tokens,
 //              cached_tokens, generated_tokens, hit_rate}]}  (oldest first)
 //   requests: {running, in_flight, preemptions, recorded}
+//   tiers: {enabled, levels: [{tier, blocks, capacity_blocks, hits, misses,
+//           stored, bytes_in, bytes_out, faults, evictions, get_bytes_per_s,
+//           get_latency_us: {p50, p95, p99}}],
+//           offload: {stored, skipped, refused},
+//           onboard: {requested_blocks, onboarded_blocks, timely_blocks,
+//                     prefetch_timeliness, recomputed_blocks, prefetched_blocks,
+//                     recompute_tokens_per_s, wait_us: {count, p50, p95, p99}}}
+//     (levels empty and counters zero without tiers)
 //
 // Memory is what this process holds: weights as loaded, KV by block state
 // (blocks x bytes per block), and workspace (the forward pass's activation
@@ -26,12 +34,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "kvstack/cache_metrics.h"
 #include "kvstack/engine.h"
+#include "kvstack/tier_chain.h"
 #include "server/workload_recorder.h"
 
 namespace kvstack::server {
@@ -45,6 +55,8 @@ struct MemoryReportInputs {
   uint64_t preemptions = 0;
   int64_t in_flight = 0;
   WorkloadRecorder::Snapshot workload;
+  std::optional<TierChainMetrics> tiers;  // none without tiers
+  OnboardMetrics onboard;
 };
 
 nlohmann::json MemoryReport(const MemoryReportInputs& in);

@@ -29,6 +29,10 @@ void AddMemoryRoutes(httplib::Server& http, ServerContext& ctx) {
       r.cache = e.cache().Metrics();
       r.workspace_bytes = e.workspace_bytes();
       r.preemptions = e.preemptions();
+      if (TierChain* t = e.tiers()) {
+        r.tiers = t->Metrics();
+        r.onboard = e.onboard_metrics();
+      }
       return r;
     });
     if (!in.ok()) return SendError(res, FromStatus(in.status()));

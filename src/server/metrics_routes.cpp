@@ -24,6 +24,7 @@
 //                                      cache's default)
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,65 @@ namespace {
 struct EngineSnapshot {
   CacheMetrics cache;
   uint64_t preemptions = 0;
+  std::optional<TierChainMetrics> tiers;  // none without tiers
+  OnboardMetrics onboard;
 };
+
+// Tiers below the device pool: per-tier counters and read latency (label
+// tier = host|disk|redis), and what the engine did with them.
+void RenderTiers(PrometheusText& out, const TierChainMetrics& t, const OnboardMetrics& o) {
+  struct Counter {
+    const char* name;
+    const char* help;
+    uint64_t TierMetrics::*field;
+  };
+  const Counter counters[] = {
+      {"kvstack_tier_hits_total", "Blocks a tier found and verified on a get.", &TierMetrics::hits},
+      {"kvstack_tier_misses_total", "Blocks a tier did not have on a get (faults included).", &TierMetrics::misses},
+      {"kvstack_tier_stored_blocks_total", "Blocks a tier stored.", &TierMetrics::stored},
+      {"kvstack_tier_bytes_in_total", "Block bytes written into a tier.", &TierMetrics::bytes_in},
+      {"kvstack_tier_bytes_out_total", "Block bytes read out of a tier.", &TierMetrics::bytes_out},
+      {"kvstack_tier_faults_total", "I/O errors, timeouts, corrupt blocks and full-disk refusals of a tier.",
+       &TierMetrics::faults},
+      {"kvstack_tier_evictions_total", "Blocks a tier's eviction policy pushed out.", &TierMetrics::evictions},
+  };
+  for (const Counter& c : counters) {
+    out.Family(c.name, "counter", c.help);
+    for (const TierMetrics& m : t.tiers) out.Sample(c.name, {{"tier", m.name}}, double(m.*c.field));
+  }
+  out.Family("kvstack_tier_blocks", "gauge", "Blocks a tier holds now.");
+  for (const TierMetrics& m : t.tiers) out.Sample("kvstack_tier_blocks", {{"tier", m.name}}, double(m.blocks));
+  out.Family("kvstack_tier_capacity_blocks", "gauge", "Blocks a tier can hold.");
+  for (const TierMetrics& m : t.tiers) {
+    out.Sample("kvstack_tier_capacity_blocks", {{"tier", m.name}}, double(m.capacity_blocks));
+  }
+  out.Family("kvstack_tier_get_latency_seconds", "histogram", "Latency of one batched get from a tier, in seconds.");
+  for (const TierMetrics& m : t.tiers) {
+    out.HistogramSamples("kvstack_tier_get_latency_seconds", {{"tier", m.name}}, m.get_latency_us, 1e6);
+  }
+
+  out.Family("kvstack_offload_blocks_total", "counter",
+             "Blocks evicted from the device pool, by what the tiers did: stored, skipped (below the offload "
+             "priority and hit thresholds) or refused.");
+  out.Sample("kvstack_offload_blocks_total", {{"outcome", "stored"}}, double(o.offloaded_blocks));
+  out.Sample("kvstack_offload_blocks_total", {{"outcome", "skipped"}}, double(o.offload_skipped_blocks));
+  out.Sample("kvstack_offload_blocks_total", {{"outcome", "refused"}}, double(o.offload_refused_blocks));
+  out.Family("kvstack_prefetch_blocks_total", "counter", "Blocks of queued requests moved up toward host RAM early.");
+  out.Sample("kvstack_prefetch_blocks_total", {}, double(o.prefetched_blocks));
+  out.Family("kvstack_onboard_requested_blocks_total", "counter", "Blocks admitted requests asked the tiers for.");
+  out.Sample("kvstack_onboard_requested_blocks_total", {}, double(o.onboard_blocks_requested));
+  out.Family("kvstack_onboard_blocks_total", "counter", "Blocks that arrived from a tier and served a request.");
+  out.Sample("kvstack_onboard_blocks_total", {}, double(o.onboarded_blocks));
+  out.Family("kvstack_onboard_timely_blocks_total", "counter",
+             "Requested blocks already in host RAM when their request was admitted (prefetch timeliness = this / "
+             "requested).");
+  out.Sample("kvstack_onboard_timely_blocks_total", {}, double(o.timely_blocks));
+  out.Family("kvstack_onboard_recomputed_blocks_total", "counter",
+             "Blocks a tier held that were recomputed instead, because that was measured faster.");
+  out.Sample("kvstack_onboard_recomputed_blocks_total", {}, double(o.recompute_chosen_blocks));
+  out.Family("kvstack_onboard_wait_seconds", "histogram", "Time an admitted request waited for its tier blocks.");
+  out.HistogramSamples("kvstack_onboard_wait_seconds", {}, o.wait_us, 1e6);
+}
 
 void PrefixFamily(PrometheusText& out, const std::string& name, const std::string& help, const std::string& label,
                   const std::vector<std::pair<std::string, const PrefixCounters*>>& rows, bool hits) {
@@ -124,6 +183,7 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
   out.HistogramSamples("kvstack_request_prompt_tokens", {}, h.prompt_tokens);
   out.Family("kvstack_request_generation_tokens", "histogram", "Generated tokens per finished request.");
   out.HistogramSamples("kvstack_request_generation_tokens", {}, h.generation_tokens);
+  if (s.tiers) RenderTiers(out, *s.tiers, s.onboard);
   return out.text();
 }
 
@@ -131,8 +191,14 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
 
 void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx) {
   http.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
-    auto snapshot = ctx.loop->Call(
-        [](Engine& e) { return EngineSnapshot{.cache = e.cache().Metrics(), .preemptions = e.preemptions()}; });
+    auto snapshot = ctx.loop->Call([](Engine& e) {
+      EngineSnapshot s{.cache = e.cache().Metrics(), .preemptions = e.preemptions()};
+      if (TierChain* t = e.tiers()) {
+        s.tiers = t->Metrics();
+        s.onboard = e.onboard_metrics();
+      }
+      return s;
+    });
     if (!snapshot.ok()) return SendError(res, FromStatus(snapshot.status()));
     res.status = 200;
     res.set_content(Render(ctx, *snapshot, ctx.recorder.Get()), "text/plain; version=0.0.4; charset=utf-8");

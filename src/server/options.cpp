@@ -31,7 +31,35 @@ Status ValidateOptions(const ServerOptions& o) {
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-queue", o.max_queue, 0));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-body-bytes", static_cast<int64_t>(std::min<size_t>(o.max_body_bytes, INT64_MAX)), 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-tokens-limit", o.max_tokens_limit, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--host-tier", o.tiers.host_bytes, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--disk-tier-size", o.tiers.disk_bytes, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--redis-ttl", o.tiers.redis_ttl_s, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--offload-min-hits", o.tiers.offload_min_hits, 0));
+  if (o.tiers.offload_min_priority < 0 || o.tiers.offload_min_priority > kMaxPriority) {
+    return InvalidArgument(fmt::format("--offload-min-priority {}: must be from 0 to {}", o.tiers.offload_min_priority,
+                                       kMaxPriority));
+  }
+  for (const std::string& address : o.tiers.redis) {
+    auto parsed = ParseRedisAddress(address);
+    if (!parsed.ok()) return parsed.status();
+  }
   return Status::Ok();
+}
+
+Result<RedisServerAddress> ParseRedisAddress(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  auto bad = [&](std::string_view why) {
+    return InvalidArgument(fmt::format("--redis '{}': {} (expected HOST:PORT, e.g. 127.0.0.1:6379)", text, why));
+  };
+  if (colon == std::string::npos || colon == 0) return bad("no host");
+  const std::string port_text = text.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 ||
+      !std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return bad("the port is not a number");
+  }
+  const int port = std::stoi(port_text);
+  if (port < 1 || port > 65535) return bad("the port must be from 1 to 65535");
+  return RedisServerAddress{.host = text.substr(0, colon), .port = port};
 }
 
 int HttpThreads(const ServerOptions& o) {

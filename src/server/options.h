@@ -3,12 +3,16 @@
 #pragma once
 
 #include "kvstack/server.h"
+#include "kvstack/tiers.h"
 
 namespace kvstack::server {
 
 // OK, or InvalidArgument naming the flag and its value ("--port 70000: must be
 // from 0 to 65535 (0 picks a free port)").
 Status ValidateOptions(const ServerOptions& options);
+
+// "HOST:PORT" of --redis. InvalidArgument quotes the text and says why.
+Result<RedisServerAddress> ParseRedisAddress(const std::string& text);
 
 // Handler threads for httplib: enough for every request that may be in flight
 // (each waits on its own) plus a few for quick replies (health, 429s).

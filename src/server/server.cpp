@@ -24,6 +24,7 @@
 #include "kvstack/tokenizer.h"
 #include "server/chat_format.h"
 #include "server/demo_model.h"
+#include "server/tier_setup.h"
 #include "server/engine_loop.h"
 #include "server/options.h"
 #include "server/server_context.h"
@@ -155,6 +156,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   eo.max_batch_tokens = o.max_batch_tokens;
   eo.max_running = o.max_running;
   eo.max_context = o.max_context;
+  eo.make_tiers = server::MakeTierFactory(o.tiers, log);
+  eo.onboard_only_when_faster = !o.tiers.onboard_always;
   auto engine = Engine::Create(eo);
   if (!engine.ok()) return engine.status();
   const EngineInfo info = (*engine)->info();
@@ -175,6 +178,15 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   ctx.started_unix = static_cast<int64_t>(std::time(nullptr));
   ctx.id_salt = Entropy();
   ctx.random_weights = o.model_path.empty();
+  if (!o.record_trace.empty()) {
+    auto trace = server::TraceRecorder::Open(o.record_trace, log);
+    if (!trace.ok()) {
+      impl->loop->Stop();
+      return trace.status();
+    }
+    ctx.trace = std::move(trace).value();
+    log(fmt::format("recording every finished request to {} (kvstack trace format)", o.record_trace));
+  }
 
   httplib::Server& http = impl->http;
   const int threads = server::HttpThreads(o);

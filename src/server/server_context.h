@@ -17,6 +17,7 @@
 #include "server/log.h"
 #include "server/metrics_recorder.h"
 #include "server/openai_request.h"
+#include "server/trace_recorder.h"
 #include "server/workload_recorder.h"
 
 namespace kvstack::server {
@@ -48,6 +49,7 @@ struct ServerContext {
   std::atomic<uint64_t> refused_busy{0};  // 429s
   MetricsRecorder recorder;  // every finished request, for GET /metrics
   WorkloadRecorder workload;  // every finished request, for GET /v1/memory
+  std::unique_ptr<TraceRecorder> trace;  // --record-trace; null when off
 
   // 503 while draining, 401 without the key; nullopt when the request may go on.
   std::optional<ApiError> Precheck(const httplib::Request& req) const {

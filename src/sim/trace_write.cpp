@@ -46,6 +46,8 @@ std::string KvstackTraceLine(const RecordedRequest& r, Micros origin_us) {
     }
     line += "]";
   }
+  if (r.measured_ttft_us) line += fmt::format(", \"measured_ttft_ms\": {:.3f}", double(*r.measured_ttft_us) / 1000.0);
+  if (r.measured_cached_tokens) line += fmt::format(", \"measured_cached_tokens\": {}", *r.measured_cached_tokens);
   line += ", \"tokens\": [";
   for (size_t i = 0; i < r.prompt.size(); ++i) {
     if (i) line += ',';

@@ -1,0 +1,80 @@
+#include "server/tier_setup.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "kvstack/tiers.h"
+#include "server/options.h"
+
+namespace kvstack::server {
+namespace {
+
+// The host tier that stages offloads for disk and Redis when none was sized.
+constexpr int64_t kStagingHostBytes = 64ll << 20;
+
+std::string Mib(int64_t bytes) { return fmt::format("{:.0f} MiB", double(bytes) / (1 << 20)); }
+
+}  // namespace
+
+TierFactory MakeTierFactory(const ServerOptions::Tiers& t, Log log) {
+  if (!t.enabled()) return {};
+  return [t, log](size_t block_bytes, const std::string& model_id) -> Result<std::unique_ptr<TierChain>> {
+    TierChainOptions c;
+    c.min_priority = static_cast<Priority>(t.offload_min_priority);
+    c.min_hits = static_cast<uint32_t>(t.offload_min_hits);
+    std::string summary;
+
+    int64_t host_bytes = t.host_bytes;
+    if (host_bytes == 0) {
+      host_bytes = kStagingHostBytes;
+      log(fmt::format("tiers: no --host-tier given; a {} host tier stages offloads for the lower tiers",
+                      Mib(host_bytes)));
+    }
+    const int64_t host_blocks = host_bytes / static_cast<int64_t>(block_bytes);
+    if (host_blocks < 1) {
+      return InvalidArgument(fmt::format("--host-tier {} bytes holds no KV block of {} bytes", host_bytes, block_bytes));
+    }
+    auto host = MakeHostTier({.bytes_per_block = block_bytes, .capacity_blocks = host_blocks});
+    if (!host.ok()) return host.status();
+    c.tiers.push_back(std::move(host).value());
+    summary += fmt::format("host {} blocks ({})", host_blocks, Mib(host_blocks * static_cast<int64_t>(block_bytes)));
+
+    if (!t.disk_dir.empty()) {
+      DiskTierOptions d;
+      d.dir = t.disk_dir;
+      d.bytes_per_block = block_bytes;
+      d.capacity_bytes = static_cast<uint64_t>(t.disk_bytes);
+      d.segment_bytes = std::min<uint64_t>(256ull << 20, static_cast<uint64_t>(t.disk_bytes));
+      d.log = log;
+      auto disk = OpenDiskTier(d);
+      if (!disk.ok()) return Status(disk.status().code(), "--disk-tier " + t.disk_dir + ": " + disk.status().message());
+      const TierMetrics m = (*disk)->Metrics();
+      summary += fmt::format(", disk {} ({} of {} blocks warm)", t.disk_dir, m.blocks, m.capacity_blocks);
+      c.tiers.push_back(std::move(disk).value());
+    }
+    if (!t.redis.empty()) {
+      RedisTierOptions r;
+      for (const std::string& address : t.redis) {
+        auto parsed = ParseRedisAddress(address);
+        if (!parsed.ok()) return parsed.status();
+        r.servers.push_back(*parsed);
+      }
+      r.model_id = model_id;
+      r.bytes_per_block = block_bytes;
+      r.ttl_seconds = t.redis_ttl_s;
+      r.log = log;
+      auto redis = MakeRedisTier(r);
+      if (!redis.ok()) return redis.status();
+      summary += fmt::format(", redis {} (TTL {} s)", fmt::join(t.redis, " "), t.redis_ttl_s);
+      c.tiers.push_back(std::move(redis).value());
+    }
+    log(fmt::format("tiers: {}; offloading evicted blocks with priority >= {} or >= {} hits; onboarding {}", summary,
+                    t.offload_min_priority, t.offload_min_hits,
+                    t.onboard_always ? "always" : "when faster than recomputing (measured)"));
+    return TierChain::Create(std::move(c));
+  };
+}
+
+}  // namespace kvstack::server
