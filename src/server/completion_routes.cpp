@@ -1,7 +1,8 @@
 // POST /v1/completions and POST /v1/chat/completions: parse and validate on
 // the handler thread, queue to the engine thread, then either wait for the
-// whole completion or stream it as server-sent events. A streaming client
-// that goes away cancels its request, so its KV blocks are freed at once.
+// whole completion or stream it as server-sent events. A client that goes
+// away, streaming or not, cancels its request, so its KV blocks are freed at
+// once.
 #include <chrono>
 #include <ctime>
 
@@ -83,29 +84,71 @@ void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::str
                       meta.session_id.empty() ? "" : fmt::format(", session_id '{}'", meta.session_id)));
 }
 
-void RespondWhole(ServerContext& ctx, httplib::Response& res, const std::shared_ptr<RequestChannel>& channel,
-                  const Prepared& p) {
+// A whole (non-streamed) completion. The body is sent only at the end, but
+// through a chunked provider: between polls of the request's channel it asks
+// the socket whether the client is still there (httplib's is_writable peeks
+// at the connection), so a client that gives up cancels its request and
+// frees its blocks, as a streaming one does. The status line goes out first,
+// so the rare request cancelled by a forced shutdown gets its error object
+// with status 200.
+struct WholeState {
+  WholeState(ServerContext& c, std::shared_ptr<RequestChannel> ch, AdmissionGate::Ticket t, const Prepared& p)
+      : ctx(c), channel(std::move(ch)), ticket(std::move(t)), meta(p.meta), salt(p.cache_salt), traced(p.traced) {}
+  ServerContext& ctx;
+  std::shared_ptr<RequestChannel> channel;
+  AdmissionGate::Ticket ticket;
+  ResponseMeta meta;
+  std::string salt;
+  std::shared_ptr<const TracedPrompt> traced;
   std::string text;
   std::vector<GenerationEvent> events;
-  GenerationEvent last;
-  bool more = true;
-  while (more) {
-    events.clear();
-    more = channel->Take(&events, kPollInterval);
-    for (GenerationEvent& e : events) {
-      text += e.text;
-      if (e.finish != FinishReason::kNone) last = std::move(e);
-    }
-  }
-  RecordFinished(ctx, p.meta, p.cache_salt, p.traced.get(), last);
-  if (last.finish == FinishReason::kCancelled) {
-    return SendError(res, ApiError{.http_status = 503,
+  bool finished = false;
+};
+
+void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<RequestChannel> channel,
+                  AdmissionGate::Ticket ticket, const Prepared& p) {
+  auto st = std::make_shared<WholeState>(ctx, std::move(channel), std::move(ticket), p);
+  res.status = 200;
+  res.set_chunked_content_provider(
+      "application/json",
+      [st](size_t /*offset*/, httplib::DataSink& sink) {
+        st->events.clear();
+        const bool more = st->channel->Take(&st->events, kPollInterval);
+        GenerationEvent* last = nullptr;
+        for (GenerationEvent& e : st->events) {
+          st->text += e.text;
+          if (e.finish != FinishReason::kNone) last = &e;
+        }
+        if (last == nullptr) {
+          if (more) return sink.is_writable();  // false: the client is gone, and the releaser cancels
+          return false;
+        }
+        st->finished = true;
+        RecordFinished(st->ctx, st->meta, st->salt, st->traced.get(), *last);
+        std::string body;
+        if (last->finish == FinishReason::kCancelled) {
+          body = JsonText(ApiError{.http_status = 503,
                                    .message = "the request was cancelled: the server is shutting down",
                                    .type = "server_error",
-                                   .code = "cancelled"});
-  }
-  ++ctx.completed;
-  SendJson(res, 200, CompletionResponse(p.meta, text, last.finish, last.metrics));
+                                   .code = "cancelled"}
+                              .ToJson());
+        } else {
+          ++st->ctx.completed;
+          body = JsonText(CompletionResponse(st->meta, st->text, last->finish, last->metrics));
+        }
+        if (!sink.write(body.data(), body.size())) return false;
+        sink.done();
+        return true;
+      },
+      [st](bool /*success*/) {
+        if (!st->finished) {
+          ++st->ctx.disconnected;
+          st->ctx.log(fmt::format("{}: the client went away before its completion; cancelling the request",
+                                  st->meta.id));
+          st->ctx.loop->Cancel(st->channel);
+        }
+        st->ticket.Release();
+      });
 }
 
 // One streamed request, shared by httplib's content provider and its
@@ -172,7 +215,7 @@ void Handle(ServerContext& ctx, const httplib::Request& req, httplib::Response& 
   std::shared_ptr<RequestChannel> channel = ctx.loop->Submit(std::move(p->gen));
   if (Status accepted = channel->WaitAccepted(); !accepted.ok()) return SendError(res, FromStatus(accepted));
   if (p->stream) return StartStream(ctx, res, std::move(channel), std::move(*ticket), *p);
-  RespondWhole(ctx, res, channel, *p);
+  RespondWhole(ctx, res, std::move(channel), std::move(*ticket), *p);
 }
 
 }  // namespace

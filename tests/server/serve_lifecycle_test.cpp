@@ -82,6 +82,64 @@ TEST(ServeLifecycle, ClientDisconnectCancelsTheRequestAndFreesItsBlocks) {
   EXPECT_THAT(server.Output(), HasSubstr("the client went away mid-stream; cancelling the request"));
 }
 
+// Sends a whole (non-streamed) completion over a raw socket and returns the
+// connected socket without reading anything (-1 on failure).
+int SendWithoutReading(int port, const json& body) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  const std::string payload = body.dump();
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// A non-streamed request whose client hangs up mid-generation is cancelled
+// too. The model is generated slow enough (4 layers of width 1024) that 400
+// tokens take seconds, so the hang-up comes long before the end.
+TEST(ServeLifecycle, ClientDisconnectCancelsAWholeRequestToo) {
+  const std::filesystem::path model =
+      std::filesystem::temp_directory_path() / ("kvstack_slow_" + std::to_string(::getpid()) + ".gguf");
+  const std::string gen = std::string(KVSTACK_BINARY) + " gen-model -q --out " + model.string() +
+                          " --layers 4 --embd 1024 --heads 16 --ff 2816 --ctx 1024 --type q8_0";
+  ASSERT_EQ(std::system(gen.c_str()), 0) << gen;
+  ServeProcess server({"--model", model.string(), "--threads", "1"});
+  ASSERT_TRUE(server.ok()) << server.error();
+  const int fd = SendWithoutReading(server.port(), {{"prompt", "Once upon a time"}, {"max_tokens", 400},
+                                                    {"ignore_eos", true}});
+  ASSERT_GE(fd, 0);
+  auto client = server.Client();
+  auto live = [&] {
+    const json s = GetJson(*client, "/v1/cache/stats").body;
+    return s.is_object() ? s.value("live_sequences", 0) : 0;
+  };
+  for (int i = 0; i < 600 && live() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  json stats = GetJson(*client, "/v1/cache/stats").body;
+  ASSERT_EQ(stats["live_sequences"], 1) << "the request never started";
+  ::close(fd);
+  json health;
+  for (int i = 0; i < 600; ++i) {
+    health = GetJson(*client, "/health").body;
+    stats = GetJson(*client, "/v1/cache/stats").body;
+    if (health["requests_disconnected"] == 1 && stats["live_sequences"] == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(health["requests_disconnected"], 1) << server.Output();
+  EXPECT_EQ(health["requests_completed"], 0) << "it ran to the end: the hang-up went unnoticed";
+  EXPECT_EQ(health["requests_in_flight"], 0);
+  EXPECT_EQ(stats["in_use_blocks"], 0);
+  EXPECT_THAT(server.Output(), HasSubstr("the client went away before its completion; cancelling the request"));
+  std::filesystem::remove(model);
+}
+
 TEST(ServeLifecycle, SigtermFinishesRequestsInFlightThenExitsZero) {
   if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1"});
