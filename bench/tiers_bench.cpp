@@ -6,7 +6,7 @@
 //   redis  put and get of N blocks     (the script runs redis-benchmark on the
 //                                          same server for the baseline)
 // Usage: tiers_bench --dir DIR [--block-bytes B] [--host-mib M] [--disk-mib M]
-//                    [--redis-port P --redis-blocks N] [--reps R]
+//                    [--redis-port P --redis-blocks N --redis-connections C] [--reps R]
 // Prints one line per figure: "<name> <bytes per second>" (best of R).
 #include <fcntl.h>
 #include <unistd.h>
@@ -41,6 +41,7 @@ struct Args {
   size_t disk_mib = 512;
   int redis_port = 0;
   size_t redis_blocks = 2000;
+  int redis_connections = 4;
   int reps = 3;
 };
 
@@ -186,6 +187,7 @@ void BenchRedis(const Args& a) {
   o.model_id = "bench";
   o.bytes_per_block = a.block;
   o.op_timeout = 10'000'000;
+  o.connections = a.redis_connections;
   auto t = kvstack::MakeRedisTier(o).value();
   double best_put = 0, best_get = 0;
   for (int r = 0; r < a.reps; ++r) {
@@ -210,6 +212,7 @@ int main(int argc, char** argv) {
     else if (k == "--disk-mib") a.disk_mib = std::stoul(v);
     else if (k == "--redis-port") a.redis_port = std::stoi(v);
     else if (k == "--redis-blocks") a.redis_blocks = std::stoul(v);
+    else if (k == "--redis-connections") a.redis_connections = std::stoi(v);
     else if (k == "--reps") a.reps = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());

@@ -7,7 +7,8 @@
 //          checksums; the directory is re-indexed when a tier opens it, so a
 //          warm cache survives a restart. Corrupt or torn blocks are misses.
 //   redis  one or more Redis servers chosen by consistent hashing; pipelined
-//          batches on one worker thread, a TTL on every key, timeouts, and
+//          batches over a few connections per server (one worker thread
+//          each, used concurrently), a TTL on every key, timeouts, and
 //          reconnection with exponential backoff.
 //
 // Each factory returns a complete tier or an error naming the bad option.
@@ -69,6 +70,10 @@ struct RedisTierOptions {
   Micros backoff_max = 10'000'000;     // the wait doubles up to this
   int64_t index_blocks = 1 << 18;      // keys remembered for Contains() (84 bytes each)
   size_t max_batch = 256;              // commands per pipelined batch
+  // Connections to each server, each driven by its own worker thread, 1..64.
+  // A block's key always travels over the same one, so calls on one key reach
+  // its server in the order they were made; different keys' commands overlap.
+  int connections = 4;
   const EvictionPolicy* policy = nullptr;  // ranks the remembered keys; nullptr: priority-LRU
   const Clock* clock = nullptr;        // nullptr: steady; drives the backoff
   TierLogSink log;                     // nullptr: stderr

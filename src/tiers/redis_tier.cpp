@@ -1,27 +1,41 @@
-// The Redis tier: blocks as Redis strings, one worker thread that pipelines
-// each batch of commands per server over one hiredis connection per server.
+// The Redis tier: blocks as Redis strings, sent over a few "lanes". A lane is
+// a worker thread with its own hiredis connection to every server; a block's
+// key always travels in the same lane (a hash of the key picks it), so the
+// calls on one key (a DEL, then a SET) reach its server in the order they
+// were made, while commands on different keys overlap: one lane writes a
+// round while another waits for its replies, and the server always has work.
+// Each lane pipelines its share of a batch per server, in rounds whose values
+// are sent straight from the bytes Put staged (see resp_round.h).
 //
 // Key:   "kvstack:" + model_id + ":" + 32 hex digits of the block hash.
 // Value: the block's bytes, then 8 bytes of xxh3-64 over them seeded with
 //        the hash, so a value stored under another key (or damaged) fails.
 //
-// A server's connection state:
-//   Up        ctx != nullptr; commands are pipelined to it.
-//   Down      ctx == nullptr and now < down_until: commands fail at once (a
-//             miss) without touching the network.
-//   Retrying  ctx == nullptr and now >= down_until: the next batch connects;
-//             failure doubles the backoff (backoff_initial .. backoff_max).
-// Any I/O error or timeout drops the connection and goes Down.
+// A server's state (Health, shared by the lanes):
+//   Up        now >= down_until; each lane connects when it has work for it.
+//   Down      now < down_until: commands fail at once (a miss) without
+//             touching the network; a lane still holding a connection made
+//             before the server went down (its epoch is older) drops it.
+//   Retrying  the first lane past down_until connects; a failure doubles
+//             the backoff (backoff_initial .. backoff_max), a success resets it.
+// Any I/O error or timeout drops that lane's connection and marks the server
+// Down, once: a lane whose connection predates the latest MarkDown (another
+// lane already saw the failure) only drops its connection.
+//
+// A call's items are split by lane into Parts; the lane that finishes the
+// last Part of a call records its metrics and finishes its future.
 //
 // Contains() answers from a local index (a metadata-only TierIndex) of keys
 // this process stored or read; Redis's own TTL and memory policy may have
 // dropped them since, which turns into a miss at Get().
 //
-// Lock order: mu_, then the stats' and fault log's locks. Servers' state is
-// the worker's alone.
+// Lock order: mu_, then the stats' and fault log's locks; health_mu_, then the
+// fault log's lock. mu_ and health_mu_ are never held together. A lane's
+// connections are its thread's alone.
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -35,6 +49,7 @@
 #include "tiers/consistent_hash.h"
 #include "tiers/fault_log.h"
 #include "tiers/op_state.h"
+#include "tiers/resp_round.h"
 #include "tiers/tier_index.h"
 #include "tiers/tier_stats.h"
 
@@ -49,10 +64,13 @@ namespace {
 using namespace tiers_internal;  // NOLINT: a .cpp of the component
 
 constexpr size_t kChecksumBytes = 8;
-// A pipelined round sends at most this many value bytes before reading its
-// replies: hiredis grows its output buffer 1 MiB at a time past 1 MiB, so a
-// much larger pipeline of big values would be copied over and over.
-constexpr size_t kMaxPipelineBytes = 1u << 20;
+// A pipelined round carries at most this many block bytes before the lane
+// reads its replies (the lane's other rounds and the other lanes keep the
+// server busy meanwhile), and at most kMaxRoundCommands commands (a SET is
+// three iovecs; sendmsg takes IOV_MAX = 1024).
+constexpr size_t kMaxRoundBytes = 4u << 20;
+constexpr size_t kMaxRoundCommands = 256;
+constexpr int kMaxConnections = 64;
 
 uint64_t ValueChecksum(const BlockHash& hash, const std::byte* bytes, size_t n) {
   return XXH3_64bits_withSeed(bytes, n, hash.lo ^ (hash.hi * 0x9E3779B97F4A7C15ull));
@@ -62,6 +80,7 @@ timeval ToTimeval(Micros us) {
   return timeval{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
 }
 
+// One Put / Get / Lookup / Remove call.
 struct Job {
   enum class Kind : uint8_t { kPut, kGet, kLookup, kDelete };
   struct Item {
@@ -75,16 +94,36 @@ struct Job {
   Kind kind = Kind::kGet;
   std::shared_ptr<OpState> state;  // null for kDelete
   std::vector<Item> items;
-  uint64_t refused = 0;  // puts refused before reaching the worker
+  uint64_t refused = 0;  // puts refused before reaching a lane
   int64_t start_us = 0;
+  std::atomic<size_t> parts_left{0};  // lanes still working on it
 };
 
-struct Server {
-  RedisServerAddress address;
-  std::string label;  // "host:port"
-  redisContext* ctx = nullptr;
+// One lane's share of a job: indices into job->items.
+struct Part {
+  std::shared_ptr<Job> job;
+  std::vector<uint32_t> items;
+};
+
+// A server's state, shared by the lanes (see the top of the file).
+struct Health {
   Micros down_until = 0;
   Micros backoff = 0;
+  uint64_t epoch = 0;  // bumped by each MarkDown
+};
+
+// One lane's connection to one server.
+struct Conn {
+  redisContext* ctx = nullptr;
+  uint64_t epoch = 0;  // the server's epoch when this connection was made
+};
+
+struct Lane {
+  std::deque<Part> queue;  // GUARDED_BY(RedisTier::mu_)
+  std::condition_variable cv;
+  std::vector<Conn> conns;  // one per server; the lane's thread alone
+  RespRound round;          // the lane's thread alone
+  std::thread thread;
 };
 
 class RedisTier final : public Tier {
@@ -93,15 +132,11 @@ class RedisTier final : public Tier {
       : o_(o),
         clock_(o.clock != nullptr ? o.clock : &SteadyClock::Default()),
         log_(o.log, "redis tier: "),
-        stats_("redis") {
+        stats_("redis"),
+        health_(o.servers.size()) {
     std::vector<std::string> labels;
-    for (const auto& a : o.servers) {
-      Server s;
-      s.address = a;
-      s.label = fmt::format("{}:{}", a.host, a.port);
-      labels.push_back(s.label);
-      servers_.push_back(std::move(s));
-    }
+    for (const auto& a : o.servers) labels.push_back(fmt::format("{}:{}", a.host, a.port));
+    labels_ = labels;
     ring_ = std::make_unique<ConsistentHashRing>(labels);
   }
 
@@ -110,10 +145,12 @@ class RedisTier final : public Tier {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
     }
-    work_cv_.notify_all();
-    if (worker_.joinable()) worker_.join();
-    for (Server& s : servers_) {
-      if (s.ctx != nullptr) redisFree(s.ctx);
+    for (auto& lane : lanes_) lane->cv.notify_all();
+    for (auto& lane : lanes_) {
+      if (lane->thread.joinable()) lane->thread.join();
+      for (Conn& c : lane->conns) {
+        if (c.ctx != nullptr) redisFree(c.ctx);
+      }
     }
   }
 
@@ -121,7 +158,15 @@ class RedisTier final : public Tier {
     auto index = TierIndex::Create(o_.index_blocks, o_.policy, clock_);
     if (!index.ok()) return index.status();
     index_ = std::move(index).value();
-    worker_ = std::thread([this] { WorkerLoop(); });
+    for (int i = 0; i < o_.connections; ++i) {
+      auto lane = std::make_unique<Lane>();
+      lane->conns.resize(o_.servers.size());
+      lanes_.push_back(std::move(lane));
+    }
+    for (auto& lane : lanes_) {
+      Lane* l = lane.get();
+      l->thread = std::thread([this, l] { LaneLoop(*l); });
+    }
     return Status::Ok();
   }
 
@@ -135,14 +180,14 @@ class RedisTier final : public Tier {
   }
 
   TierFuture Put(std::span<const TierPut> blocks) override {
-    Job job;
-    job.kind = Job::Kind::kPut;
-    job.start_us = WallMicros();
-    job.state = std::make_shared<OpState>(blocks.size());
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kPut;
+    job->start_us = WallMicros();
+    job->state = std::make_shared<OpState>(blocks.size());
     for (size_t i = 0; i < blocks.size(); ++i) {
       const TierPut& p = blocks[i];
       if (p.bytes.size() != o_.bytes_per_block) {
-        ++job.refused;
+        ++job->refused;
         continue;
       }
       Job::Item it;
@@ -154,31 +199,31 @@ class RedisTier final : public Tier {
       const uint64_t sum = ValueChecksum(p.block.hash, p.bytes.data(), p.bytes.size());
       std::memcpy(it.value.get() + p.bytes.size(), &sum, kChecksumBytes);
       it.index = i;
-      job.items.push_back(std::move(it));
+      job->items.push_back(std::move(it));
     }
     return Enqueue(std::move(job));
   }
 
   TierFuture Lookup(std::span<const BlockHash> hashes) override {
-    Job job;
-    job.kind = Job::Kind::kLookup;
-    job.start_us = WallMicros();
-    job.state = std::make_shared<OpState>(hashes.size());
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kLookup;
+    job->start_us = WallMicros();
+    job->state = std::make_shared<OpState>(hashes.size());
     for (size_t i = 0; i < hashes.size(); ++i) {
       Job::Item it;
       it.block.hash = hashes[i];
       it.key = RedisBlockKey(o_.model_id, hashes[i]);
       it.index = i;
-      job.items.push_back(std::move(it));
+      job->items.push_back(std::move(it));
     }
     return Enqueue(std::move(job));
   }
 
   TierFuture Get(std::span<const TierGet> blocks) override {
-    Job job;
-    job.kind = Job::Kind::kGet;
-    job.start_us = WallMicros();
-    job.state = std::make_shared<OpState>(blocks.size());
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kGet;
+    job->start_us = WallMicros();
+    job->state = std::make_shared<OpState>(blocks.size());
     for (size_t i = 0; i < blocks.size(); ++i) {
       if (blocks[i].dest.size() != o_.bytes_per_block) continue;
       Job::Item it;
@@ -186,24 +231,26 @@ class RedisTier final : public Tier {
       it.key = RedisBlockKey(o_.model_id, blocks[i].hash);
       it.dest = blocks[i].dest;
       it.index = i;
-      job.items.push_back(std::move(it));
+      job->items.push_back(std::move(it));
     }
     return Enqueue(std::move(job));
   }
 
   void Remove(const BlockHash& hash) override {
-    Job job;
-    job.kind = Job::Kind::kDelete;
+    auto job = std::make_shared<Job>();
+    job->kind = Job::Kind::kDelete;
     Job::Item it;
     it.block.hash = hash;
     it.key = RedisBlockKey(o_.model_id, hash);
-    job.items.push_back(std::move(it));
+    job->items.push_back(std::move(it));
+    job->parts_left.store(1, std::memory_order_relaxed);
+    Lane& lane = *lanes_[LaneFor(hash)];
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (auto slot = index_->Find(hash)) index_->Remove(*slot);
-      jobs_.push_back(std::move(job));
+      lane.queue.push_back(Part{std::move(job), {0}});
     }
-    work_cv_.notify_one();
+    lane.cv.notify_one();
   }
 
   TierMetrics Metrics() const override {
@@ -222,129 +269,188 @@ class RedisTier final : public Tier {
 
  private:
   struct Cmd {
-    size_t job;
-    size_t item;
+    size_t part;
+    size_t item;  // into job->items
   };
   enum class Outcome : uint8_t { kOk, kMiss, kFault };
 
-  TierFuture Enqueue(Job job) {
-    auto state = job.state;
-    if (job.items.empty()) {
-      if (job.kind == Job::Kind::kPut) {
-        stats_.RecordPut(0, job.refused, 0, job.start_us);
+  // The lane of a key: a mix of both halves of the hash, independent of the
+  // ring's choice of server.
+  size_t LaneFor(const BlockHash& h) const {
+    uint64_t x = h.lo ^ (h.hi * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    x ^= x >> 29;
+    return static_cast<size_t>(x % lanes_.size());
+  }
+
+  TierFuture Enqueue(std::shared_ptr<Job> job) {
+    auto state = job->state;
+    if (job->items.empty()) {
+      if (job->kind == Job::Kind::kPut) {
+        stats_.RecordPut(0, job->refused, 0, job->start_us);
       } else {
-        stats_.RecordGet(0, state->ok.size(), 0, job.start_us);
+        stats_.RecordGet(0, state->ok.size(), 0, job->start_us);
       }
       state->Finish();
       return TierFuture(std::move(state));
     }
+    std::vector<std::vector<uint32_t>> shares(lanes_.size());
+    for (size_t i = 0; i < job->items.size(); ++i) {
+      shares[LaneFor(job->items[i].block.hash)].push_back(static_cast<uint32_t>(i));
+    }
+    std::vector<size_t> busy;  // lanes with a share
+    for (size_t l = 0; l < shares.size(); ++l) {
+      if (!shares[l].empty()) busy.push_back(l);
+    }
+    job->parts_left.store(busy.size(), std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(std::move(job));
+      for (size_t l : busy) lanes_[l]->queue.push_back(Part{job, std::move(shares[l])});
     }
-    work_cv_.notify_one();
+    for (size_t l : busy) lanes_[l]->cv.notify_one();
     return TierFuture(std::move(state));
   }
 
-  void WorkerLoop();
-  // Runs `cmds` on server `s` pipelined; fills `out` (one per cmd).
-  void Exchange(Server& s, std::vector<Job>& jobs, const std::vector<Cmd>& cmds, std::vector<Outcome>* out);
-  bool Connect(Server& s);
-  void MarkDown(Server& s, const std::string& why);
-  void Complete(std::vector<Job>& jobs, const std::vector<std::vector<Outcome>>& outcomes);
+  void LaneLoop(Lane& lane);
+  // Runs `cmds` on server `s` over the lane's connection, pipelined; fills
+  // `out` (one per cmd).
+  void Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
+                std::vector<Outcome>* out);
+  bool Connect(Conn& c, size_t s);
+  void MarkDown(Conn& c, size_t s, const std::string& why);
+  void Complete(std::vector<Part>& parts, const std::vector<std::vector<Outcome>>& outcomes);
+  void FinishJob(Job& job);
 
   const RedisTierOptions o_;
   const Clock* clock_;
   FaultLog log_;
   TierStats stats_;
+  std::vector<std::string> labels_;  // "host:port" per server
   std::unique_ptr<ConsistentHashRing> ring_;
-  std::vector<Server> servers_;  // the worker's alone
+  std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Init()
+
+  std::mutex health_mu_;
+  std::vector<Health> health_;  // GUARDED_BY(health_mu_), one per server
 
   mutable std::mutex mu_;
-  std::condition_variable work_cv_;
   std::unique_ptr<TierIndex> index_;  // GUARDED_BY(mu_)
-  std::deque<Job> jobs_;              // GUARDED_BY(mu_)
   bool stop_ = false;                 // GUARDED_BY(mu_)
-  std::thread worker_;
 };
 
-bool RedisTier::Connect(Server& s) {
-  if (s.ctx != nullptr) return true;
-  if (clock_->Now() < s.down_until) return false;
+bool RedisTier::Connect(Conn& c, size_t s) {
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    const Health& h = health_[s];
+    if (c.ctx != nullptr && c.epoch == h.epoch) return true;
+    if (c.ctx != nullptr) {  // made before the server was last marked down
+      redisFree(c.ctx);
+      c.ctx = nullptr;
+    }
+    if (clock_->Now() < h.down_until) return false;
+    c.epoch = h.epoch;
+  }
+  const RedisServerAddress& a = o_.servers[s];
   const timeval ct = ToTimeval(o_.connect_timeout);
-  redisContext* c = redisConnectWithTimeout(s.address.host.c_str(), s.address.port, ct);
-  if (c == nullptr || c->err != 0) {
-    const std::string why = c != nullptr ? c->errstr : "out of memory";
-    if (c != nullptr) redisFree(c);
-    MarkDown(s, fmt::format("cannot connect: {}", why));
+  redisContext* ctx = redisConnectWithTimeout(a.host.c_str(), a.port, ct);
+  if (ctx == nullptr || ctx->err != 0) {
+    const std::string why = ctx != nullptr ? ctx->errstr : "out of memory";
+    if (ctx != nullptr) redisFree(ctx);
+    MarkDown(c, s, fmt::format("cannot connect: {}", why));
     return false;
   }
   const timeval ot = ToTimeval(o_.op_timeout);
-  redisSetTimeout(c, ot);
-  s.ctx = c;
-  if (s.backoff != 0) log_.Note(fmt::format("server {}: reconnected", s.label));
-  s.backoff = 0;
+  redisSetTimeout(ctx, ot);
+  c.ctx = ctx;
+  bool reconnected = false;
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    Health& h = health_[s];
+    c.epoch = h.epoch;
+    reconnected = h.backoff != 0;
+    h.backoff = 0;
+  }
+  if (reconnected) log_.Note(fmt::format("server {}: reconnected", labels_[s]));
   return true;
 }
 
-void RedisTier::MarkDown(Server& s, const std::string& why) {
-  if (s.ctx != nullptr) {
-    redisFree(s.ctx);
-    s.ctx = nullptr;
+void RedisTier::MarkDown(Conn& c, size_t s, const std::string& why) {
+  if (c.ctx != nullptr) {
+    redisFree(c.ctx);
+    c.ctx = nullptr;
   }
-  s.backoff = s.backoff == 0 ? o_.backoff_initial : std::min(s.backoff * 2, o_.backoff_max);
-  s.down_until = clock_->Now() + s.backoff;
-  log_.Report(s.label, fmt::format("server {}: {}; its blocks miss; retrying in {} ms", s.label, why,
-                                   s.backoff / 1000));
+  Micros backoff = 0;
+  {
+    std::lock_guard<std::mutex> lock(health_mu_);
+    Health& h = health_[s];
+    if (c.epoch != h.epoch) return;  // another lane already marked it down
+    ++h.epoch;
+    h.backoff = h.backoff == 0 ? o_.backoff_initial : std::min(h.backoff * 2, o_.backoff_max);
+    h.down_until = clock_->Now() + h.backoff;
+    backoff = h.backoff;
+  }
+  log_.Report(labels_[s], fmt::format("server {}: {}; its blocks miss; retrying in {} ms", labels_[s], why,
+                                      backoff / 1000));
 }
 
-void RedisTier::Exchange(Server& s, std::vector<Job>& jobs, const std::vector<Cmd>& cmds,
+void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
                          std::vector<Outcome>* out) {
   out->assign(cmds.size(), Outcome::kFault);
+  Conn& c = lane.conns[s];
+  const std::string& label = labels_[s];
+  const size_t max_round = std::min(o_.max_batch, kMaxRoundCommands);
   size_t end = 0;
   for (size_t at = 0; at < cmds.size(); at = end) {
-    if (!Connect(s)) return;  // Down: the rest fail at once
-    // One pipelined round: up to max_batch commands or kMaxPipelineBytes.
+    if (!Connect(c, s)) return;  // Down: the rest fail at once
+    // One pipelined round: up to max_batch commands or kMaxRoundBytes.
     end = at;
     size_t bytes = 0;
-    while (end < cmds.size() && end - at < o_.max_batch && (end == at || bytes < kMaxPipelineBytes)) {
-      const Job& job = jobs[cmds[end].job];
+    while (end < cmds.size() && end - at < max_round && (end == at || bytes < kMaxRoundBytes)) {
+      const Job& job = *parts[cmds[end].part].job;
       bytes += job.kind == Job::Kind::kPut || job.kind == Job::Kind::kGet ? o_.bytes_per_block : 64;
       ++end;
     }
+    RespRound& round = lane.round;
+    round.Clear();
     for (size_t i = at; i < end; ++i) {
-      const Job& job = jobs[cmds[i].job];
+      const Job& job = *parts[cmds[i].part].job;
       const Job::Item& it = job.items[cmds[i].item];
       switch (job.kind) {
         case Job::Kind::kPut:
-          redisAppendCommand(s.ctx, "SET %b %b EX %lld", it.key.data(), it.key.size(), it.value.get(),
-                             it.value_size, static_cast<long long>(o_.ttl_seconds));
+          round.SetWithTtl(it.key, it.value.get(), it.value_size, static_cast<long long>(o_.ttl_seconds));
           break;
         case Job::Kind::kGet:
-          redisAppendCommand(s.ctx, "GET %b", it.key.data(), it.key.size());
+          round.Command({"GET", it.key});
           break;
         case Job::Kind::kLookup:
-          redisAppendCommand(s.ctx, "EXISTS %b", it.key.data(), it.key.size());
+          round.Command({"EXISTS", it.key});
           break;
         case Job::Kind::kDelete:
-          redisAppendCommand(s.ctx, "DEL %b", it.key.data(), it.key.size());
+          round.Command({"DEL", it.key});
           break;
       }
     }
+    std::string send_error;
+    const bool sent = round.Send(c.ctx->fd, &send_error);
+    round.Clear();
+    if (!sent) {
+      MarkDown(c, s, fmt::format("cannot send ({})", send_error));
+      return;
+    }
     for (size_t i = at; i < end; ++i) {
       void* raw = nullptr;
-      if (redisGetReply(s.ctx, &raw) != REDIS_OK || raw == nullptr) {
+      if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
         // A timeout (op_timeout) shows as an I/O error too.
-        MarkDown(s, fmt::format("no reply ({})", s.ctx->errstr));
+        MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
         return;
       }
       redisReply* r = static_cast<redisReply*>(raw);
-      Job& job = jobs[cmds[i].job];
+      Job& job = *parts[cmds[i].part].job;
       Job::Item& it = job.items[cmds[i].item];
       Outcome& o = (*out)[i];
       if (r->type == REDIS_REPLY_ERROR) {
         o = Outcome::kFault;
-        log_.Report(s.label + " error", fmt::format("server {}: {}", s.label, std::string(r->str, r->len)));
+        log_.Report(label + " error", fmt::format("server {}: {}", label, std::string(r->str, r->len)));
       } else {
         switch (job.kind) {
           case Job::Kind::kPut:
@@ -373,7 +479,7 @@ void RedisTier::Exchange(Server& s, std::vector<Job>& jobs, const std::vector<Cm
             } else {
               o = Outcome::kFault;
               log_.Report("corrupt", fmt::format("server {}: value of {} is corrupt (length {} or checksum): a miss",
-                                                 s.label, it.key, r->len));
+                                                 label, it.key, r->len));
             }
             break;
           }
@@ -384,46 +490,48 @@ void RedisTier::Exchange(Server& s, std::vector<Job>& jobs, const std::vector<Cm
   }
 }
 
-void RedisTier::WorkerLoop() {
+void RedisTier::LaneLoop(Lane& lane) {
   for (;;) {
-    std::vector<Job> jobs;
+    std::vector<Part> parts;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, and drained
-      while (!jobs_.empty()) {
-        jobs.push_back(std::move(jobs_.front()));
-        jobs_.pop_front();
+      lane.cv.wait(lock, [&] { return stop_ || !lane.queue.empty(); });
+      if (lane.queue.empty()) return;  // stopping, and drained
+      while (!lane.queue.empty()) {
+        parts.push_back(std::move(lane.queue.front()));
+        lane.queue.pop_front();
       }
     }
-    // Commands per server, in job order, so a DEL and a later SET of one key
-    // reach its server in the order they were called.
-    std::vector<std::vector<Cmd>> per_server(servers_.size());
-    for (size_t j = 0; j < jobs.size(); ++j) {
-      for (size_t i = 0; i < jobs[j].items.size(); ++i) {
-        per_server[static_cast<size_t>(ring_->ServerFor(jobs[j].items[i].block.hash))].push_back({j, i});
+    // Commands per server, in call order, so a DEL and a later SET of one key
+    // (always in this lane) reach its server in the order they were called.
+    std::vector<std::vector<Cmd>> per_server(o_.servers.size());
+    for (size_t p = 0; p < parts.size(); ++p) {
+      for (uint32_t i : parts[p].items) {
+        per_server[static_cast<size_t>(ring_->ServerFor(parts[p].job->items[i].block.hash))].push_back({p, i});
       }
     }
-    std::vector<std::vector<Outcome>> outcomes(jobs.size());
-    for (size_t j = 0; j < jobs.size(); ++j) outcomes[j].assign(jobs[j].items.size(), Outcome::kFault);
-    for (size_t s = 0; s < servers_.size(); ++s) {
+    std::vector<std::vector<Outcome>> outcomes(parts.size());
+    for (size_t p = 0; p < parts.size(); ++p) outcomes[p].assign(parts[p].job->items.size(), Outcome::kFault);
+    for (size_t s = 0; s < o_.servers.size(); ++s) {
       if (per_server[s].empty()) continue;
       std::vector<Outcome> out;
-      Exchange(servers_[s], jobs, per_server[s], &out);
-      for (size_t k = 0; k < per_server[s].size(); ++k) outcomes[per_server[s][k].job][per_server[s][k].item] = out[k];
+      Exchange(lane, s, parts, per_server[s], &out);
+      for (size_t k = 0; k < per_server[s].size(); ++k) outcomes[per_server[s][k].part][per_server[s][k].item] = out[k];
     }
-    Complete(jobs, outcomes);
+    Complete(parts, outcomes);
   }
 }
 
-void RedisTier::Complete(std::vector<Job>& jobs, const std::vector<std::vector<Outcome>>& outcomes) {
+// Records each part's outcomes; the lane that completes a job's last part
+// finishes it.
+void RedisTier::Complete(std::vector<Part>& parts, const std::vector<std::vector<Outcome>>& outcomes) {
   uint64_t faults = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (size_t j = 0; j < jobs.size(); ++j) {
-      Job& job = jobs[j];
-      for (size_t i = 0; i < job.items.size(); ++i) {
-        const Outcome o = outcomes[j][i];
+    for (size_t p = 0; p < parts.size(); ++p) {
+      Job& job = *parts[p].job;
+      for (uint32_t i : parts[p].items) {
+        const Outcome o = outcomes[p][i];
         const Job::Item& it = job.items[i];
         if (o == Outcome::kFault) ++faults;
         if (job.kind == Job::Kind::kDelete) continue;
@@ -439,22 +547,28 @@ void RedisTier::Complete(std::vector<Job>& jobs, const std::vector<std::vector<O
         } else if (slot && job.kind != Job::Kind::kPut) {
           index_->Remove(*slot);  // the server does not have it (any more)
         }
+        // Distinct bytes per item: lanes write their own items' outcomes.
         if (o == Outcome::kOk) job.state->ok[it.index] = 1;
       }
     }
   }
   if (faults > 0) stats_.AddFaults(faults);
-  for (Job& job : jobs) {
-    if (job.kind == Job::Kind::kDelete) continue;
-    const uint64_t ok = static_cast<uint64_t>(std::count(job.state->ok.begin(), job.state->ok.end(), uint8_t{1}));
-    if (job.kind == Job::Kind::kPut) {
-      stats_.RecordPut(ok, job.state->ok.size() - ok, ok * o_.bytes_per_block, job.start_us);
-    } else {
-      const uint64_t bytes = job.kind == Job::Kind::kGet ? ok * o_.bytes_per_block : 0;
-      stats_.RecordGet(ok, job.state->ok.size() - ok, bytes, job.start_us);
-    }
-    job.state->Finish();
+  for (Part& part : parts) {
+    // acq_rel: the last lane sees every other lane's ok[] writes before Finish.
+    if (part.job->parts_left.fetch_sub(1, std::memory_order_acq_rel) == 1) FinishJob(*part.job);
   }
+}
+
+void RedisTier::FinishJob(Job& job) {
+  if (job.kind == Job::Kind::kDelete) return;
+  const uint64_t ok = static_cast<uint64_t>(std::count(job.state->ok.begin(), job.state->ok.end(), uint8_t{1}));
+  if (job.kind == Job::Kind::kPut) {
+    stats_.RecordPut(ok, job.state->ok.size() - ok, ok * o_.bytes_per_block, job.start_us);
+  } else {
+    const uint64_t bytes = job.kind == Job::Kind::kGet ? ok * o_.bytes_per_block : 0;
+    stats_.RecordGet(ok, job.state->ok.size() - ok, bytes, job.start_us);
+  }
+  job.state->Finish();
 }
 
 }  // namespace
@@ -471,6 +585,10 @@ Result<std::unique_ptr<Tier>> MakeRedisTier(const RedisTierOptions& o) {
   if (o.bytes_per_block == 0) return InvalidArgument("redis tier: bytes_per_block must be >= 1");
   if (o.ttl_seconds < 1) return InvalidArgument(fmt::format("redis tier: ttl_seconds {}: must be >= 1", o.ttl_seconds));
   if (o.max_batch == 0) return InvalidArgument("redis tier: max_batch must be >= 1");
+  if (o.connections < 1 || o.connections > kMaxConnections) {
+    return InvalidArgument(fmt::format("redis tier: connections {}: must be 1 to {} per server", o.connections,
+                                       kMaxConnections));
+  }
   if (o.connect_timeout <= 0 || o.op_timeout <= 0 || o.backoff_initial <= 0 || o.backoff_max < o.backoff_initial) {
     return InvalidArgument("redis tier: timeouts must be > 0 and backoff_max >= backoff_initial");
   }

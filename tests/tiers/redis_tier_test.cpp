@@ -1,11 +1,13 @@
 // Redis tier against real redis-server processes on 127.0.0.1 (ports picked
 // at run time): round trips, key format and TTL, two servers by consistent
 // hashing, a server killed mid-run (misses, no failures), a paused (slow)
-// server, reconnection with backoff after a restart, corrupt values, and a
-// randomized model check. Skips when redis-server is not installed.
+// server, reconnection with backoff after a restart, corrupt values, several
+// connections per server (per-key order, one backoff for a failure every
+// connection sees), and a randomized model check. Skips when redis-server is not installed.
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 #include "kvstack/tiers.h"
 #include "redis_server.h"
@@ -32,7 +34,7 @@ class RedisTierTest : public ::testing::Test {
     ASSERT_TRUE(server_.Start()) << "redis-server did not start";
   }
 
-  std::unique_ptr<Tier> Make(std::vector<int> ports, const Clock* clock = nullptr) {
+  std::unique_ptr<Tier> Make(std::vector<int> ports, const Clock* clock = nullptr, int connections = 4) {
     RedisTierOptions o;
     for (int p : ports) o.servers.push_back({"127.0.0.1", p});
     o.model_id = "test-model";
@@ -43,6 +45,7 @@ class RedisTierTest : public ::testing::Test {
     o.backoff_initial = 100'000;
     o.backoff_max = 1'000'000;
     o.index_blocks = 4096;
+    o.connections = connections;
     o.clock = clock;
     o.log = [this](std::string_view line) {
       std::lock_guard<std::mutex> lock(log_mu_);
@@ -224,6 +227,63 @@ TEST_F(RedisTierTest, ModelIdsDoNotShareKeys) {
   auto b = MakeRedisTier(o).value();
   ASSERT_TRUE(PutOne(*a, 1));
   EXPECT_FALSE(GetOne(*b, 1).has_value());
+}
+
+// Several connections (lanes) per server: calls on one key, made without
+// waiting in between and from several threads at once, must still reach the
+// server in call order (a key always travels in one lane).
+TEST_F(RedisTierTest, EachKeysCallsStayInOrderAcrossConnections) {
+  auto t = Make({server_.port()}, nullptr, 4);
+  constexpr uint64_t kKeysPerThread = 50;
+  std::vector<std::thread> callers;
+  for (uint64_t th = 0; th < 4; ++th) {
+    callers.emplace_back([&t, th] {
+      std::vector<TierFuture> pending;
+      for (uint64_t k = th * kKeysPerThread; k < (th + 1) * kKeysPerThread; ++k) {
+        const auto v0 = Bytes(kBlock, k, 0), v1 = Bytes(kBlock, k, 1), v2 = Bytes(kBlock, k, 2);
+        const TierPut p0{{H(k)}, v0}, p1{{H(k)}, v1}, p2{{H(k)}, v2};
+        pending.push_back(t->Put(std::span(&p0, 1)));  // the bytes are copied before Put returns
+        pending.push_back(t->Put(std::span(&p1, 1)));
+        t->Remove(H(k));
+        pending.push_back(t->Put(std::span(&p2, 1)));
+      }
+      for (auto& f : pending) f.Wait();
+    });
+  }
+  for (auto& c : callers) c.join();
+  for (uint64_t k = 0; k < 4 * kKeysPerThread; ++k) {
+    auto got = GetOne(*t, k);
+    ASSERT_TRUE(got.has_value()) << k;
+    EXPECT_EQ(*got, Bytes(kBlock, k, 2)) << k;
+  }
+  EXPECT_EQ(t->Metrics().faults, 0u);
+  EXPECT_TRUE(t->CheckInvariants().ok());
+}
+
+// Every connection breaks when the server dies, but the server is marked down
+// once: the backoff is the first one (100 ms), not doubled per connection.
+TEST_F(RedisTierTest, AFailureSeenByEveryConnectionBacksOffOnce) {
+  ManualClock clock(1'000'000);
+  auto t = Make({server_.port()}, &clock, 4);
+  std::vector<std::vector<std::byte>> bytes;
+  std::vector<TierPut> puts;
+  for (uint64_t k = 0; k < 64; ++k) bytes.push_back(Bytes(kBlock, k));
+  for (uint64_t k = 0; k < 64; ++k) puts.push_back({{H(k)}, bytes[k]});
+  TierFuture before = t->Put(puts);  // every lane connects
+  before.Wait();
+  ASSERT_EQ(before.num_ok(), 64u);
+  server_.Kill();
+  std::vector<std::vector<std::byte>> out(64, std::vector<std::byte>(kBlock));
+  std::vector<TierGet> gets;
+  for (uint64_t k = 0; k < 64; ++k) gets.push_back({H(k), out[k]});
+  TierFuture broken = t->Get(gets);
+  broken.Wait();
+  EXPECT_EQ(broken.num_ok(), 0u);
+  ASSERT_TRUE(server_.Restart());
+  clock.Advance(100'001);  // past the first backoff only
+  TierFuture after = t->Put(puts);
+  after.Wait();
+  EXPECT_EQ(after.num_ok(), 64u);
 }
 
 TEST_F(RedisTierTest, RandomizedAgainstAReferenceModel) {
