@@ -7,11 +7,13 @@
 // engine --profile` measured), never from the host's clock, so a replay is
 // deterministic: the same trace and options give the same result.
 //
-// The scheduler of each instance is continuous batching with whole-prompt
-// prefill: each step admits waiting requests in arrival order while their
-// blocks (prompt plus output, reserved at admission, so nothing is ever
-// preempted) fit, prefills their uncached tokens and decodes one token for
-// every running request. Lower tiers (host, disk) are further metadata-only
+// The scheduler of each instance is the engine's continuous batching: each
+// step decodes one token for every running request, continues prompts in
+// progress, and admits waiting requests in arrival order while their blocks
+// (prompt plus output, reserved at admission, so nothing is ever preempted)
+// fit, computing their uncached prompt tokens; with a token budget per step
+// (SimOptions::max_batch_tokens) prompts are prefilled in chunks across
+// steps, as the engine does, else whole in one step. Lower tiers (host, disk) are further metadata-only
 // KvCaches written through on every computed prompt; a device miss that the
 // tier holds is onboarded at the tier's bandwidth instead of recomputed.
 //
@@ -41,6 +43,15 @@ enum class Tier { kDevice = 0, kHost = 1, kDisk = 2 };
 inline constexpr int kNumTiers = 3;
 std::string_view TierName(Tier tier);
 
+// The work of one scheduler step.
+struct StepWork {
+  int64_t prefill_tokens = 0;    // prompt tokens computed (the step's chunks summed)
+  int64_t prefill_context = 0;   // positions the chunks reach (their ends), summed
+  int64_t prefill_attended = 0;  // over the prompt tokens, the positions each attends over, summed
+  int64_t decode_batch = 0;      // decoding sequences, one token each
+  int64_t decode_context = 0;    // their contexts summed
+};
+
 // Seconds that the work of one step takes. Implementations are immutable.
 class CostModel {
  public:
@@ -50,6 +61,9 @@ class CostModel {
   virtual double PrefillSeconds(int64_t new_tokens, int64_t attended_tokens) const = 0;
   // One decode step of `batch` sequences whose contexts sum to `context_tokens`.
   virtual double DecodeStepSeconds(int64_t batch, int64_t context_tokens) const = 0;
+  // A step that mixes prompt chunks and decoding. Default: the prefill (of
+  // prefill_tokens over prefill_context) plus the decode step, added.
+  virtual double StepSeconds(const StepWork& work) const;
   // Moving `tokens` of KV from `tier` to the device (one transfer).
   virtual double OnboardSeconds(Tier tier, int64_t tokens) const = 0;
   // KV bytes of one token on the device (for occupancy and capacity in bytes);
@@ -86,10 +100,15 @@ struct RooflineOptions {
 Result<std::unique_ptr<CostModel>> MakeRooflineCostModel(const RooflineOptions& options);
 
 // The costs of `kvstack bench engine --profile FILE` (format
-// "kvstack-bench-engine/1"): prefill ms per token (the mean of the measured
-// points), decode step ms = base_ms + per_sequence_ms x batch (the fitted
-// line, floored at the smallest measured step), for the first cost model in
-// the file (or the one whose model_path contains `model_filter`). Tier
+// "kvstack-bench-engine/1"), for the first cost model in the file (or the one
+// whose model_path contains `model_filter`). With its "step_ms_fit" (a
+// profile measured at several prompt lengths): every step costs base_ms +
+// per_token_ms x its tokens (prompt and decode) + per_attended_ms x the
+// positions they attend over, so prefix-cached prompts and long contexts cost
+// what the engine measured. Without it (one prompt length): prefill ms per
+// token (the mean of the measured points), decode step ms = base_ms +
+// per_sequence_ms x batch (the fitted line, floored at the smallest measured
+// step), neither depending on context. Tier
 // links as in RooflineOptions. On failure: kInvalidArgument naming the file
 // and the missing or malformed field.
 Result<std::unique_ptr<CostModel>> MakeProfileCostModel(const std::string& json_text, const std::string& source,
@@ -112,6 +131,10 @@ struct SimOptions {
   int32_t instances = 1;
   RouterKind router = RouterKind::kRoundRobin;
   int32_t max_batch = 256;     // running sequences per instance
+  // Tokens one step computes at most (decode tokens first, then prompt
+  // chunks), as the engine's --max-batch-tokens; 0: no budget, every
+  // admitted prompt is prefilled whole in its first step.
+  int32_t max_batch_tokens = 0;
   // Occupancy samples kept (evenly spaced in simulated time, at step ends).
   int32_t occupancy_samples = 200;
   // Called now and then with the fraction of requests done (a progress bar).
@@ -162,6 +185,16 @@ struct SimResult {
   int32_t peak_in_use_blocks = 0;      // one instance's most blocks held by running requests
   std::vector<OccupancySample> occupancy;
   std::vector<std::string> cost_model;  // CostModel::Describe()
+
+  // What the recording server measured, read from the trace rather than
+  // replayed (kvstack traces written by `kvstack serve --record-trace`), over
+  // every trace request that carries it; zero / empty when none does. For
+  // checking the replay's TTFT and hit rate against the real run.
+  int64_t measured_requests = 0;            // requests with a measured TTFT
+  Percentiles measured_ttft_s;
+  std::vector<double> measured_ttft_samples_s;  // sorted
+  uint64_t measured_query_tokens = 0;       // prompt tokens of requests with measured cached tokens
+  uint64_t measured_cached_tokens = 0;      // of those, served by the server's prefix cache
 
   uint64_t HitTokens() const;  // all tiers
   double TokenHitRate(Tier tier) const;

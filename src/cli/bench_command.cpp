@@ -31,10 +31,18 @@
 // milliseconds at each batch size (with the mean context it was measured at),
 // and the least-squares line ms = base_ms + per_sequence_ms x batch through the
 // decode points (base_ms may come out slightly negative from noise; a
-// simulator interpolates between points and clamps at the ends).
+// simulator interpolates between points and clamps at the ends). With
+// several --prompt-tokens it also fits one engine step's cost,
+//   ms = base_ms + per_token_ms x tokens + per_attended_ms x attended,
+// through every prefill and decode point ("step_ms_fit"): tokens are the
+// step's tokens, attended the sum over them of the positions each attends
+// over (a prefill of S prompts of P tokens: S x P(P+1)/2; a decode step: the
+// contexts summed). Least squares of the relative error, so that the
+// sub-millisecond decode steps weigh as much as the long prefills.
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -44,6 +52,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,7 +72,7 @@ struct EngineBenchArgs {
   std::vector<std::string> models;
   std::string threads = "0";
   std::string sequences = "1,4,16";
-  int prompt_tokens = 128;
+  std::string prompt_tokens = "128";
   int gen_tokens = 64;
   std::string kv_type = "f16";
   int block_size = 16;
@@ -93,6 +102,7 @@ struct ConfigResult {
   std::string model_path;
   EngineInfo info;
   int sequences = 0;
+  int prompt_tokens = 0;       // per sequence
   int64_t prefill_tokens = 0;  // sequences x prompt tokens
   int batch_tokens = 0;        // the engine's step budget
   std::vector<RunFigures> runs;
@@ -297,6 +307,53 @@ std::pair<double, double> FitLine(const std::vector<std::pair<double, double>>& 
   return {(sy - slope * sx) / n, slope};
 }
 
+// One measured step (or a prefill's steps): its tokens, the positions they
+// attend over summed, and its milliseconds.
+struct StepPoint {
+  double tokens = 0, attended = 0, ms = 0;
+};
+struct StepFit {
+  double base_ms = 0, per_token_ms = 0, per_attended_ms = 0;
+  double max_relative_error = 0;  // over the points
+};
+// ms = base + per_token x tokens + per_attended x attended, least squares of
+// the relative error (each row divided by its ms). Nothing when the system is
+// singular (too few distinct points).
+std::optional<StepFit> FitStep(const std::vector<StepPoint>& points) {
+  double m[3][4] = {};
+  for (const StepPoint& p : points) {
+    if (!(p.ms > 0)) continue;
+    const double row[3] = {1 / p.ms, p.tokens / p.ms, p.attended / p.ms};
+    for (int i = 0; i < 3; ++i) {
+      for (int k = 0; k < 3; ++k) m[i][k] += row[i] * row[k];
+      m[i][3] += row[i];  // target: ms / ms = 1
+    }
+  }
+  // Gaussian elimination with partial pivoting on the normal equations.
+  for (int c = 0; c < 3; ++c) {
+    int pivot = c;
+    for (int r = c + 1; r < 3; ++r) {
+      if (std::abs(m[r][c]) > std::abs(m[pivot][c])) pivot = r;
+    }
+    if (std::abs(m[pivot][c]) < 1e-300) return std::nullopt;
+    std::swap(m[c], m[pivot]);
+    for (int r = 0; r < 3; ++r) {
+      if (r == c) continue;
+      const double f = m[r][c] / m[c][c];
+      for (int k = c; k < 4; ++k) m[r][k] -= f * m[c][k];
+    }
+  }
+  StepFit f{m[0][3] / m[0][0], m[1][3] / m[1][1], m[2][3] / m[2][2], 0};
+  if (!std::isfinite(f.base_ms) || !std::isfinite(f.per_token_ms) || !std::isfinite(f.per_attended_ms)) {
+    return std::nullopt;
+  }
+  for (const StepPoint& p : points) {
+    const double predicted = f.base_ms + f.per_token_ms * p.tokens + f.per_attended_ms * p.attended;
+    if (p.ms > 0) f.max_relative_error = std::max(f.max_relative_error, std::abs(predicted / p.ms - 1));
+  }
+  return f;
+}
+
 // The --profile file: one entry per configuration, then per (model, threads)
 // the prefill cost per token and the decode step cost against batch size.
 std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::vector<ConfigResult>& results) {
@@ -328,7 +385,7 @@ std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::v
         "\"prefill_tok_s\": {:.3f}, \"prefill_ms_per_token\": {:.6f}, \"decode_tok_s\": {:.3f}, "
         "\"ms_per_decode_step\": {:.4f}, \"mean_decode_batch\": {:.3f}, \"bytes_per_decode_step\": {:.0f}, "
         "\"floor_ms_per_decode_step\": {:.4f}, \"step_to_floor\": {:.3f}}}",
-        m.threads, c.sequences, a.prompt_tokens, a.gen_tokens, c.batch_tokens, c.generated, c.early_stops,
+        m.threads, c.sequences, c.prompt_tokens, a.gen_tokens, c.batch_tokens, c.generated, c.early_stops,
         c.cached_tokens, c.preemptions, c.prefill_tok_s, c.prefill_tok_s > 0 ? 1e3 / c.prefill_tok_s : 0.0,
         c.decode_tok_s, c.ms_per_step, c.mean_batch, c.bytes_per_step, c.floor_ms,
         c.floor_ms > 0 ? c.ms_per_step / c.floor_ms : 0.0);
@@ -342,29 +399,48 @@ std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::v
     };
     if (std::any_of(results.begin(), results.begin() + static_cast<std::ptrdiff_t>(i), same)) continue;
     std::vector<std::pair<double, double>> decode;
+    std::vector<StepPoint> steps;
+    std::set<int> prompt_lengths;
     std::string prefill_points, decode_points;
     for (const ConfigResult& c : results) {
       if (!same(c)) continue;
       decode.emplace_back(c.mean_batch, c.ms_per_step);
+      prompt_lengths.insert(c.prompt_tokens);
+      const double mean_context = c.info.kv_bytes_per_token && c.mean_batch > 0
+                                      ? (c.bytes_per_step - static_cast<double>(c.info.weight_bytes)) /
+                                            static_cast<double>(c.info.kv_bytes_per_token) / c.mean_batch
+                                      : 0.0;
       if (!prefill_points.empty()) prefill_points += ", ", decode_points += ", ";
-      prefill_points += fmt::format("{{\"sequences\": {}, \"tokens\": {}, \"ms_per_token\": {:.6f}}}", c.sequences,
-                                    c.prefill_tokens, c.prefill_tok_s > 0 ? 1e3 / c.prefill_tok_s : 0.0);
+      prefill_points += fmt::format(
+          "{{\"sequences\": {}, \"prompt_tokens\": {}, \"tokens\": {}, \"ms_per_token\": {:.6f}}}", c.sequences,
+          c.prompt_tokens, c.prefill_tokens, c.prefill_tok_s > 0 ? 1e3 / c.prefill_tok_s : 0.0);
       decode_points += fmt::format("{{\"batch\": {:.3f}, \"ms_per_step\": {:.4f}, \"mean_context\": {:.1f}}}",
-                                   c.mean_batch, c.ms_per_step,
-                                   c.info.kv_bytes_per_token && c.mean_batch > 0
-                                       ? (c.bytes_per_step - static_cast<double>(c.info.weight_bytes)) /
-                                             static_cast<double>(c.info.kv_bytes_per_token) / c.mean_batch
-                                       : 0.0);
+                                   c.mean_batch, c.ms_per_step, mean_context);
+      const double p = c.prompt_tokens;
+      if (c.prefill_tok_s > 0) {
+        steps.push_back({static_cast<double>(c.prefill_tokens), c.sequences * p * (p + 1) / 2,
+                         1e3 * static_cast<double>(c.prefill_tokens) / c.prefill_tok_s});
+      }
+      if (c.ms_per_step > 0) steps.push_back({c.mean_batch, c.mean_batch * mean_context, c.ms_per_step});
     }
     const auto [base, slope] = FitLine(decode);
+    std::string step_fit;
+    if (prompt_lengths.size() >= 2) {
+      if (const std::optional<StepFit> f = FitStep(steps)) {
+        step_fit = fmt::format(
+            ", \"step_ms_fit\": {{\"base_ms\": {:.5f}, \"per_token_ms\": {:.6f}, \"per_attended_ms\": {:.8f}, "
+            "\"points\": {}, \"max_relative_error\": {:.3f}}}",
+            f->base_ms, f->per_token_ms, f->per_attended_ms, steps.size(), f->max_relative_error);
+      }
+    }
     j += first ? "\n    {" : ",\n    {";
     first = false;
     j += fmt::format(
         "\"model_path\": {}, \"model_identity\": {}, \"threads\": {}, \"prompt_tokens\": {}, "
         "\"prefill\": [{}], \"decode\": [{}], \"decode_step_ms_fit\": {{\"base_ms\": {:.4f}, "
-        "\"per_sequence_ms\": {:.4f}}}}}",
-        JsonString(head.model_path), JsonString(head.info.model_identity), head.info.threads, a.prompt_tokens,
-        prefill_points, decode_points, base, slope);
+        "\"per_sequence_ms\": {:.4f}}}{}}}",
+        JsonString(head.model_path), JsonString(head.info.model_identity), head.info.threads, head.prompt_tokens,
+        prefill_points, decode_points, base, slope, step_fit);
   }
   j += "\n  ]\n}\n";
   return j;
@@ -383,8 +459,14 @@ std::string Thousands(double v) {
 }
 
 void PrintTable(const EngineBenchArgs& a, double copy_gbps, const std::vector<ConfigResult>& results) {
-  const std::vector<std::string> header = {"model", "threads", "seqs", "prefill tok/s", "decode tok/s",
-                                           "ms/step", "MB read/step", "floor ms", "step/floor", "generated"};
+  // A "prompt" column only when several lengths were measured, so the
+  // single-length table keeps its shape.
+  const bool prompts = std::any_of(results.begin(), results.end(), [&](const ConfigResult& c) {
+    return c.prompt_tokens != results.front().prompt_tokens;
+  });
+  std::vector<std::string> header = {"model", "threads", "seqs", "prefill tok/s", "decode tok/s",
+                                     "ms/step", "MB read/step", "floor ms", "step/floor", "generated"};
+  if (prompts) header.insert(header.begin() + 2, "prompt");
   std::vector<std::vector<std::string>> rows;
   for (const ConfigResult& c : results) {
     rows.push_back({Label(c.model_path), std::to_string(c.info.threads), std::to_string(c.sequences),
@@ -393,10 +475,11 @@ void PrintTable(const EngineBenchArgs& a, double copy_gbps, const std::vector<Co
                     fmt::format("{:.2f}x", c.floor_ms > 0 ? c.ms_per_step / c.floor_ms : 0.0),
                     fmt::format("{}/{}{}", c.generated, static_cast<int64_t>(c.sequences) * a.gen_tokens,
                                 c.early_stops ? fmt::format(" ({} hit EOS)", c.early_stops) : "")});
+    if (prompts) rows.back().insert(rows.back().begin() + 2, std::to_string(c.prompt_tokens));
   }
-  std::printf("memcpy %.1f GB/s (1 thread, best of 5 copies of %d MiB); prompt %d tokens, %d generated per "
+  std::printf("memcpy %.1f GB/s (1 thread, best of 5 copies of %d MiB); prompt %s tokens, %d generated per "
               "sequence; KV %s, block %d; median of %d repeats\n",
-              copy_gbps, a.copy_mib, a.prompt_tokens, a.gen_tokens, a.kv_type.c_str(), a.block_size, a.repeats);
+              copy_gbps, a.copy_mib, a.prompt_tokens.c_str(), a.gen_tokens, a.kv_type.c_str(), a.block_size, a.repeats);
   if (a.markdown) {
     std::string line = "|", rule = "|";
     for (size_t i = 0; i < header.size(); ++i) {
@@ -430,19 +513,19 @@ void PrintTable(const EngineBenchArgs& a, double copy_gbps, const std::vector<Co
 // Runs one configuration: a fresh engine, a warm-up, then the repeats;
 // `announce` prints the model's shape first. InvalidArgument / NotFound for
 // bad input (the model, a prompt that does not fit), other codes otherwise.
-Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& model, int threads, int sequences,
-                               KvDType dtype, double copy_gbps, const std::string& progress, bool announce) {
+Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& model, int threads, int prompt_tokens,
+                               int sequences, KvDType dtype, double copy_gbps, const std::string& progress, bool announce) {
   EngineOptions o;
   o.model_path = model;
   o.threads = threads;
   o.block_size = a.block_size;
   o.kv_dtype = dtype;
-  const int64_t batch = a.batch_tokens > 0 ? a.batch_tokens : static_cast<int64_t>(sequences) * a.prompt_tokens;
+  const int64_t batch = a.batch_tokens > 0 ? a.batch_tokens : static_cast<int64_t>(sequences) * prompt_tokens;
   o.max_batch_tokens = static_cast<int32_t>(std::min<int64_t>(batch, std::numeric_limits<int32_t>::max()));
   o.max_running = std::max(64, sequences);
   // Room for every sequence's whole context plus the warm-up, so nothing is
   // preempted: the benchmark measures compute, not the scheduler's choices.
-  const int64_t per_seq = (a.prompt_tokens + a.gen_tokens + a.block_size - 1) / a.block_size + 1;
+  const int64_t per_seq = (prompt_tokens + a.gen_tokens + a.block_size - 1) / a.block_size + 1;
   o.num_blocks = static_cast<int32_t>((sequences + 1) * per_seq + 4);
   auto created = Engine::Create(o);
   if (!created.ok()) return created.status();
@@ -453,9 +536,9 @@ Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& mode
                  model.c_str(), info.architecture.c_str(), info.n_layer, info.n_embd, info.n_head, info.n_head_kv,
                  info.weight_bytes / 1e6, info.kv_bytes_per_token, info.cpu_level.c_str());
   }
-  if (a.prompt_tokens + a.gen_tokens > info.n_ctx) {
+  if (prompt_tokens + a.gen_tokens > info.n_ctx) {
     return InvalidArgument(fmt::format("--prompt-tokens {} + --gen-tokens {} exceed the context of {} ({} tokens)",
-                                       a.prompt_tokens, a.gen_tokens, model, info.n_ctx));
+                                       prompt_tokens, a.gen_tokens, model, info.n_ctx));
   }
   PromptSource prompts(engine.tokenizer(), a.seed);
   if (prompts.empty()) return InvalidArgument(fmt::format("{}: the vocabulary has no ordinary tokens to build prompts", model));
@@ -464,15 +547,16 @@ Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& mode
   c.model_path = model;
   c.info = info;
   c.sequences = sequences;
-  c.prefill_tokens = static_cast<int64_t>(sequences) * a.prompt_tokens;
+  c.prompt_tokens = prompt_tokens;
+  c.prefill_tokens = static_cast<int64_t>(sequences) * prompt_tokens;
   c.batch_tokens = o.max_batch_tokens;
   {
-    auto warm = TimedRun(engine, {prompts.Next(std::min(a.prompt_tokens, 16))}, 2);
+    auto warm = TimedRun(engine, {prompts.Next(std::min(prompt_tokens, 16))}, 2);
     if (!warm.ok()) return warm.status();
   }
   for (int r = 0; r < a.repeats; ++r) {
     std::vector<std::vector<Token>> batch_prompts;
-    for (int s = 0; s < sequences; ++s) batch_prompts.push_back(prompts.Next(a.prompt_tokens));
+    for (int s = 0; s < sequences; ++s) batch_prompts.push_back(prompts.Next(prompt_tokens));
     auto run = TimedRun(engine, batch_prompts, a.gen_tokens);
     if (!run.ok()) return run.status();
     const RunFigures& f = *run;
@@ -495,6 +579,8 @@ int RunEngineBench(const EngineBenchArgs& a) {
   if (!threads.ok()) return Fail(2, threads.status().message());
   auto sequences = ParseIntList("--sequences", a.sequences, 1, 4096);
   if (!sequences.ok()) return Fail(2, sequences.status().message());
+  auto prompt_lengths = ParseIntList("--prompt-tokens", a.prompt_tokens, 1, 1 << 20);
+  if (!prompt_lengths.ok()) return Fail(2, prompt_lengths.status().message());
   auto dtype = ParseKvDType(a.kv_type);
   if (!dtype.ok()) return Fail(2, "--kv-type: " + dtype.status().message());
   for (const std::string& m : a.models) {
@@ -508,21 +594,23 @@ int RunEngineBench(const EngineBenchArgs& a) {
   std::fprintf(stderr, "memcpy: %.1f GB/s\n", copy_gbps);
 
   std::vector<ConfigResult> results;
-  const size_t total = a.models.size() * threads->size() * sequences->size();
+  const size_t total = a.models.size() * threads->size() * prompt_lengths->size() * sequences->size();
   for (const std::string& model : a.models) {
     for (const int t : *threads) {
-      for (const int s : *sequences) {
-        const std::string progress =
-            fmt::format("[{}/{}] {}, threads {}, sequences {}:", results.size() + 1, total, Label(model), t, s);
-        const bool announce = results.empty() || results.back().model_path != model;
-        auto c = RunConfig(a, model, t, s, *dtype, copy_gbps, progress, announce);
-        if (!c.ok()) {
-          const StatusCode code = c.status().code();
-          const bool input = code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ||
-                             code == StatusCode::kDataLoss;
-          return Fail(input ? 2 : 1, c.status().message());
+      for (const int p : *prompt_lengths) {
+        for (const int s : *sequences) {
+          const std::string progress = fmt::format("[{}/{}] {}, threads {}, prompt {}, sequences {}:",
+                                                   results.size() + 1, total, Label(model), t, p, s);
+          const bool announce = results.empty() || results.back().model_path != model;
+          auto c = RunConfig(a, model, t, p, s, *dtype, copy_gbps, progress, announce);
+          if (!c.ok()) {
+            const StatusCode code = c.status().code();
+            const bool input = code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ||
+                               code == StatusCode::kDataLoss;
+            return Fail(input ? 2 : 1, c.status().message());
+          }
+          results.push_back(std::move(c).value());
         }
-        results.push_back(std::move(c).value());
       }
     }
   }
@@ -538,7 +626,7 @@ int RunEngineBench(const EngineBenchArgs& a) {
 }
 
 constexpr char kEngineFooter[] = R"footer(
-Method: each configuration (model x threads x sequences) gets a fresh engine
+Method: each configuration (model x threads x prompt x sequences) gets a fresh engine
 and an untimed warm-up. Each repeat submits S requests at once with distinct
 random-token prompts (BOS + ordinary tokens, seeded; no prefix-cache hits),
 greedy, --gen-tokens each. The step budget is S x --prompt-tokens unless
@@ -581,9 +669,10 @@ CommandRunner AddBenchCommand(CLI::App& app) {
   engine->add_option("-t,--threads", args->threads, "Kernel threads, a list such as 1,2 (0: one per CPU)")
       ->capture_default_str();
   engine->add_option("-s,--sequences", args->sequences, "Concurrent sequences, a list")->capture_default_str();
-  engine->add_option("--prompt-tokens", args->prompt_tokens, "Prompt length per sequence, BOS included")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1 << 20));
+  engine->add_option("--prompt-tokens", args->prompt_tokens,
+                     "Prompt length per sequence, BOS included; a list such as 32,128,320 (with --profile, two or "
+                     "more lengths add the step cost fit: base + per token + per attended position)")
+      ->capture_default_str();
   engine->add_option("--gen-tokens", args->gen_tokens, "Tokens to generate per sequence (at least 2: one from prefill, "
                                                         "the rest from decode steps)")
       ->capture_default_str()

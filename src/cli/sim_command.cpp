@@ -40,6 +40,7 @@ struct SimArgs {
   int instances = 1;
   std::string router = "round-robin";
   int max_batch = 256;
+  int max_batch_tokens = 0;
   std::string model = "Llama-3.1-8B";
   std::string gpu = "H100-80GB";
   int tp = 1;
@@ -201,6 +202,11 @@ int RunSim(const SimArgs& a) {
   if (!router.ok()) return Fail(router.status());
   o.router = *router;
   o.max_batch = a.max_batch;
+  if (a.max_batch_tokens < 0) {
+    return Fail(InvalidArgument(fmt::format("--max-batch-tokens {}: must be 0 (no budget) or positive",
+                                            a.max_batch_tokens)));
+  }
+  o.max_batch_tokens = a.max_batch_tokens;
 
   std::printf("trace: %s (%s requests)\n", trace->source.c_str(), sz::FormatCount(trace->requests.size()).c_str());
   std::printf("device cache: %s tokens per instance (%s), %d instance%s, router %s\n\n",
@@ -274,6 +280,9 @@ Examples:
   kvstack sim --synthetic agent --requests 20000 --device-tokens 256k --review --html review.html
   kvstack sim --trace azure_llm_2023_conv.csv --gpu H200-141GB --model Llama-3.1-70B --tp 2
   kvstack sim --trace t.jsonl --profile engine-profile.json --device-tokens 64k
+  kvstack sim --trace recorded.jsonl --profile prof.json --block-size 16 --device-tokens 419424 \
+      --policy priority-lru --max-batch 64 --max-batch-tokens 256     (a `kvstack serve --record-trace`
+      trace against the server's pool and scheduler; prints the TTFT it measured beside the prediction)
 Exit codes: 0 success, 1 a file could not be written, 2 bad input.)";
 
 }  // namespace
@@ -306,6 +315,9 @@ CommandRunner AddSimCommand(CLI::App& app) {
   cmd->add_option("--instances", a->instances, "Engine instances, each with its own cache. Default: 1.");
   cmd->add_option("--router", a->router, "round-robin, least-loaded or kv-aware. Default: round-robin.");
   cmd->add_option("--max-batch", a->max_batch, "Running requests per instance at most. Default: 256.");
+  cmd->add_option("--max-batch-tokens", a->max_batch_tokens,
+                  "Token budget of one step (decode tokens, then prompt chunks), as `kvstack serve "
+                  "--max-batch-tokens`; 0: prompts are prefilled whole in one step. Default: 0.");
   cmd->add_option("-m,--model", a->model, "Model preset or file (as kvstack size). Default: Llama-3.1-8B.");
   cmd->add_option("-g,--gpu", a->gpu, "GPU preset (as kvstack size). Default: H100-80GB.");
   cmd->add_option("--tp", a->tp, "Tensor-parallel GPUs per instance. Default: 1.");

@@ -1,6 +1,7 @@
 // Cost models: roofline per GPU preset, or measured engine costs.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -88,8 +89,9 @@ class RooflineCostModel final : public CostModel {
                     static_cast<int64_t>(kv_bytes_per_token_per_gpu_)),
         fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(o_.host), LinkText(o_.disk),
                     kv_bytes_per_token_),
-        "assumptions: whole-prompt prefill per step, decode blocks reserved at admission (no preemption), "
-        "prefill and decode of a step add up, no network or queueing outside the instance",
+        "assumptions: prompts prefilled whole in a step (or in --max-batch-tokens chunks), decode blocks reserved "
+        "at admission (no preemption), prefill and decode of a step add up, no network or queueing outside the "
+        "instance",
     };
   }
 
@@ -100,20 +102,44 @@ class RooflineCostModel final : public CostModel {
   int64_t kv_bytes_per_token_ = 0;
 };
 
+// A step's cost = base + per token + per attended position, all measured.
+struct StepFit {
+  double base_ms = 0, per_token_ms = 0, per_attended_ms = 0;
+  double Ms(double tokens, double attended) const {
+    return std::max(0.0, base_ms + per_token_ms * tokens + per_attended_ms * attended);
+  }
+};
+
 class ProfileCostModel final : public CostModel {
  public:
   double prefill_ms_per_token = 0;
   double base_ms = 0, per_sequence_ms = 0, floor_ms = 0;
+  std::optional<StepFit> step;  // preferred when the profile has it
   int64_t kv_bytes_per_token = 0;
   std::string source, model, description;
   TierLink host{25e9, 10e-6}, disk{5e9, 100e-6};
 
-  double PrefillSeconds(int64_t new_tokens, int64_t) const override {
-    return new_tokens <= 0 ? 0 : prefill_ms_per_token * static_cast<double>(new_tokens) / 1e3;
+  double PrefillSeconds(int64_t new_tokens, int64_t attended_tokens) const override {
+    if (new_tokens <= 0) return 0;
+    const double n = static_cast<double>(new_tokens);
+    if (step) {
+      // As one prompt whose last `n` positions end at `attended_tokens`.
+      const double end = static_cast<double>(std::max(attended_tokens, new_tokens));
+      return step->Ms(n, n * (end - (n - 1) / 2)) / 1e3;
+    }
+    return prefill_ms_per_token * n / 1e3;
   }
-  double DecodeStepSeconds(int64_t batch, int64_t) const override {
+  double DecodeStepSeconds(int64_t batch, int64_t context_tokens) const override {
     if (batch <= 0) return 0;
+    if (step) return step->Ms(static_cast<double>(batch), static_cast<double>(context_tokens)) / 1e3;
     return std::max(floor_ms, base_ms + per_sequence_ms * static_cast<double>(batch)) / 1e3;
+  }
+  double StepSeconds(const StepWork& w) const override {
+    if (!step) return CostModel::StepSeconds(w);
+    if (w.prefill_tokens + w.decode_batch <= 0) return 0;
+    return step->Ms(static_cast<double>(w.prefill_tokens + w.decode_batch),
+                    static_cast<double>(w.prefill_attended + w.decode_context)) /
+           1e3;
   }
   double OnboardSeconds(Tier tier, int64_t tokens) const override {
     const int64_t bytes = tokens * kv_bytes_per_token;
@@ -123,6 +149,18 @@ class ProfileCostModel final : public CostModel {
   }
   int64_t KvBytesPerToken() const override { return kv_bytes_per_token; }
   std::vector<std::string> Describe() const override {
+    if (step) {
+      return {
+          fmt::format("cost model: measured profile {} ({})", source, description),
+          fmt::format("step: {:.4f} ms + {:.5f} ms x tokens + {:.7f} ms x attended positions (least-squares fit "
+                      "through the measured prefills and decode steps at several prompt lengths)",
+                      step->base_ms, step->per_token_ms, step->per_attended_ms),
+          fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(host), LinkText(disk),
+                      kv_bytes_per_token),
+          "assumptions: a step's prompt and decode tokens cost alike, each by the positions it attends over; "
+          "decode blocks reserved at admission; no time outside the engine's steps",
+      };
+    }
     return {
         fmt::format("cost model: measured profile {} ({})", source, description),
         fmt::format("prefill: {:.4f} ms per new token (mean of the measured batches)", prefill_ms_per_token),
@@ -132,12 +170,16 @@ class ProfileCostModel final : public CostModel {
         fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(host), LinkText(disk),
                     kv_bytes_per_token),
         "assumptions: the measured engine's costs do not depend on context length (the profile measured one), "
-        "whole-prompt prefill per step, decode blocks reserved at admission",
+        "prompts prefilled whole in a step (or in --max-batch-tokens chunks), decode blocks reserved at admission",
     };
   }
 };
 
 }  // namespace
+
+double CostModel::StepSeconds(const StepWork& w) const {
+  return PrefillSeconds(w.prefill_tokens, w.prefill_context) + DecodeStepSeconds(w.decode_batch, w.decode_context);
+}
 
 std::string_view TierName(Tier tier) {
   switch (tier) {
@@ -214,6 +256,18 @@ Result<std::unique_ptr<CostModel>> MakeProfileCostModel(const std::string& json_
   }
   model->base_ms = (*fit)["base_ms"].get<double>();
   model->per_sequence_ms = std::max(0.0, (*fit)["per_sequence_ms"].get<double>());
+  if (auto sf = m.find("step_ms_fit"); sf != m.end()) {
+    if (!sf->is_object() || !(*sf)["base_ms"].is_number() || !(*sf)["per_token_ms"].is_number() ||
+        !(*sf)["per_attended_ms"].is_number()) {
+      return bad("\"step_ms_fit\" must hold numeric base_ms, per_token_ms and per_attended_ms");
+    }
+    StepFit f{(*sf)["base_ms"].get<double>(), (*sf)["per_token_ms"].get<double>(),
+              (*sf)["per_attended_ms"].get<double>()};
+    if (!(f.per_token_ms > 0) || f.per_attended_ms < 0) {
+      return bad("\"step_ms_fit\": per_token_ms must be positive and per_attended_ms not negative");
+    }
+    model->step = f;
+  }
   const std::string path = m.value("model_path", std::string("?"));
   model->description = fmt::format("{}, {} threads", path, m.value("threads", 0));
   if (auto results = j.find("results"); results != j.end() && results->is_array()) {

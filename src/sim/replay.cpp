@@ -33,6 +33,14 @@ struct Running {
   double first_token_s = 0;
 };
 
+// An admitted request whose prompt is still being computed, a chunk a step
+// within the token budget (chunked prefill).
+struct Prefilling {
+  size_t slot = 0;
+  int32_t computed = 0;  // leading prompt tokens with KV (cache hits included)
+  int32_t tokens = 0;    // prompt length
+};
+
 struct Instance {
   ManualClock clock;
   std::unique_ptr<KvCache> tiers[kNumTiers];
@@ -40,13 +48,15 @@ struct Instance {
   int64_t waiting_blocks = 0;  // prompt blocks queued (the kv-aware router's load)
   std::vector<Running> running;  // slots; finished ones are recycled
   std::vector<size_t> free_slots;
-  int32_t num_running = 0;
+  int32_t num_running = 0;           // decoding (past their first token)
+  std::deque<Prefilling> prefilling;  // admission order
   // (decode step at which it finishes, slot), earliest first.
   std::priority_queue<std::pair<int64_t, size_t>, std::vector<std::pair<int64_t, size_t>>, std::greater<>> finish;
   int64_t decode_steps = 0;
   int64_t context_sum = 0;  // tokens every running sequence attends over
   double now = 0;
-  bool busy() const { return num_running > 0 || !waiting.empty(); }
+  int32_t admitted() const { return num_running + static_cast<int32_t>(prefilling.size()); }
+  bool busy() const { return num_running > 0 || !prefilling.empty() || !waiting.empty(); }
 };
 
 class Replay {
@@ -158,7 +168,7 @@ class Replay {
         break;
       case RouterKind::kLeastLoaded:
         for (size_t i = 1; i < instances_.size(); ++i) {
-          const auto load = [&](const Instance& in) { return in.num_running + static_cast<int64_t>(in.waiting.size()); };
+          const auto load = [&](const Instance& in) { return in.admitted() + static_cast<int64_t>(in.waiting.size()); };
           if (load(instances_[i]) < load(instances_[pick])) pick = i;
         }
         break;
@@ -172,7 +182,7 @@ class Replay {
         for (size_t i = 0; i < instances_.size(); ++i) {
           const Instance& in = instances_[i];
           const PrefixMatch m = in.tiers[0]->Lookup(route_tokens_, keys_[r.tenant < keys_.size() ? r.tenant : 0]);
-          const double c = static_cast<double>(blocks - m.matched_blocks + in.waiting_blocks + in.num_running);
+          const double c = static_cast<double>(blocks - m.matched_blocks + in.waiting_blocks + in.admitted());
           if (c < best) best = c, pick = i;
         }
         break;
@@ -184,20 +194,33 @@ class Replay {
     in.waiting_blocks += InputTokens(r) / o_.block_size;
   }
 
-  struct Admitted {
-    size_t slot = 0;
-    int32_t tokens = 0;
+  // A prompt chunk of this step: tokens [begin, end) of prefilling[entry].
+  struct Chunk {
+    size_t entry = 0;
+    int32_t begin = 0, end = 0;
   };
 
-  // One scheduler step of `in` (or several decode-only steps at once).
+  // One scheduler step of `in` (or several decode-only steps at once), as the
+  // engine's scheduler plans it: decoding requests first (one token each;
+  // they are the oldest), then the prompts in progress, then admissions in
+  // arrival order, each prompt taking what is left of the token budget.
   void Step(Instance& in, double next_arrival) {
     KvCache& device = *in.tiers[0];
     const int32_t bs = o_.block_size;
-    admitted_.clear();
-    int64_t prefill_new = 0, prefill_attended = 0;
+    chunks_.clear();
+    int64_t budget = o_.max_batch_tokens > 0 ? o_.max_batch_tokens : std::numeric_limits<int64_t>::max();
+    const int64_t batch = in.num_running;
+    budget -= std::min(budget, batch);
+    const auto take = [&](size_t entry) {
+      const Prefilling& p = in.prefilling[entry];
+      const int32_t count = static_cast<int32_t>(std::min<int64_t>(budget, p.tokens - p.computed));
+      chunks_.push_back({entry, p.computed, p.computed + count});
+      budget -= count;
+    };
+    for (size_t e = 0; e < in.prefilling.size() && budget > 0; ++e) take(e);
     double onboard = 0;
     in.clock.Set(static_cast<Micros>(in.now * 1e6));
-    while (!in.waiting.empty() && in.num_running + static_cast<int32_t>(admitted_.size()) < o_.max_batch) {
+    while (budget > 0 && !in.waiting.empty() && in.admitted() < o_.max_batch) {
       const size_t index = in.waiting.front();
       const TraceRequest& r = trace_.requests[index];
       Tokens(index, &tokens_);
@@ -248,8 +271,6 @@ class Replay {
         tier.MarkComputed(*ts, n).IgnoreError();
         tier.Release(*ts).IgnoreError();
       }
-      prefill_new += n - int64_t{covered} * bs;
-      prefill_attended += n;
       size_t slot;
       if (!in.free_slots.empty()) {
         slot = in.free_slots.back();
@@ -260,11 +281,11 @@ class Replay {
       }
       in.running[slot] = Running{*seq, index, 0};
       outcomes_[index].queue = in.now - Seconds(r.arrival_us);
-      admitted_.push_back({slot, n});
+      in.prefilling.push_back({slot, covered * bs, n});
+      take(in.prefilling.size() - 1);
     }
 
-    const int64_t batch = in.num_running;
-    if (admitted_.empty() && batch == 0) {
+    if (chunks_.empty() && batch == 0) {
       // Nothing runs and the head still does not fit: only a pool smaller
       // than the request can do that (checked above), so this is unreachable
       // in practice; reject rather than spin.
@@ -272,8 +293,8 @@ class Replay {
       return;
     }
     int64_t k = batch > 0 ? 1 : 0;
-    double step = cost_.PrefillSeconds(prefill_new, prefill_attended) + onboard;
-    if (admitted_.empty() && batch > 0) {
+    double step = onboard;
+    if (chunks_.empty() && batch > 0) {
       // Decode only: jump to the next completion, or to the next arrival.
       k = in.finish.top().first - in.decode_steps;
       const double one = cost_.DecodeStepSeconds(batch, in.context_sum);
@@ -283,29 +304,46 @@ class Replay {
         else if (until < 1) k = 1;
       }
       k = std::max<int64_t>(k, 1);
-    }
-    if (k > 0) {
       const int64_t mean_context = in.context_sum + batch * (k - 1) / 2;
       step += static_cast<double>(k) * cost_.DecodeStepSeconds(batch, mean_context);
+    } else {
+      StepWork work;
+      work.decode_batch = batch;
+      work.decode_context = in.context_sum;
+      for (const Chunk& c : chunks_) {
+        const int64_t b = c.begin, e = c.end;
+        work.prefill_tokens += e - b;
+        work.prefill_context += e;
+        work.prefill_attended += (e * (e + 1) - b * (b + 1)) / 2;
+      }
+      step += cost_.StepSeconds(work);
     }
     in.now += step;
     in.clock.Set(static_cast<Micros>(in.now * 1e6));
     in.decode_steps += k;
     in.context_sum += batch * k;
 
-    for (const Admitted& a : admitted_) {
-      Running& run = in.running[a.slot];
-      device.MarkComputed(run.seq, a.tokens).IgnoreError();
+    // Chunks went to the prompts in queue order, so those whose prompt is now
+    // complete are at the front.
+    for (const Chunk& c : chunks_) {
+      Prefilling& p = in.prefilling[c.entry];
+      p.computed = c.end;
+      Running& run = in.running[p.slot];
+      device.MarkComputed(run.seq, c.end).IgnoreError();
+      if (c.end < p.tokens) continue;
       const TraceRequest& r = trace_.requests[run.request];
       outcomes_[run.request].ttft = in.now - Seconds(r.arrival_us);
       run.first_token_s = in.now;
       if (r.output_tokens <= 1) {
-        Complete(in, a.slot);
+        Complete(in, p.slot);
         continue;
       }
       ++in.num_running;
-      in.context_sum += a.tokens + 1;
-      in.finish.emplace(in.decode_steps + (r.output_tokens - 1), a.slot);
+      in.context_sum += p.tokens + 1;
+      in.finish.emplace(in.decode_steps + (r.output_tokens - 1), p.slot);
+    }
+    while (!in.prefilling.empty() && in.prefilling.front().computed == in.prefilling.front().tokens) {
+      in.prefilling.pop_front();
     }
     while (!in.finish.empty() && in.finish.top().first <= in.decode_steps) {
       const size_t slot = in.finish.top().second;
@@ -390,6 +428,17 @@ class Replay {
     res.tpot_s = ComputePercentiles(&tpot);
     res.queue_s = ComputePercentiles(&queue);
     res.ttft_samples_s = std::move(ttft);
+    std::vector<double> measured;
+    for (const TraceRequest& r : trace_.requests) {
+      if (r.measured_ttft_us) measured.push_back(Seconds(*r.measured_ttft_us));
+      if (r.measured_cached_tokens) {
+        res.measured_query_tokens += static_cast<uint64_t>(InputTokens(r));
+        res.measured_cached_tokens += static_cast<uint64_t>(*r.measured_cached_tokens);
+      }
+    }
+    res.measured_requests = static_cast<int64_t>(measured.size());
+    res.measured_ttft_s = ComputePercentiles(&measured);
+    res.measured_ttft_samples_s = std::move(measured);
     res.makespan_s = res.requests ? last_completion_ - t0 : 0;
     if (res.makespan_s > 0) {
       res.requests_per_second = static_cast<double>(res.requests) / res.makespan_s;
@@ -410,7 +459,7 @@ class Replay {
   std::vector<RequestOutcome> outcomes_;
   std::vector<Token> tokens_, route_tokens_;
   RetentionSpec retention_;
-  std::vector<Admitted> admitted_;
+  std::vector<Chunk> chunks_;
   size_t round_robin_ = 0;
   int64_t rejected_ = 0;
   int32_t peak_running_ = 0;

@@ -140,17 +140,28 @@ std::string HitRateChart(const std::vector<SweepPoint>* sweep) {
   return LineChart("chart-hit-rate", "Hit rate vs capacity, per policy", x, y, series);
 }
 
-std::string TtftChart(const SimResult& r) {
-  Series s{"TTFT CDF", {}};
-  const std::vector<double>& v = r.ttft_samples_s;
+// The CDF of sorted `v` (seconds) as at most ~200 points in milliseconds.
+Series Cdf(std::string name, const std::vector<double>& v) {
+  Series s{std::move(name), {}};
   const size_t n = v.size();
   const size_t step = std::max<size_t>(1, n / 200);
   for (size_t i = 0; i < n; i += step) s.points.emplace_back(v[i] * 1e3, static_cast<double>(i + 1) / n);
   if (n > 0) s.points.emplace_back(v.back() * 1e3, 1.0);
-  Axis x{0, n ? std::max(v.back() * 1e3, 1e-3) : 1, false, "time to first token (ms)",
+  return s;
+}
+
+std::string TtftChart(const SimResult& r) {
+  std::vector<Series> series{Cdf("TTFT CDF (replay)", r.ttft_samples_s)};
+  double xmax = r.ttft_samples_s.empty() ? 0 : r.ttft_samples_s.back() * 1e3;
+  if (!r.measured_ttft_samples_s.empty()) {
+    // The server's own measurements, from the trace: the calibration check.
+    series.push_back(Cdf("measured by the server", r.measured_ttft_samples_s));
+    xmax = std::max(xmax, r.measured_ttft_samples_s.back() * 1e3);
+  }
+  Axis x{0, xmax > 0 ? std::max(xmax, 1e-3) : 1, false, "time to first token (ms)",
          [](double v) { return fmt::format("{:.3g}", v); }};
   Axis y{0, 1, false, "fraction of requests", [](double v) { return fmt::format("{:.0f}%", v * 100); }};
-  return LineChart("chart-ttft", "TTFT distribution (cumulative)", x, y, {s});
+  return LineChart("chart-ttft", "TTFT distribution (cumulative)", x, y, series);
 }
 
 std::string OccupancyChart(const SimResult& r) {

@@ -31,6 +31,13 @@ std::string FormatSimResult(const SimResult& r) {
   }
   s += fmt::format("  {:<14}{:>8}     ({} of {} prompt tokens)\n", "all tiers", Pct(r.TotalTokenHitRate()),
                    sz::FormatCount(static_cast<int64_t>(r.HitTokens())), sz::FormatCount(static_cast<int64_t>(r.query_tokens)));
+  if (r.measured_query_tokens > 0) {
+    s += fmt::format("  {:<14}{:>8}     ({} of {} prompt tokens; from the trace: what the server's cache served)\n",
+                     "measured",
+                     Pct(static_cast<double>(r.measured_cached_tokens) / static_cast<double>(r.measured_query_tokens)),
+                     sz::FormatCount(static_cast<int64_t>(r.measured_cached_tokens)),
+                     sz::FormatCount(static_cast<int64_t>(r.measured_query_tokens)));
+  }
   if (r.durable_tokens + r.oneoff_tokens > 0) {
     const auto rate = [](uint64_t h, uint64_t q) { return q ? static_cast<double>(h) / static_cast<double>(q) : 0.0; };
     s += fmt::format("  {:<14}{:>8}     (device, {} tokens)\n", "durable", Pct(rate(r.durable_hit_tokens, r.durable_tokens)),
@@ -40,6 +47,14 @@ std::string FormatSimResult(const SimResult& r) {
   }
   s += "\nLatency\n";
   s += "  TTFT          " + PercentilesText(r.ttft_s) + "\n";
+  if (r.measured_requests > 0) {
+    s += "  TTFT measured " + PercentilesText(r.measured_ttft_s) +
+         fmt::format("   (from the trace: what the server measured, {} requests)\n",
+                     sz::FormatCount(r.measured_requests));
+    s += r.measured_ttft_s.p50 > 0
+             ? fmt::format("  TTFT p50 predicted / measured = {:.2f}\n", r.ttft_s.p50 / r.measured_ttft_s.p50)
+             : std::string("  TTFT p50 predicted / measured: - (measured p50 is 0)\n");
+  }
   s += "  TPOT          " + PercentilesText(r.tpot_s) + "\n";
   s += "  queueing      " + PercentilesText(r.queue_s) + "\n";
   s += fmt::format("\nThroughput     {:.2f} requests/s, {:.0f} output tokens/s over {:.1f} s simulated\n",

@@ -128,6 +128,20 @@ Result<TraceRequest> ParseKvstack(const json& j, Trace* trace) {
     }
     trace->block_tokens = bt;
   }
+  if (j.contains("measured_ttft_ms")) {
+    auto ttft = TimeFieldMs(j, "measured_ttft_ms");
+    if (!ttft.ok()) return ttft.status();
+    r.measured_ttft_us = *ttft;
+  }
+  if (j.contains("measured_cached_tokens")) {
+    auto cached = LengthField(j, "measured_cached_tokens");
+    if (!cached.ok()) return cached.status();
+    if (*cached > r.input_tokens) {
+      return InvalidArgument(fmt::format("\"measured_cached_tokens\" {} exceeds input_length {}", *cached,
+                                         r.input_tokens));
+    }
+    r.measured_cached_tokens = *cached;
+  }
   if (auto it = j.find("ranges"); it != j.end()) {
     if (!it->is_array()) return InvalidArgument("\"ranges\" must be an array of {start, end, priority}");
     for (const json& v : *it) {

@@ -103,6 +103,33 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
   EXPECT_TRUE(cm["decode_step_ms_fit"].contains("per_sequence_ms"));
 }
 
+TEST_F(BenchEngineCommand, SeveralPromptLengthsAddTheStepCostFit) {
+  const std::string profile = dir_.File("steps.json");
+  const CommandRun run = RunKvstack("bench engine --model " + model_ +
+                                    " --threads 1 --prompt-tokens 4,12 --gen-tokens 4 --repeats 1 --copy-mib 4 "
+                                    "--sequences 1,2 --markdown --profile " + profile);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("| model | threads | prompt | seqs | prefill tok/s |"));
+  EXPECT_THAT(run.output, HasSubstr("| tiny.gguf | 1 | 12 | 2 |"));
+  std::ifstream in(profile);
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << text.str();
+  ASSERT_EQ(j["results"].size(), 4u);
+  EXPECT_EQ(j["results"][0]["prompt_tokens"], 4);
+  EXPECT_EQ(j["results"][3]["prompt_tokens"], 12);
+  const nlohmann::json& cm = j["cost_models"][0];
+  ASSERT_EQ(cm["prefill"].size(), 4u);
+  EXPECT_EQ(cm["prefill"][2]["prompt_tokens"], 12);
+  ASSERT_TRUE(cm.contains("step_ms_fit")) << cm.dump();
+  const nlohmann::json& fit = cm["step_ms_fit"];
+  EXPECT_EQ(fit["points"], 8);  // a prefill and a decode point per configuration
+  for (const char* key : {"base_ms", "per_token_ms", "per_attended_ms", "max_relative_error"}) {
+    EXPECT_TRUE(fit[key].is_number()) << key;
+  }
+}
+
 TEST_F(BenchEngineCommand, PlainTableByDefault) {
   const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --sequences 1");
   ASSERT_EQ(run.exit_code, 0) << run.output;

@@ -145,6 +145,96 @@ TEST(SimTest, TimingFollowsTheCostModel) {
   EXPECT_EQ(r->output_tokens, 3u);
 }
 
+TEST(SimTest, MeasuredTtftFromTheTraceIsReportedBesideThePrediction) {
+  // Three lone requests of 8 unique tokens: each is predicted at 8 ms (1 ms
+  // per prefilled token). The server measured 4, 16 and 10 ms (p50 10 ms),
+  // and served 4 of the second's prompt tokens from its cache; the third
+  // carries no cached count.
+  Trace t = Sequential({{1, 2}, {3, 4}, {5, 6}});
+  t.requests[0].measured_ttft_us = 4'000;
+  t.requests[1].measured_ttft_us = 16'000;
+  t.requests[2].measured_ttft_us = 10'000;
+  t.requests[0].measured_cached_tokens = 0;
+  t.requests[1].measured_cached_tokens = 4;
+  FixedCost cost;
+  auto r = Simulate(t, cost, Options("lru", 8));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_NEAR(r->ttft_s.p50, 0.008, 1e-9);
+  EXPECT_EQ(r->measured_requests, 3);
+  EXPECT_NEAR(r->measured_ttft_s.p50, 0.010, 1e-9);
+  EXPECT_NEAR(r->measured_ttft_s.p95, 0.016, 1e-9);
+  EXPECT_EQ(r->measured_ttft_samples_s, (std::vector<double>{0.004, 0.010, 0.016}));
+  EXPECT_EQ(r->measured_query_tokens, 16u);
+  EXPECT_EQ(r->measured_cached_tokens, 4u);
+  const std::string text = FormatSimResult(*r);
+  EXPECT_NE(text.find("TTFT measured p50    10.0 ms  p95    16.0 ms  p99    16.0 ms"), std::string::npos) << text;
+  EXPECT_NE(text.find("TTFT p50 predicted / measured = 0.80"), std::string::npos) << text;
+  EXPECT_NE(text.find("25.0%     (4 of 16 prompt tokens; from the trace"), std::string::npos) << text;
+  HtmlReportInput in{"calibration", "hand-made", &*r, nullptr, nullptr};
+  EXPECT_NE(RenderHtmlReport(in).find("measured by the server"), std::string::npos);
+
+  // A trace without measurements prints no measured line.
+  auto plain = Simulate(Sequential({{1, 2}}), cost, Options("lru", 8));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->measured_requests, 0);
+  EXPECT_EQ(FormatSimResult(*plain).find("measured"), std::string::npos);
+}
+
+TEST(SimTest, TokenBudgetChunksPromptsAsTheEngineDoes) {
+  // A (8 tokens, 3 output) and B (8 tokens, 1 output) arrive together. With a
+  // budget of 6 tokens a step: step 1 computes A[0,6) (6 ms); step 2 A[6,8)
+  // and B[0,4) (6 ms): A's first token at 12 ms; step 3 decodes A (10 ms,
+  // first in the budget) and computes B[4,8) (4 ms): B's first token at 26 ms.
+  // Without a budget both prompts go in step 1: 16 ms each.
+  Trace t = Sequential({{1, 2}, {3, 4}});
+  t.requests[1].arrival_us = 0;
+  t.requests[0].output_tokens = 3;
+  FixedCost cost;
+  SimOptions o = Options("lru", 16);
+  auto whole = Simulate(t, cost, o);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  EXPECT_EQ(whole->ttft_samples_s, (std::vector<double>{0.016, 0.016}));
+  o.max_batch_tokens = 6;
+  auto chunked = Simulate(t, cost, o);
+  ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+  ASSERT_EQ(chunked->ttft_samples_s.size(), 2u);
+  EXPECT_NEAR(chunked->ttft_samples_s[0], 0.012, 1e-9);
+  EXPECT_NEAR(chunked->ttft_samples_s[1], 0.026, 1e-9);
+  EXPECT_EQ(chunked->requests, 2);
+  EXPECT_EQ(chunked->output_tokens, 4u);
+  // A decodes its third token in step 4 (10 ms): done at 36 ms.
+  EXPECT_NEAR(chunked->makespan_s, 0.036, 1e-9);
+}
+
+TEST(SimTest, ProfileStepFitCostsTokensAndAttendedPositions) {
+  const std::string profile = R"({"format": "kvstack-bench-engine/1", "cost_models": [{"model_path": "m.gguf",
+      "threads": 1, "prefill": [{"sequences": 1, "tokens": 32, "ms_per_token": 0.05}],
+      "decode": [{"batch": 1, "ms_per_step": 0.1, "mean_context": 40}],
+      "decode_step_ms_fit": {"base_ms": 0, "per_sequence_ms": 0.1},
+      "step_ms_fit": {"base_ms": 0.01, "per_token_ms": 0.03, "per_attended_ms": 0.0005}}]})";
+  auto cost = MakeProfileCostModel(profile, "p.json");
+  ASSERT_TRUE(cost.ok()) << cost.status().ToString();
+  // 10 prompt tokens at positions 100..109 attend over 101..110: 1055 in all;
+  // 2 decoding sequences over contexts summing to 300.
+  StepWork w;
+  w.prefill_tokens = 10;
+  w.prefill_context = 110;
+  w.prefill_attended = 1055;
+  w.decode_batch = 2;
+  w.decode_context = 300;
+  EXPECT_NEAR((*cost)->StepSeconds(w), (0.01 + 0.03 * 12 + 0.0005 * 1355) / 1e3, 1e-12);
+  EXPECT_NEAR((*cost)->DecodeStepSeconds(2, 300), (0.01 + 0.03 * 2 + 0.0005 * 300) / 1e3, 1e-12);
+  EXPECT_NEAR((*cost)->PrefillSeconds(10, 110), (0.01 + 0.03 * 10 + 0.0005 * 1055) / 1e3, 1e-12);
+  EXPECT_NE((*cost)->Describe()[1].find("0.03000 ms x tokens"), std::string::npos) << (*cost)->Describe()[1];
+
+  std::string bad = profile;
+  bad.replace(bad.find("\"per_token_ms\": 0.03"), 20, "\"per_token_ms\": -1.0");
+  auto rejected = MakeProfileCostModel(bad, "p.json");
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_NE(rejected.status().message().find("per_token_ms must be positive"), std::string::npos)
+      << rejected.status().message();
+}
+
 TEST(SimTest, RejectsRequestsLargerThanTheCache) {
   Trace t = Sequential({{1, 2, 3, 4, 5}, {1, 2}});
   FixedCost cost;

@@ -1,6 +1,7 @@
 // Trace readers (Mooncake, Azure, kvstack), the writer, content tokens and
 // the synthetic generators.
 #include <filesystem>
+#include <optional>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -99,12 +100,16 @@ TEST_F(TraceTest, WriterRoundTripsThroughTheReader) {
     r.output_tokens = 12;
     r.ranges = {{0, 3, 90}};
     r.request_priority = 60;
+    r.measured_ttft_us = 3'250;
+    r.measured_cached_tokens = 4;
     ASSERT_TRUE((*w)->Append(r).ok());
     r.arrival_us = 10'250'000;
     r.session = "";
     r.tenant = "";
     r.ranges.clear();
     r.request_priority = kDefaultPriority;
+    r.measured_ttft_us.reset();  // a request the server did not time
+    r.measured_cached_tokens.reset();
     ASSERT_TRUE((*w)->Append(r).ok());
     EXPECT_EQ((*w)->lines_written(), 2);
   }
@@ -125,6 +130,35 @@ TEST_F(TraceTest, WriterRoundTripsThroughTheReader) {
   EXPECT_EQ(r0.request_priority, 60);
   EXPECT_TRUE(t->has_priorities);
   EXPECT_EQ(t->requests[1].tenant, 0u);
+  EXPECT_EQ(r0.measured_ttft_us, std::optional<Micros>(3'250));
+  EXPECT_EQ(r0.measured_cached_tokens, std::optional<int32_t>(4));
+  EXPECT_FALSE(t->requests[1].measured_ttft_us.has_value());
+  EXPECT_FALSE(t->requests[1].measured_cached_tokens.has_value());
+}
+
+TEST_F(TraceTest, MeasuredFieldsAreValidated) {
+  const fs::path p = Write("m.jsonl",
+                           "{\"t_ms\": 0, \"input_length\": 2, \"output_length\": 1, \"measured_ttft_ms\": 0.5}\n"
+                           "{\"t_ms\": 1, \"input_length\": 2, \"output_length\": 1, \"measured_ttft_ms\": -1}\n");
+  auto t = ReadTrace(p, TraceFormat::kKvstack);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("m.jsonl:2: \"measured_ttft_ms\" must be a non-negative number"),
+            std::string::npos)
+      << t.status().message();
+  const fs::path q = Write("c.jsonl",
+                           "{\"t_ms\": 0, \"input_length\": 2, \"output_length\": 1, \"measured_cached_tokens\": 3}\n");
+  auto u = ReadTrace(q, TraceFormat::kKvstack);
+  ASSERT_FALSE(u.ok());
+  EXPECT_NE(u.status().message().find("c.jsonl:1: \"measured_cached_tokens\" 3 exceeds input_length 2"),
+            std::string::npos)
+      << u.status().message();
+  const fs::path ok = Write("ok.jsonl",
+                            "{\"t_ms\": 0, \"input_length\": 2, \"output_length\": 1, \"measured_ttft_ms\": 0.5, "
+                            "\"measured_cached_tokens\": 0}\n");
+  auto v = ReadTrace(ok, TraceFormat::kKvstack);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->requests[0].measured_ttft_us, std::optional<Micros>(500));
+  EXPECT_EQ(v->requests[0].measured_cached_tokens, std::optional<int32_t>(0));
 }
 
 TEST_F(TraceTest, KvstackFormatWithBlockIdsAndErrors) {
