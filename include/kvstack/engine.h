@@ -83,6 +83,9 @@ struct GenerationRequest {
   RetentionSpec retention;
   Priority priority = kDefaultPriority;  // preemption: lowest goes first
   bool ignore_eos = false;         // keep going past end-of-generation tokens (benchmarks)
+  // A conversation. With tiers, its context at the end of this request is
+  // remembered, so PrefetchSession() can bring it up before the next turn.
+  std::string session_id;
 };
 
 enum class FinishReason : uint8_t { kNone, kStop, kLength, kCancelled };
@@ -151,6 +154,13 @@ class Engine {
   // Bytes of activation scratch and logits the forward pass holds now (their
   // high-water mark: buffers grow to the largest batch and stay).
   size_t workspace_bytes() const;
+  // A conversation is coming back (its session_id was seen before): starts
+  // moving the blocks of its last context that sit below host RAM up into
+  // it, ahead of the next turn. Returns how many blocks were looked for.
+  // FailedPrecondition without tiers; NotFound for a session not remembered
+  // (the engine keeps the last 1,024 sessions).
+  Result<int32_t> PrefetchSession(const std::string& session_id);
+
   // Null without tiers. The chain's own per-tier metrics are chain()->Metrics().
   TierChain* tiers();
   OnboardMetrics onboard_metrics() const;

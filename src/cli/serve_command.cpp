@@ -38,6 +38,8 @@ Endpoints (OpenAI-compatible, JSON):
   POST   /v1/cache/pin          compute a prefix and pin its KV blocks: {"prompt"|"messages"|
                                 "token_ids", "cache_salt", "ttl_s"} -> {"id": "pin-N", ...}
   DELETE /v1/cache/pin/{id}     release a pin
+  POST   /v1/cache/prefetch     {"session_id"}: with tiers, bring a conversation's last context
+                                up into host RAM before its next turn
   GET    /v1/cache/stats        KV cache blocks, prefix hits (overall, per tenant, per
                                 priority class), evictions by priority, pins
   GET    /v1/memory             memory split (weights, KV in use/cached/pinned/free,
@@ -53,7 +55,8 @@ KV controls in completion requests, besides OpenAI's fields:
                                 keep these prompt tokens' blocks longer (priority 0-100,
                                 default 35; evicted lowest first)
   "priority": 50                preemption order under memory pressure (lowest first)
-  "session_id": "..."           recorded and echoed
+  "session_id": "..."           a conversation: echoed; with tiers, /v1/cache/prefetch
+                                brings its context back up
 usage.prompt_tokens_details.cached_tokens reports the prompt tokens the cache served.
 
 Errors are OpenAI-style {"error": {"message", "type", "param", "code"}}: 400 bad

@@ -45,6 +45,13 @@ class BlockOnboarder {
   // The request ends or is preempted mid-fetch: waits for its reads to stop
   // writing into its blocks, then forgets it.
   virtual void Abandon(RequestId id) = 0;
+
+  // Called every step: finishes background work whose reads are done (a
+  // prefetch's blocks enter host RAM here), so no finished read goes
+  // unnoticed while the engine has nothing else to do.
+  virtual void Progress() = 0;
+  // True while some background read is in flight (the engine keeps stepping).
+  virtual bool Busy() const = 0;
 };
 
 }  // namespace kvstack::engine

@@ -1,5 +1,6 @@
 #include "kvstack/engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -35,7 +36,16 @@ struct LiveRequest {
   StopMatcher stop;
   RequestMetrics metrics;
   bool ignore_eos = false;
+  std::string session_id;
 };
+
+// A conversation's context when its last request finished.
+struct SessionContext {
+  std::vector<Token> tokens;
+  ExtraKeys keys;
+  uint64_t last_use = 0;
+};
+constexpr size_t kMaxSessions = 1024;
 
 struct Engine::Impl {
   EngineOptions options;
@@ -55,6 +65,8 @@ struct Engine::Impl {
   EngineInfo info;
   std::vector<float> logits;
   double prefill_tokens_per_s = 0;  // smoothed over steps, for onboard-or-recompute
+  std::map<std::string, SessionContext> sessions;  // only with tiers
+  uint64_t session_clock = 0;
 
   GenerationEvent Finish(RequestId id, FinishReason why, GenerationEvent e);
 };
@@ -170,6 +182,7 @@ Result<RequestId> Engine::Submit(GenerationRequest r) {
   auto [it, inserted] = m.live.try_emplace(m.next_id - 1, r.sampling, *m.tokenizer);
   it->second.metrics.prompt_tokens = prompt_tokens;
   it->second.ignore_eos = r.ignore_eos;
+  it->second.session_id = std::move(r.session_id);
   it->second.metrics.queued_at = m.clock->Now();
   return it->first;
 }
@@ -188,6 +201,17 @@ GenerationEvent Engine::Impl::Finish(RequestId id, FinishReason why, GenerationE
     e.text += r.stop.Flush();
   }
   if (const engine::ScheduledRequest* s = scheduler->Find(id)) {
+    if (onboarder && !r.session_id.empty()) {
+      SessionContext& c = sessions[r.session_id];
+      c.tokens = s->tokens;
+      c.keys = s->keys;
+      c.last_use = ++session_clock;
+      if (sessions.size() > kMaxSessions) {
+        sessions.erase(std::min_element(sessions.begin(), sessions.end(), [](const auto& a, const auto& b) {
+          return a.second.last_use < b.second.last_use;
+        }));
+      }
+    }
     r.metrics.cached_tokens = std::max(s->cached_tokens, 0);
     r.metrics.hit_prefix = s->hit_prefix;
     r.metrics.onboarded_tokens = s->onboarded_tokens;
@@ -210,8 +234,8 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
 
   const std::vector<engine::ScheduledChunk> plan = m.scheduler->Schedule();
   if (plan.empty()) {
-    // Only requests waiting for tier reads: let the I/O threads run.
-    if (m.scheduler->stats().onboarding > 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    // Only tier reads in flight: let the I/O threads run.
+    if (m.scheduler->HasWork()) std::this_thread::sleep_for(std::chrono::microseconds(50));
     return Status::Ok();
   }
   engine::ForwardBatch batch;
@@ -275,6 +299,22 @@ const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
 KvCache& Engine::cache() { return *impl_->cache; }
 const EngineInfo& Engine::info() const { return impl_->info; }
 uint64_t Engine::preemptions() const { return impl_->scheduler->stats().preemptions; }
+Result<int32_t> Engine::PrefetchSession(const std::string& session_id) {
+  Impl& m = *impl_;
+  if (!m.onboarder) return FailedPrecondition("prefetch needs tiers below the device pool (none configured)");
+  auto it = m.sessions.find(session_id);
+  if (it == m.sessions.end()) return NotFound(fmt::format("session '{}' is not remembered", session_id));
+  it->second.last_use = ++m.session_clock;
+  AdmissionRequest a;
+  a.tokens = it->second.tokens;
+  a.keys = it->second.keys;
+  const AdmissionPlan plan = m.cache->PlanAdmission(a);
+  const size_t from = static_cast<size_t>(plan.hit_blocks);
+  if (plan.hashes.size() <= from) return 0;
+  m.onboarder->Prefetch(0, std::span(plan.hashes).subspan(from));
+  return static_cast<int32_t>(plan.hashes.size() - from);
+}
+
 TierChain* Engine::tiers() { return impl_->onboarder ? &impl_->onboarder->chain() : nullptr; }
 OnboardMetrics Engine::onboard_metrics() const {
   return impl_->onboarder ? impl_->onboarder->Metrics() : OnboardMetrics{};

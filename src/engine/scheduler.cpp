@@ -138,7 +138,10 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
   std::vector<ScheduledChunk> plan;
   int32_t budget = options_.max_batch_tokens;
   ++steps_;
-  if (onboarder_) FinishOnboarding();
+  if (onboarder_) {
+    onboarder_->Progress();
+    FinishOnboarding();
+  }
 
   // Running requests, oldest first. A copy: preemption edits running_.
   const std::vector<RequestId> running = running_;

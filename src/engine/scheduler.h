@@ -103,7 +103,9 @@ class Scheduler {
 
   const ScheduledRequest* Find(RequestId id) const;
   std::span<const BlockId> BlockTable(RequestId id) const;
-  bool HasWork() const { return !running_.empty() || !waiting_.empty() || !onboarding_.empty(); }
+  bool HasWork() const {
+    return !running_.empty() || !waiting_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy());
+  }
   SchedulerStats stats() const;
 
  private:

@@ -49,6 +49,8 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   int32_t Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) override;
   std::optional<int32_t> Poll(RequestId id) override;
   void Abandon(RequestId id) override;
+  void Progress() override { ReapPrefetches(); }
+  bool Busy() const override { return !prefetches_.empty(); }
 
   TierChain& chain() { return *chain_; }
   OnboardMetrics Metrics() const;

@@ -1,6 +1,7 @@
 // The KV cache endpoints: pin a prefix (POST /v1/cache/pin), release a pin
 // (DELETE /v1/cache/pin/{id}), and the cache's statistics
-// (GET /v1/cache/stats). Everything that touches the cache runs on the engine
+// (GET /v1/cache/stats), and a session's prefetch hint
+// (POST /v1/cache/prefetch {"session_id"}). Everything that touches the cache runs on the engine
 // thread through EngineLoop.
 #include <chrono>
 #include <ctime>
@@ -85,6 +86,27 @@ void HandleStats(ServerContext& ctx, const httplib::Request& req, httplib::Respo
 
 void AddCacheRoutes(httplib::Server& http, ServerContext& ctx) {
   http.Post("/v1/cache/pin", [&ctx](const httplib::Request& req, httplib::Response& res) { HandlePin(ctx, req, res); });
+  // A conversation is coming back: its last context moves up from the tiers.
+  http.Post("/v1/cache/prefetch", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (auto e = ctx.Precheck(req)) return SendError(res, *e);
+    auto json = ParseJsonObject(req.body);
+    if (!json.ok()) return SendError(res, json.error());
+    auto session = json->find("session_id");
+    if (session == json->end() || !session->is_string() || session->get<std::string>().empty()) {
+      return SendError(res, BadRequest("session_id: a non-empty string is required", "session_id"));
+    }
+    const std::string id = session->get<std::string>();
+    auto blocks = ctx.loop->Call([&id](Engine& e) { return e.PrefetchSession(id); });
+    if (!blocks.ok()) return SendError(res, FromStatus(blocks.status()));
+    if (!blocks->ok()) {
+      const Status& s = blocks->status();
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        return SendError(res, ApiError{.http_status = 409, .message = s.message(), .code = "no_tiers"});
+      }
+      return SendError(res, FromStatus(s));
+    }
+    SendJson(res, 200, {{"session_id", id}, {"blocks", **blocks}});
+  });
   http.Delete(R"(/v1/cache/pin/([^/]+))",
               [&ctx](const httplib::Request& req, httplib::Response& res) { HandleUnpin(ctx, req, res); });
   http.Get("/v1/cache/stats", [&ctx](const httplib::Request& req, httplib::Response& res) { HandleStats(ctx, req, res); });

@@ -60,6 +60,7 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
   p.stream = body->stream;
   p.include_usage = body->include_usage;
   p.cache_salt = body->kv.cache_salt;
+  p.gen.session_id = body->kv.session_id;
   if (ctx.trace) {
     p.traced = std::make_shared<const TracedPrompt>(TracedPrompt{.tokens = p.gen.prompt,
                                                                  .retention = p.gen.retention,

@@ -7,7 +7,8 @@
 //     "decode_priority": 10,      priority of generated tokens' blocks
 //     "decode_duration_s": 5}
 //   "priority": 50                preemption: the lowest goes first (0-100)
-//   "session_id": "abc"           recorded and echoed; for the tiers to come
+//   "session_id": "abc"           echoed; the engine remembers the session's
+//                                 context for POST /v1/cache/prefetch
 //
 // Ranges are prompt token positions [start, end); "end" may be left out for
 // the end of the prompt. Priorities are 0-100 (35 is the default; 100 is the

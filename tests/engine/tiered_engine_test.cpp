@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "kvstack/engine.h"
 #include "kvstack/model_gen.h"
@@ -296,6 +297,71 @@ TEST(TieredEngineTest, RedisKilledMidRunFailsNothing) {
   EXPECT_EQ(got, expected);
   EXPECT_GT(redis_hits_before, 0u) << "Redis served nothing before it died: the test proves nothing";
   EXPECT_GT(tiered->tiers()->Metrics().tiers[1].faults, 0u);
+}
+
+}  // namespace
+}  // namespace kvstack
+
+namespace kvstack {
+namespace {
+
+// A session hint moves a conversation's evicted context from disk up into
+// host RAM before its next turn, so that turn's blocks are found in the
+// fastest tier (timely) when it is admitted.
+TEST(TieredEngineTest, SessionPrefetchBringsTheLastContextUpBeforeTheNextTurn) {
+  TempDir disk("session");
+  TierSetup tiers{.host_blocks = 8, .disk_dir = disk.path().string()};
+  auto e = MakeEngine(&tiers, 24);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->PrefetchSession("nobody").status().code(), StatusCode::kNotFound);
+  int failures = 0;
+  const auto turn = MakePrompts(1, 3)[0];
+  GenerationRequest r;
+  r.prompt = turn;
+  r.sampling.max_tokens = 3;
+  r.ignore_eos = true;
+  r.session_id = "chat-1";
+  ASSERT_TRUE(e->Submit(r).ok());
+  std::vector<GenerationEvent> events;
+  while (e->HasWork()) ASSERT_TRUE(e->Step(&events).ok());
+  // Other traffic pushes the conversation out of the device pool and host RAM.
+  RunPrompts(*e, MakePrompts(60, 4), 4, &failures);
+  ASSERT_EQ(failures, 0);
+  e->tiers()->Flush();
+  const uint64_t before = e->onboard_metrics().prefetched_blocks;
+  auto blocks = e->PrefetchSession("chat-1");
+  ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
+  EXPECT_GT(*blocks, 0);
+  EXPECT_GT(e->onboard_metrics().prefetched_blocks, before) << "nothing was below host RAM to bring up";
+  // The conversation's blocks, to check where they are.
+  AdmissionRequest a;
+  a.tokens = turn;
+  a.keys = ExtraKeys{.model_id = e->info().model_identity};
+  const std::vector<BlockHash> keys = e->cache().PlanAdmission(a).hashes;
+  auto in_host = [&] {
+    const PrefixLocation where = e->tiers()->LookupPrefix(keys);
+    if (where.blocks == 0) return false;
+    for (int32_t i = 0; i < where.blocks; ++i) {
+      if (where.tier[static_cast<size_t>(i)] != 0) return false;
+    }
+    return true;
+  };
+  // The engine keeps stepping while a prefetch is in flight; when it has no
+  // work left, the prefetched blocks are in host RAM.
+  while (e->HasWork()) ASSERT_TRUE(e->Step(&events).ok());
+  ASSERT_TRUE(in_host());
+  const OnboardMetrics m0 = e->onboard_metrics();
+  std::vector<RequestMetrics> metrics;
+  RunPrompts(*e, {turn}, 1, &failures, &metrics);
+  const OnboardMetrics m1 = e->onboard_metrics();
+  EXPECT_GT(metrics[0].onboarded_tokens, 0);
+  EXPECT_GT(m1.timely_blocks - m0.timely_blocks, 0u) << "the prefetched blocks were not in host RAM in time";
+}
+
+TEST(TieredEngineTest, SessionPrefetchNeedsTiers) {
+  auto e = MakeEngine(nullptr, 24);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->PrefetchSession("chat-1").status().code(), StatusCode::kFailedPrecondition);
 }
 
 }  // namespace

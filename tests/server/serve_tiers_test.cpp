@@ -140,3 +140,41 @@ TEST(ServeTiersTest, BadTierOptionsAreRefusedByName) {
 
 }  // namespace
 }  // namespace kvstack::testing
+
+namespace kvstack::testing {
+namespace {
+
+// POST /v1/cache/prefetch {"session_id"}: a conversation coming back.
+TEST(ServeTiersTest, SessionPrefetchHint) {
+  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  {
+    ServeProcess plain({"--model", Stories260KPath(), "--threads", "1"});
+    ASSERT_TRUE(plain.ok()) << plain.error();
+    auto c = plain.Client();
+    const JsonReply r = PostJson(*c, "/v1/cache/prefetch", {{"session_id", "chat-1"}});
+    EXPECT_EQ(r.status, 409) << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], "no_tiers");
+  }
+  const fs::path disk = fs::temp_directory_path() / ("kvstack-serve-prefetch-" + std::to_string(::getpid()));
+  fs::remove_all(disk);
+  ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--kv-memory", "160KiB", "--host-tier",
+                       "20KiB", "--disk-tier", disk.string(), "--disk-tier-size", "16MiB", "--offload-min-priority",
+                       "0"});
+  ASSERT_TRUE(server.ok()) << server.error();
+  auto c = server.Client();
+  EXPECT_EQ(PostJson(*c, "/v1/cache/prefetch", json::object()).status, 400);
+  const JsonReply unknown = PostJson(*c, "/v1/cache/prefetch", {{"session_id", "nobody"}});
+  EXPECT_EQ(unknown.status, 404) << unknown.raw;
+  const JsonReply turn = PostJson(
+      *c, "/v1/completions", {{"prompt", kLongPrompt}, {"max_tokens", 8}, {"session_id", "chat-1"}});
+  ASSERT_EQ(turn.status, 200) << turn.raw;
+  Flood(*c);  // the conversation leaves the device pool and (2 blocks of) host RAM
+  const JsonReply hint = PostJson(*c, "/v1/cache/prefetch", {{"session_id", "chat-1"}});
+  ASSERT_EQ(hint.status, 200) << hint.raw;
+  EXPECT_EQ(hint.body["session_id"], "chat-1");
+  EXPECT_GT(hint.body["blocks"].get<int>(), 0);
+  fs::remove_all(disk);
+}
+
+}  // namespace
+}  // namespace kvstack::testing
