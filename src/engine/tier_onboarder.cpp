@@ -1,6 +1,7 @@
 #include "engine/tier_onboarder.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace kvstack::engine {
 
@@ -42,13 +43,34 @@ double TierOnboarder::FetchSecondsPerBlock(int tier) {
   return bw > 0 ? double(chain_->bytes_per_block()) / bw : 0.0;
 }
 
+void TierOnboarder::Stage(const BlockHash& key, std::span<const std::byte> bytes) {
+  if (staged_.count(key)) return;
+  // Oldest out first: a prefetch whose request never came should not keep
+  // newer ones from landing.
+  while (!staged_.empty() && staged_bytes_ + bytes.size() > options_.max_prefetch_bytes) {
+    auto oldest = std::min_element(staged_.begin(), staged_.end(),
+                                   [](const auto& a, const auto& b) { return a.second.order < b.second.order; });
+    staged_bytes_ -= oldest->second.bytes.size();
+    staged_.erase(oldest);
+  }
+  if (staged_bytes_ + bytes.size() > options_.max_prefetch_bytes) return;
+  staged_[key] = Staged{.bytes = std::vector<std::byte>(bytes.begin(), bytes.end()), .order = ++staged_order_};
+  staged_bytes_ += bytes.size();
+}
+
 void TierOnboarder::ReapPrefetches() {
   for (size_t i = 0; i < prefetches_.size();) {
-    if (!chain_->Poll(prefetches_[i].handle)) {
+    PrefetchJob& job = prefetches_[i];
+    if (!chain_->Poll(job.handle)) {
       ++i;
       continue;
     }
-    prefetch_bytes_ -= prefetches_[i].scratch.size();
+    const size_t block = chain_->bytes_per_block();
+    for (int32_t b = 0; b < job.handle.blocks_ready(); ++b) {
+      const size_t at = static_cast<size_t>(b) * block;
+      Stage(job.hashes[static_cast<size_t>(b)], std::span<const std::byte>(job.scratch.data() + at, block));
+    }
+    prefetch_bytes_ -= job.scratch.size();
     prefetches_.erase(prefetches_.begin() + static_cast<ptrdiff_t>(i));
   }
 }
@@ -56,15 +78,17 @@ void TierOnboarder::ReapPrefetches() {
 void TierOnboarder::Prefetch(RequestId, std::span<const BlockHash> keys) {
   ReapPrefetches();
   const PrefixLocation where = chain_->LookupPrefix(keys);
-  std::vector<BlockHash> below;  // blocks not yet in the fastest tier
+  std::vector<BlockHash> below;  // blocks not yet in the fastest tier nor staged
   for (int32_t i = 0; i < where.blocks; ++i) {
-    if (where.tier[static_cast<size_t>(i)] > 0) below.push_back(keys[static_cast<size_t>(i)]);
+    const BlockHash& key = keys[static_cast<size_t>(i)];
+    if (where.tier[static_cast<size_t>(i)] > 0 && !staged_.count(key)) below.push_back(key);
   }
   if (below.empty()) return;
   const size_t bytes = below.size() * chain_->bytes_per_block();
   if (prefetch_bytes_ + bytes > options_.max_prefetch_bytes) return;  // stay bounded; admission fetches anyway
   PrefetchJob job;
   job.scratch.resize(bytes);
+  job.hashes = below;
   std::vector<std::span<std::byte>> dests;
   dests.reserve(below.size());
   for (size_t i = 0; i < below.size(); ++i) {
@@ -80,15 +104,27 @@ void TierOnboarder::Prefetch(RequestId, std::span<const BlockHash> keys) {
 int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) {
   ReapPrefetches();
   if (arena_ == nullptr || keys.empty()) return 0;
-  const PrefixLocation where = chain_->LookupPrefix(keys);
-  int32_t n = where.blocks;
+  // Where each leading block can come from: staged here (-1), or a tier.
+  std::vector<int> source;
+  for (const BlockHash& key : keys) {
+    if (staged_.count(key)) {
+      source.push_back(-1);
+      continue;
+    }
+    const PrefixLocation where = chain_->LookupPrefix(std::span<const BlockHash>(&key, 1));
+    if (where.blocks == 0) break;
+    source.push_back(where.tier[0]);
+  }
+  int32_t n = static_cast<int32_t>(source.size());
   if (n == 0) return 0;
   if (options_.only_when_faster && recompute_tokens_per_s_ > 0) {
-    // Cut the prefix at the first block whose tier is slower than recomputing.
+    // Cut the prefix at the first block whose tier is slower than recomputing
+    // (a staged block is a copy in RAM: always worth it).
     RefreshBandwidth();
     const double recompute_s = double(options_.block_size) / recompute_tokens_per_s_;
     for (int32_t i = 0; i < n; ++i) {
-      if (FetchSecondsPerBlock(where.tier[static_cast<size_t>(i)]) > recompute_s) {
+      const int tier = source[static_cast<size_t>(i)];
+      if (tier >= 0 && FetchSecondsPerBlock(tier) > recompute_s) {
         metrics_.recompute_chosen_blocks += static_cast<uint64_t>(n - i);
         n = i;
         break;
@@ -96,14 +132,29 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
     }
     if (n == 0) return 0;
   }
-  std::vector<std::span<std::byte>> dests;
-  dests.reserve(static_cast<size_t>(n));
-  for (int32_t i = 0; i < n; ++i) {
-    dests.emplace_back(arena_->Block(ToIndex(blocks[static_cast<size_t>(i)])), arena_->block_bytes());
-    if (where.tier[static_cast<size_t>(i)] == 0) ++metrics_.timely_blocks;
-  }
   Fetch f;
-  f.handle = chain_->StartFetch(keys.first(static_cast<size_t>(n)), dests);
+  f.requested = n;
+  std::vector<BlockHash> hashes;
+  std::vector<std::span<std::byte>> dests;
+  for (int32_t i = 0; i < n; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    std::byte* dest = arena_->Block(ToIndex(blocks[k]));
+    if (source[k] <= 0) ++metrics_.timely_blocks;  // staged or already in host RAM
+    if (source[k] < 0) {
+      auto staged = staged_.find(keys[k]);
+      std::memcpy(dest, staged->second.bytes.data(), arena_->block_bytes());
+      staged_bytes_ -= staged->second.bytes.size();
+      staged_.erase(staged);
+      continue;
+    }
+    hashes.push_back(keys[k]);
+    dests.emplace_back(dest, arena_->block_bytes());
+    f.fetched.push_back(i);
+  }
+  if (!hashes.empty()) {
+    f.handle = chain_->StartFetch(hashes, dests);
+    f.reading = true;
+  }
   f.started = clock_->Now();
   fetches_[id] = std::move(f);
   ++metrics_.onboard_requests;
@@ -114,10 +165,17 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
 std::optional<int32_t> TierOnboarder::Poll(RequestId id) {
   auto it = fetches_.find(id);
   if (it == fetches_.end()) return 0;
-  if (!chain_->Poll(it->second.handle)) return std::nullopt;
-  const int32_t ready = it->second.handle.blocks_ready();
+  Fetch& f = it->second;
+  int32_t ready = f.requested;
+  if (f.reading) {
+    if (!chain_->Poll(f.handle)) return std::nullopt;
+    // The handle's leading arrivals, mapped back to key order: the prefix
+    // ends at the first block that was read and did not arrive.
+    const size_t arrived = static_cast<size_t>(f.handle.blocks_ready());
+    if (arrived < f.fetched.size()) ready = f.fetched[arrived];
+  }
   metrics_.onboarded_blocks += static_cast<uint64_t>(ready);
-  metrics_.wait_us.Observe(double(clock_->Now() - it->second.started));
+  metrics_.wait_us.Observe(double(clock_->Now() - f.started));
   fetches_.erase(it);
   return ready;
 }

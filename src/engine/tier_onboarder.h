@@ -4,10 +4,13 @@
 //         to the chain while its bytes are intact; the chain keeps it if it
 //         is worth keeping (priority or hits) and writes lower tiers off the
 //         engine's thread.
-//   up    (BlockOnboarder) a queued request's blocks are prefetched toward
-//         host RAM; at admission its next blocks are fetched straight into
-//         its device blocks, if the tiers' measured bandwidth makes that
-//         faster than recomputing them at the engine's measured prefill rate.
+//   up    (BlockOnboarder) a queued request's blocks are prefetched from
+//         below host RAM and held here (staged, bounded) until its admission,
+//         so the churn of offloads into host RAM cannot push them out first;
+//         at admission its next blocks come from the staging area (a copy) or
+//         are fetched straight into its device blocks, if the tiers' measured
+//         bandwidth makes that faster than recomputing them at the engine's
+//         measured prefill rate.
 //
 // Calls come from the engine's step loop only (the chain is thread-safe).
 #pragma once
@@ -16,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <span>
 #include <vector>
 
@@ -57,13 +61,23 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
 
  private:
   struct Fetch {
-    FetchHandle handle;
+    FetchHandle handle;             // the blocks not staged, in key order
+    std::vector<int32_t> fetched;   // key index of each block the handle reads
+    int32_t requested = 0;          // leading keys being brought up
+    bool reading = false;           // false: every block was staged (copied)
     Micros started = 0;
   };
   struct PrefetchJob {
     std::vector<std::byte> scratch;
+    std::vector<BlockHash> hashes;
     FetchHandle handle;
   };
+  // A prefetched block waiting for its request's admission.
+  struct Staged {
+    std::vector<std::byte> bytes;
+    uint64_t order = 0;
+  };
+  void Stage(const BlockHash& key, std::span<const std::byte> bytes);
   // Finishes prefetches whose reads are done (the chain promotes their
   // blocks into the fastest tier as it finishes them).
   void ReapPrefetches();
@@ -81,7 +95,10 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   Micros bandwidth_read_at_ = -1;
   std::map<RequestId, Fetch> fetches_;
   std::vector<PrefetchJob> prefetches_;
-  size_t prefetch_bytes_ = 0;
+  size_t prefetch_bytes_ = 0;           // scratch of prefetches in flight
+  std::unordered_map<BlockHash, Staged> staged_;
+  size_t staged_bytes_ = 0;             // bounded by max_prefetch_bytes too
+  uint64_t staged_order_ = 0;
   OnboardMetrics metrics_;
 };
 

@@ -366,3 +366,45 @@ TEST(TieredEngineTest, SessionPrefetchNeedsTiers) {
 
 }  // namespace
 }  // namespace kvstack
+
+namespace kvstack {
+namespace {
+
+// Prefetched blocks are held until their request comes, so offloads churning
+// through a small host tier in between cannot push them out first (they
+// would enter host RAM as its least valuable blocks).
+TEST(TieredEngineTest, PrefetchedBlocksOutliveHostChurnUntilTheirTurn) {
+  TempDir disk("churn");
+  TierSetup tiers{.host_blocks = 2, .disk_dir = disk.path().string()};
+  auto e = MakeEngine(&tiers, 24);
+  ASSERT_TRUE(e);
+  int failures = 0;
+  const auto turn = MakePrompts(1, 11)[0];
+  GenerationRequest r;
+  r.prompt = turn;
+  r.sampling.max_tokens = 3;
+  r.ignore_eos = true;
+  r.session_id = "chat-2";
+  ASSERT_TRUE(e->Submit(r).ok());
+  std::vector<GenerationEvent> events;
+  while (e->HasWork()) ASSERT_TRUE(e->Step(&events).ok());
+  RunPrompts(*e, MakePrompts(40, 12), 4, &failures);
+  e->tiers()->Flush();
+  auto blocks = e->PrefetchSession("chat-2");
+  ASSERT_TRUE(blocks.ok()) << blocks.status().ToString();
+  while (e->HasWork()) ASSERT_TRUE(e->Step(&events).ok());
+  ASSERT_GT(e->onboard_metrics().prefetched_blocks, 0u);
+  // More traffic: its evictions go through the 2-block host tier.
+  RunPrompts(*e, MakePrompts(20, 13), 4, &failures);
+  const OnboardMetrics m0 = e->onboard_metrics();
+  std::vector<RequestMetrics> metrics;
+  RunPrompts(*e, {turn}, 1, &failures, &metrics);
+  const OnboardMetrics m1 = e->onboard_metrics();
+  ASSERT_EQ(failures, 0);
+  EXPECT_GT(metrics[0].onboarded_tokens, 0);
+  EXPECT_EQ(m1.timely_blocks - m0.timely_blocks, m1.onboard_blocks_requested - m0.onboard_blocks_requested)
+      << "every block of the turn should have been waiting in RAM";
+}
+
+}  // namespace
+}  // namespace kvstack
