@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +16,11 @@
 namespace kvstack::cli {
 
 using CommandRunner = std::function<int()>;
+
+// Prints "kvstack COMMAND: message" on stderr and returns the exit code for
+// the failure: 1 when the machine failed (kUnavailable, kInternal), 2 when the
+// input was wrong (every other code).
+int ReportFailure(std::string_view command, const Status& status);
 
 CommandRunner AddSizeCommand(CLI::App& app);
 

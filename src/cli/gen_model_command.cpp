@@ -62,11 +62,7 @@ Examples:
   kvstack gen-model --out qwen.gguf --arch qwen2 --embd 256 --heads 8 --kv-heads 2 --ff 512 --type q4_k
   kvstack gen-model --out 1b.gguf --preset llama-3.2-1b-shape --type q4_0)";
 
-int Fail(const Status& status) {
-  std::fprintf(stderr, "kvstack gen-model: %s\n", status.message().c_str());
-  const bool machine = status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kInternal;
-  return machine ? 1 : 2;
-}
+int Fail(const Status& status) { return ReportFailure("gen-model", status); }
 
 template <typename T>
 Result<T> ParseNumber(std::string_view flag, const std::string& text) {

@@ -36,11 +36,7 @@ struct PlanArgs {
   std::string preset_dir = KVSTACK_PRESET_DIR;
 };
 
-int Fail(const Status& status) {
-  std::fprintf(stderr, "kvstack plan: %s\n", status.message().c_str());
-  const bool machine = status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kInternal;
-  return machine ? 1 : 2;
-}
+int Fail(const Status& status) { return ReportFailure("plan", status); }
 
 int RunPlan(const PlanArgs& a) {
   if (a.model.empty()) return Fail(InvalidArgument("--model is required: a preset name (see kvstack size --list)"));

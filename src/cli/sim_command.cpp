@@ -55,11 +55,7 @@ struct SimArgs {
   std::string preset_dir = KVSTACK_PRESET_DIR;
 };
 
-int Fail(const Status& status) {
-  std::fprintf(stderr, "kvstack sim: %s\n", status.message().c_str());
-  const bool machine = status.code() == StatusCode::kUnavailable || status.code() == StatusCode::kInternal;
-  return machine ? 1 : 2;
-}
+int Fail(const Status& status) { return ReportFailure("sim", status); }
 
 std::vector<std::string> SplitList(const std::string& s) {
   std::vector<std::string> out;

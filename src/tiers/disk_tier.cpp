@@ -115,19 +115,9 @@ class DiskTier final : public Tier {
   // Not durable: the record stays on disk until its slot is reused, and a
   // restart that finds it intact indexes it again (its bytes are still the
   // ones put under that key).
-  void Remove(const BlockHash& hash) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto slot = index_->Find(hash)) index_->Remove(*slot);
-  }
+  void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
 
-  TierMetrics Metrics() const override {
-    int64_t blocks;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      blocks = index_->size();
-    }
-    return stats_.Snapshot(blocks, index_->capacity());
-  }
+  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);

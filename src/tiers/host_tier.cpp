@@ -111,19 +111,9 @@ class HostTier final : public Tier {
     return ReadyFuture(std::move(ok));
   }
 
-  void Remove(const BlockHash& hash) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto slot = index_->Find(hash)) index_->Remove(*slot);
-  }
+  void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
 
-  TierMetrics Metrics() const override {
-    int64_t blocks;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      blocks = index_->size();
-    }
-    return stats_.Snapshot(blocks, index_->capacity());
-  }
+  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);

@@ -253,14 +253,7 @@ class RedisTier final : public Tier {
     lane.cv.notify_one();
   }
 
-  TierMetrics Metrics() const override {
-    int64_t blocks;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      blocks = index_->size();
-    }
-    return stats_.Snapshot(blocks, index_->capacity());
-  }
+  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);

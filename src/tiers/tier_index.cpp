@@ -99,4 +99,18 @@ Status TierIndex::CheckInvariants() const {
   return Status::Ok();
 }
 
+void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto slot = index.Find(hash)) index.Remove(*slot);
+}
+
+TierMetrics MetricsLocked(std::mutex& mu, const TierIndex& index, const TierStats& stats) {
+  int64_t blocks;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    blocks = index.size();
+  }
+  return stats.Snapshot(blocks, index.capacity());
+}
+
 }  // namespace kvstack::tiers_internal

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "cache/block_pool.h"
@@ -25,6 +26,7 @@
 #include "kvstack/eviction_policy.h"
 #include "kvstack/status.h"
 #include "kvstack/tier.h"
+#include "tiers/tier_stats.h"
 
 namespace kvstack::tiers_internal {
 
@@ -80,5 +82,10 @@ class TierIndex : private BlockPoolObserver {
   std::function<void(int32_t, const BlockHash&)> on_evict_;
   int64_t private_busy_ = 0;  // Busy slots removed while busy (no hash)
 };
+
+// What every tier does the same way with an index guarded by `mu`: forget a
+// block (a no-op when absent), and report metrics with the blocks held now.
+void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash);
+TierMetrics MetricsLocked(std::mutex& mu, const TierIndex& index, const TierStats& stats);
 
 }  // namespace kvstack::tiers_internal
