@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -93,6 +94,14 @@ TEST(OpenAiNodeClient, CompletionsChatStreamingUsageErrorsAndModels) {
   const std::string node = KVSTACK_NODE;
   if (node.empty()) GTEST_SKIP() << "needs node (Node.js 20 or later) on PATH when CMake configured; "
                                     "scripts/install-deps installs it";
+  // The pinned client (openai 6.x) supports Node.js 20 and later; Debian 12's
+  // own nodejs package is 18.19, so a machine with only that skips, saying so.
+  const auto [version_code, version] = RunCommand(Quote(node) + " -p 'process.versions.node.split(\".\")[0]'");
+  if (version_code != 0 || std::atoi(version.c_str()) < 20) {
+    GTEST_SKIP() << "needs Node.js 20 or later for the official openai client 6.x; " << node << " is "
+                 << (version_code == 0 ? "major version " + version : "not runnable")
+                 << " (Debian 12's nodejs is 18: install Node.js 20, e.g. from NodeSource)";
+  }
   const fs::path e2e = KVSTACK_E2E_DIR;
   if (!fs::exists(e2e / "node_modules/openai/package.json")) {
     GTEST_SKIP() << "needs the OpenAI Node client in " << (e2e / "node_modules").string()
