@@ -46,7 +46,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -616,11 +615,9 @@ int RunEngineBench(const EngineBenchArgs& a) {
   }
   PrintTable(a, copy_gbps, results);
   if (!a.profile.empty()) {
-    std::ofstream out(a.profile, std::ios::binary | std::ios::trunc);
-    out << ProfileJson(a, copy_gbps, results);
-    out.close();
-    if (!out) return Fail(1, fmt::format("--profile {}: cannot write the file", a.profile));
-    std::fprintf(stderr, "wrote %s\n", a.profile.c_str());
+    if (Status s = WriteOutputFile("--profile", a.profile, ProfileJson(a, copy_gbps, results)); !s.ok()) {
+      return Fail(1, s.message());
+    }
   }
   return 0;
 }

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 
 #include "kvstack/status.h"
+#include "kvstack/trace.h"
 
 namespace kvstack::cli {
 
@@ -21,6 +22,14 @@ using CommandRunner = std::function<int()>;
 // the failure: 1 when the machine failed (kUnavailable, kInternal), 2 when the
 // input was wrong (every other code).
 int ReportFailure(std::string_view command, const Status& status);
+
+// Writes `text` to `path` (an output option such as --html or --profile) and
+// says so on stderr. Unavailable naming the flag and file when it cannot.
+Status WriteOutputFile(std::string_view flag, const std::string& path, std::string_view text);
+
+// The trace of --trace FILE [--format F]: the format detected from the file
+// unless given. Errors name the file (and line) or the --format value.
+Result<sim::Trace> ReadTraceOption(const std::string& file, const std::string& format);
 
 CommandRunner AddSizeCommand(CLI::App& app);
 

@@ -3,7 +3,6 @@
 // (given, or measured from a trace), and lists what would reach a target
 // concurrency. Presets are shared with `kvstack size`.
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -66,9 +65,7 @@ int RunPlan(const PlanArgs& a) {
     if (!a.p50.empty() || !a.p95.empty() || !a.p99.empty()) {
       return Fail(InvalidArgument("give --trace or --context-p50/p95/p99, not both"));
     }
-    Result<sim::TraceFormat> format = a.format.empty() ? sim::DetectTraceFormat(a.trace) : sim::ParseTraceFormat(a.format);
-    if (!format.ok()) return Fail(format.status());
-    auto trace = sim::ReadTrace(a.trace, *format);
+    auto trace = ReadTraceOption(a.trace, a.format);
     if (!trace.ok()) return Fail(trace.status());
     if (trace->requests.empty()) return Fail(InvalidArgument("--trace " + a.trace + ": no requests"));
     const sim::ContextStats all = sim::ContextPercentiles(*trace)[0];
@@ -95,10 +92,7 @@ int RunPlan(const PlanArgs& a) {
   std::printf("%s", plan::FormatPlan(*report).c_str());
   std::printf("\ncontext lengths from %s\n", context_source.c_str());
   if (!a.html.empty()) {
-    std::ofstream out(a.html, std::ios::binary | std::ios::trunc);
-    out << plan::RenderPlanHtml(*report);
-    if (!out) return Fail(Unavailable(fmt::format("--html {}: cannot write the file", a.html)));
-    std::fprintf(stderr, "wrote %s\n", a.html.c_str());
+    if (Status s = WriteOutputFile("--html", a.html, plan::RenderPlanHtml(*report)); !s.ok()) return Fail(s);
   }
   return 0;
 }

@@ -93,17 +93,7 @@ Result<ks::Trace> LoadTrace(const SimArgs& a) {
     return ks::GenerateTrace(o);
   }
   if (a.trace.empty()) return InvalidArgument("--trace FILE or --synthetic chat|agent|rag is required");
-  ks::TraceFormat format;
-  if (a.format.empty()) {
-    auto f = ks::DetectTraceFormat(a.trace);
-    if (!f.ok()) return f.status();
-    format = *f;
-  } else {
-    auto f = ks::ParseTraceFormat(a.format);
-    if (!f.ok()) return InvalidArgument("--format: " + f.status().message());
-    format = *f;
-  }
-  return ks::ReadTrace(a.trace, format);
+  return ReadTraceOption(a.trace, a.format);
 }
 
 Result<int64_t> TokensOption(const std::string& flag, const std::string& text) {
@@ -251,10 +241,7 @@ int RunSim(const SimArgs& a) {
     in.result = &*result;
     in.sweep = &sweep;
     in.review = review ? &*review : nullptr;
-    std::ofstream out(a.html, std::ios::binary | std::ios::trunc);
-    out << ks::RenderHtmlReport(in);
-    if (!out) return Fail(Unavailable(fmt::format("--html {}: cannot write the file", a.html)));
-    std::fprintf(stderr, "wrote %s\n", a.html.c_str());
+    if (Status s = WriteOutputFile("--html", a.html, ks::RenderHtmlReport(in)); !s.ok()) return Fail(s);
   }
   return 0;
 }
