@@ -7,6 +7,7 @@
 //                                          same server for the baseline)
 // Usage: tiers_bench --dir DIR [--block-bytes B] [--host-mib M] [--disk-mib M]
 //                    [--redis-port P --redis-blocks N --redis-connections C] [--reps R]
+//                    [--redis-cluster 1: P is a seed of a Redis Cluster] [--only-redis 1]
 // Prints one line per figure: "<name> <bytes per second>" (best of R).
 #include <fcntl.h>
 #include <unistd.h>
@@ -42,6 +43,8 @@ struct Args {
   int redis_port = 0;
   size_t redis_blocks = 2000;
   int redis_connections = 4;
+  bool redis_cluster = false;  // --redis-port is a seed node of a Redis Cluster
+  bool only_redis = false;
   int reps = 3;
 };
 
@@ -183,7 +186,7 @@ void BenchRedis(const Args& a) {
   std::byte* src = Alloc(n * a.block);
   std::byte* dst = Alloc(n * a.block);
   kvstack::RedisTierOptions o;
-  o.servers.push_back({"127.0.0.1", a.redis_port});
+  (a.redis_cluster ? o.cluster_seeds : o.servers).push_back({"127.0.0.1", a.redis_port});
   o.model_id = "bench";
   o.bytes_per_block = a.block;
   o.op_timeout = 10'000'000;
@@ -213,6 +216,8 @@ int main(int argc, char** argv) {
     else if (k == "--redis-port") a.redis_port = std::stoi(v);
     else if (k == "--redis-blocks") a.redis_blocks = std::stoul(v);
     else if (k == "--redis-connections") a.redis_connections = std::stoi(v);
+    else if (k == "--redis-cluster") a.redis_cluster = v == "1";
+    else if (k == "--only-redis") a.only_redis = v == "1";
     else if (k == "--reps") a.reps = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
@@ -221,8 +226,10 @@ int main(int argc, char** argv) {
   }
   std::filesystem::create_directories(a.dir);
   std::printf("block_bytes %zu\n", a.block);
-  BenchHost(a);
-  BenchDisk(a);
+  if (!a.only_redis) {
+    BenchHost(a);
+    BenchDisk(a);
+  }
   if (a.redis_port > 0) BenchRedis(a);
   return 0;
 }

@@ -70,10 +70,15 @@ struct ServerOptions {
     int64_t disk_bytes = 4ll << 30;      // --disk-tier-size
     std::vector<std::string> redis;      // --redis HOST:PORT, one or more
     int64_t redis_ttl_s = 3600;          // --redis-ttl
+    // --redis-cluster: seed nodes of one Redis Cluster (HOST:PORT each); the
+    // shared tier then follows the cluster's slot map instead of hashing
+    // over --redis servers (give one or the other).
+    std::vector<std::string> redis_cluster;
+    bool redis_read_from_replicas = false;  // --redis-read-from-replicas
     int32_t offload_min_priority = 50;   // --offload-min-priority: keep blocks at least this durable,
     int32_t offload_min_hits = 2;        // --offload-min-hits: or hit at least this often
     bool onboard_always = false;         // --onboard-always: skip the bandwidth-vs-recompute check
-    bool enabled() const { return host_bytes > 0 || !disk_dir.empty() || !redis.empty(); }
+    bool enabled() const { return host_bytes > 0 || !disk_dir.empty() || !redis.empty() || !redis_cluster.empty(); }
   } tiers;
 
   // When set, every finished request is appended to this file in kvstack's

@@ -92,6 +92,20 @@ class TierFuture {
 };
 
 // Counters since the tier was created, and latency per batch call.
+// One node of a tier spread over several servers (Redis: each server of
+// --redis, or each master and replica of --redis-cluster).
+struct TierNodeMetrics {
+  std::string node;             // "host:port"
+  std::string role;             // "server" (--redis), "master" or "replica" (--redis-cluster)
+  uint64_t hits = 0;            // gets and lookups this node answered with a verified block
+  uint64_t misses = 0;          // ... without one (faults included)
+  uint64_t stored = 0;          // puts this node stored
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t redirections = 0;    // MOVED or ASK answers this node gave (each followed)
+  uint64_t faults = 0;          // I/O errors, timeouts, error replies, corrupt values
+};
+
 struct TierMetrics {
   std::string name;
   int64_t blocks = 0;           // blocks held now (Redis: the ones this process knows of)
@@ -111,6 +125,11 @@ struct TierMetrics {
   // engine compares these to its recompute rate to choose onboard or recompute.
   double get_bytes_per_s = 0;
   double put_bytes_per_s = 0;
+  // Remote tiers only: per node, and for a cluster the redirections followed
+  // and the times the slot map was read.
+  std::vector<TierNodeMetrics> nodes;
+  uint64_t redirections = 0;
+  uint64_t slot_map_refreshes = 0;
 };
 
 class Tier {
@@ -126,6 +145,12 @@ class Tier {
   // A true answer can still miss at Get() (a remote entry expired, a corrupt
   // block); a remote tier answers only for blocks this process stored or read.
   virtual bool Contains(const BlockHash& hash) const = 0;
+
+  // True for a tier other processes write too (Redis, shared by a fleet):
+  // its Contains() knows only what this process stored or read, so a block
+  // it does not know may still be there, put by another server. The chain
+  // then asks it for such blocks at admission (see TierChain::StartFetch).
+  virtual bool shared() const { return false; }
 
   // Stores blocks. The bytes are copied before Put returns; the caller may
   // reuse them at once. A block already held is not rewritten (its rank is

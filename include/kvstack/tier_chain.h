@@ -49,6 +49,10 @@ struct TierChainOptions {
   size_t write_batch = 64;
   // A block fetched from a lower tier is also put into tier 0.
   bool promote_on_fetch = true;
+  // Ask a shared tier (Tier::shared(), e.g. Redis used by a fleet) for the
+  // blocks after the prefix this process knows of: another server may have
+  // put them there. Costs one pipelined round trip per admission that misses.
+  bool ask_shared_tiers = true;
 };
 
 enum class OffloadOutcome : uint8_t {
@@ -121,8 +125,14 @@ class TierChain {
 
   // Metadata only; stops at the first hash no tier holds.
   PrefixLocation LookupPrefix(std::span<const BlockHash> hashes) const;
+  // The fastest shared tier that StartFetch asks for unknown blocks, or -1
+  // (none, or ask_shared_tiers is off).
+  int shared_tier() const { return shared_tier_; }
 
-  // Starts reading each block from the fastest tier that holds it now.
+  // Starts reading each block from the fastest tier that holds it now; with
+  // ask_shared_tiers, the blocks after the leading run some tier is known to
+  // hold are asked of the fastest shared tier (they may miss: the prefix then
+  // ends there, as blocks_ready() says).
   // REQUIRES: dests.size() == hashes.size(); each destination is
   // bytes_per_block() bytes and stays valid and untouched until Poll() says
   // done (or the handle is destroyed).
@@ -149,6 +159,7 @@ class TierChain {
   Priority min_priority_;
   uint32_t min_hits_;
   bool promote_on_fetch_;
+  int shared_tier_ = -1;
   std::unique_ptr<Writer> writer_;
 };
 

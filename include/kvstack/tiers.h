@@ -6,10 +6,13 @@
 //          through io_uring by one worker thread; every block carries xxh3
 //          checksums; the directory is re-indexed when a tier opens it, so a
 //          warm cache survives a restart. Corrupt or torn blocks are misses.
-//   redis  one or more Redis servers chosen by consistent hashing; pipelined
-//          batches over a few connections per server (one worker thread
-//          each, used concurrently), a TTL on every key, timeouts, and
-//          reconnection with exponential backoff.
+//   redis  one or more Redis servers chosen by consistent hashing, or a
+//          Redis Cluster (each key to the master of its hash slot, MOVED and
+//          ASK redirections followed, the slot map re-read when it changes,
+//          reads from replicas on request); pipelined batches over a few
+//          connections per node (one worker thread each, used concurrently),
+//          a TTL on every key, timeouts, and reconnection with exponential
+//          backoff.
 //
 // Each factory returns a complete tier or an error naming the bad option.
 // Thread safety: see tier.h (every tier is safe from any thread).
@@ -60,7 +63,17 @@ struct RedisServerAddress {
 };
 
 struct RedisTierOptions {
-  std::vector<RedisServerAddress> servers;  // required, >= 1; keys spread by consistent hashing
+  // Exactly one of `servers` and `cluster_seeds`:
+  std::vector<RedisServerAddress> servers;  // independent servers; keys spread by consistent hashing
+  // Nodes of one Redis Cluster to read the slot map from (any one that
+  // answers is enough; the others are found through it). Keys go to the
+  // master of their slot; a master that dies makes its keys misses until a
+  // replica is promoted and the map, re-read, says so.
+  std::vector<RedisServerAddress> cluster_seeds;
+  // Cluster: send gets and lookups to a replica of the key's slot (READONLY).
+  // Replication is asynchronous, so a block put a moment ago may miss there.
+  bool read_from_replicas = false;
+  Micros slot_map_refresh_interval = 100'000;  // cluster: the least time between two reads of the map
   std::string model_id;                // required; prefixes every key
   size_t bytes_per_block = 0;          // required, >= 1
   int64_t ttl_seconds = 3600;          // every SET gets this TTL; >= 1

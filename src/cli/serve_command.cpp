@@ -236,6 +236,18 @@ CommandRunner AddServeCommand(CLI::App& app) {
                   "consistent hashing). A server that is down or slow makes its blocks misses, never errors.")
       ->type_name("HOST:PORT")
       ->group(tiers);
+  cmd->add_option("--redis-cluster", o.tiers.redis_cluster,
+                  "Seed nodes of a Redis Cluster for the shared remote tier, HOST:PORT[,HOST:PORT...] (one that "
+                  "answers is enough). Each block goes to the master of its key's hash slot; MOVED and ASK "
+                  "redirections are followed and the slot map re-read, so failovers and reshards cost misses, "
+                  "never errors. Instead of --redis.")
+      ->delimiter(',')
+      ->type_name("HOST:PORT[,...]")
+      ->group(tiers);
+  cmd->add_flag("--redis-read-from-replicas", o.tiers.redis_read_from_replicas,
+                "With --redis-cluster: read blocks from replicas (spreads reads; a block written a moment ago may "
+                "miss there, as replication is asynchronous).")
+      ->group(tiers);
   cmd->add_option("--redis-ttl", o.tiers.redis_ttl_s, "Seconds a block lives in Redis.")
       ->capture_default_str()
       ->group(tiers);

@@ -32,8 +32,8 @@ class BlockOnboarder {
 
   // The request was admitted; `keys[i]` is the key of the block the request
   // holds as `blocks[i]`, the first blocks it would otherwise compute.
-  // Starts fetching the leading blocks some tier holds, if that is faster
-  // than computing them. Returns how many leading blocks are on their way
+  // Starts fetching the leading blocks some tier holds (or, for a tier shared
+  // with other servers, may hold), if that is faster than computing them. Returns how many leading blocks are on their way
   // (0: compute them all). REQUIRES: keys.size() == blocks.size(); the blocks
   // stay allocated to the request until Poll() returns or Abandon().
   virtual int32_t Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) = 0;

@@ -115,6 +115,12 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
     if (where.blocks == 0) break;
     source.push_back(where.tier[0]);
   }
+  // Blocks no tier is known to hold may still be in a shared tier, put there
+  // by another server: ask it (a miss ends the prefix; they are computed).
+  const int32_t known = static_cast<int32_t>(source.size());
+  if (chain_->shared_tier() >= 0) {
+    for (size_t i = source.size(); i < keys.size(); ++i) source.push_back(chain_->shared_tier());
+  }
   int32_t n = static_cast<int32_t>(source.size());
   if (n == 0) return 0;
   if (options_.only_when_faster && recompute_tokens_per_s_ > 0) {
@@ -125,7 +131,7 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
     for (int32_t i = 0; i < n; ++i) {
       const int tier = source[static_cast<size_t>(i)];
       if (tier >= 0 && FetchSecondsPerBlock(tier) > recompute_s) {
-        metrics_.recompute_chosen_blocks += static_cast<uint64_t>(n - i);
+        metrics_.recompute_chosen_blocks += static_cast<uint64_t>(std::max<int32_t>(0, std::min(n, known) - i));
         n = i;
         break;
       }
@@ -139,7 +145,7 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
   for (int32_t i = 0; i < n; ++i) {
     const size_t k = static_cast<size_t>(i);
     std::byte* dest = arena_->Block(ToIndex(blocks[k]));
-    if (source[k] <= 0) ++metrics_.timely_blocks;  // staged or already in host RAM
+    if (i < known && source[k] <= 0) ++metrics_.timely_blocks;  // staged or already in host RAM
     if (source[k] < 0) {
       auto staged = staged_.find(keys[k]);
       std::memcpy(dest, staged->second.bytes.data(), arena_->block_bytes());
@@ -158,7 +164,10 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
   f.started = clock_->Now();
   fetches_[id] = std::move(f);
   ++metrics_.onboard_requests;
-  metrics_.onboard_blocks_requested += static_cast<uint64_t>(n);
+  // Blocks asked of a shared tier on the chance another server put them
+  // there are not counted as requested (only the ones that arrive count, as
+  // onboarded): timeliness stays about blocks known to be below.
+  metrics_.onboard_blocks_requested += static_cast<uint64_t>(std::min(n, known));
   return n;
 }
 

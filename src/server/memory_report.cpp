@@ -19,6 +19,22 @@ nlohmann::json HistogramJson(const Histogram& h) {
   return {{"count", h.count()}, {"p50", h.Percentile(0.5)}, {"p95", h.Percentile(0.95)}, {"p99", h.Percentile(0.99)}};
 }
 
+nlohmann::json NodesJson(const std::vector<TierNodeMetrics>& nodes) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const TierNodeMetrics& n : nodes) {
+    out.push_back({{"node", n.node},
+                   {"role", n.role},
+                   {"hits", n.hits},
+                   {"misses", n.misses},
+                   {"stored", n.stored},
+                   {"bytes_in", n.bytes_in},
+                   {"bytes_out", n.bytes_out},
+                   {"redirections", n.redirections},
+                   {"faults", n.faults}});
+  }
+  return out;
+}
+
 nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const OnboardMetrics& o) {
   nlohmann::json levels = nlohmann::json::array();
   if (t) {
@@ -34,7 +50,10 @@ nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const Onboard
                         {"faults", m.faults},
                         {"evictions", m.evictions},
                         {"get_bytes_per_s", m.get_bytes_per_s},
-                        {"get_latency_us", HistogramJson(m.get_latency_us)}});
+                        {"get_latency_us", HistogramJson(m.get_latency_us)},
+                        {"nodes", NodesJson(m.nodes)},
+                        {"redirections", m.redirections},
+                        {"slot_map_refreshes", m.slot_map_refreshes}});
     }
   }
   const double timeliness =

@@ -71,6 +71,37 @@ void RenderTiers(PrometheusText& out, const TierChainMetrics& t, const OnboardMe
   for (const TierMetrics& m : t.tiers) {
     out.Sample("kvstack_tier_capacity_blocks", {{"tier", m.name}}, double(m.capacity_blocks));
   }
+  // Remote tiers spread over nodes (Redis servers, or a cluster's masters and
+  // replicas): the same counters per node (labels tier, node, role).
+  const Counter node_counters[] = {
+      {"kvstack_tier_node_hits_total", "Blocks a node of a remote tier answered with, verified.", nullptr},
+      {"kvstack_tier_node_misses_total", "Gets and lookups a node of a remote tier could not answer (faults included).",
+       nullptr},
+      {"kvstack_tier_node_stored_blocks_total", "Blocks a node of a remote tier stored.", nullptr},
+      {"kvstack_tier_node_bytes_in_total", "Block bytes written to a node of a remote tier.", nullptr},
+      {"kvstack_tier_node_bytes_out_total", "Block bytes read from a node of a remote tier.", nullptr},
+      {"kvstack_tier_node_redirections_total", "MOVED and ASK redirections a cluster node answered with (followed).",
+       nullptr},
+      {"kvstack_tier_node_faults_total", "I/O errors, timeouts, error replies and corrupt values of a node.", nullptr},
+  };
+  uint64_t TierNodeMetrics::*const node_fields[] = {&TierNodeMetrics::hits,     &TierNodeMetrics::misses,
+                                                    &TierNodeMetrics::stored,   &TierNodeMetrics::bytes_in,
+                                                    &TierNodeMetrics::bytes_out, &TierNodeMetrics::redirections,
+                                                    &TierNodeMetrics::faults};
+  for (size_t i = 0; i < std::size(node_counters); ++i) {
+    out.Family(node_counters[i].name, "counter", node_counters[i].help);
+    for (const TierMetrics& m : t.tiers) {
+      for (const TierNodeMetrics& n : m.nodes) {
+        out.Sample(node_counters[i].name, {{"tier", m.name}, {"node", n.node}, {"role", n.role}},
+                   double(n.*node_fields[i]));
+      }
+    }
+  }
+  out.Family("kvstack_tier_slot_map_refreshes_total", "counter",
+             "Times a cluster tier read its cluster's slot map (at start, after a redirection or a failed node).");
+  for (const TierMetrics& m : t.tiers) {
+    if (!m.nodes.empty()) out.Sample("kvstack_tier_slot_map_refreshes_total", {{"tier", m.name}}, double(m.slot_map_refreshes));
+  }
   out.Family("kvstack_tier_get_latency_seconds", "histogram", "Latency of one batched get from a tier, in seconds.");
   for (const TierMetrics& m : t.tiers) {
     out.HistogramSamples("kvstack_tier_get_latency_seconds", {{"tier", m.name}}, m.get_latency_us, 1e6);

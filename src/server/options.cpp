@@ -43,13 +43,23 @@ Status ValidateOptions(const ServerOptions& o) {
     auto parsed = ParseRedisAddress(address);
     if (!parsed.ok()) return parsed.status();
   }
+  if (!o.tiers.redis.empty() && !o.tiers.redis_cluster.empty()) {
+    return InvalidArgument("--redis and --redis-cluster: give one or the other (independent servers, or one cluster)");
+  }
+  for (const std::string& address : o.tiers.redis_cluster) {
+    auto parsed = ParseRedisAddress(address, "--redis-cluster");
+    if (!parsed.ok()) return parsed.status();
+  }
+  if (o.tiers.redis_read_from_replicas && o.tiers.redis_cluster.empty()) {
+    return InvalidArgument("--redis-read-from-replicas needs --redis-cluster (independent --redis servers have no replicas)");
+  }
   return Status::Ok();
 }
 
-Result<RedisServerAddress> ParseRedisAddress(const std::string& text) {
+Result<RedisServerAddress> ParseRedisAddress(const std::string& text, std::string_view flag) {
   const size_t colon = text.rfind(':');
   auto bad = [&](std::string_view why) {
-    return InvalidArgument(fmt::format("--redis '{}': {} (expected HOST:PORT, e.g. 127.0.0.1:6379)", text, why));
+    return InvalidArgument(fmt::format("{} '{}': {} (expected HOST:PORT, e.g. 127.0.0.1:6379)", flag, text, why));
   };
   if (colon == std::string::npos || colon == 0) return bad("no host");
   const std::string port_text = text.substr(colon + 1);

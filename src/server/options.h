@@ -2,6 +2,8 @@
 // Thread safety: pure.
 #pragma once
 
+#include <string_view>
+
 #include "kvstack/server.h"
 #include "kvstack/tiers.h"
 
@@ -11,8 +13,9 @@ namespace kvstack::server {
 // from 0 to 65535 (0 picks a free port)").
 Status ValidateOptions(const ServerOptions& options);
 
-// "HOST:PORT" of --redis. InvalidArgument quotes the text and says why.
-Result<RedisServerAddress> ParseRedisAddress(const std::string& text);
+// "HOST:PORT" of --redis (or of the flag named). InvalidArgument names the
+// flag, quotes the text and says why.
+Result<RedisServerAddress> ParseRedisAddress(const std::string& text, std::string_view flag = "--redis");
 
 // Handler threads for httplib: enough for every request that may be in flight
 // (each waits on its own) plus a few for quick replies (health, 429s).

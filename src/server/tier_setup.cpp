@@ -54,20 +54,33 @@ TierFactory MakeTierFactory(const ServerOptions::Tiers& t, Log log) {
       summary += fmt::format(", disk {} ({} of {} blocks warm)", t.disk_dir, m.blocks, m.capacity_blocks);
       c.tiers.push_back(std::move(disk).value());
     }
-    if (!t.redis.empty()) {
+    if (!t.redis.empty() || !t.redis_cluster.empty()) {
       RedisTierOptions r;
       for (const std::string& address : t.redis) {
         auto parsed = ParseRedisAddress(address);
         if (!parsed.ok()) return parsed.status();
         r.servers.push_back(*parsed);
       }
+      for (const std::string& address : t.redis_cluster) {
+        auto parsed = ParseRedisAddress(address, "--redis-cluster");
+        if (!parsed.ok()) return parsed.status();
+        r.cluster_seeds.push_back(*parsed);
+      }
+      r.read_from_replicas = t.redis_read_from_replicas;
       r.model_id = model_id;
       r.bytes_per_block = block_bytes;
       r.ttl_seconds = t.redis_ttl_s;
       r.log = log;
       auto redis = MakeRedisTier(r);
       if (!redis.ok()) return redis.status();
-      summary += fmt::format(", redis {} (TTL {} s)", fmt::join(t.redis, " "), t.redis_ttl_s);
+      if (t.redis_cluster.empty()) {
+        summary += fmt::format(", redis {} (TTL {} s)", fmt::join(t.redis, " "), t.redis_ttl_s);
+      } else {
+        const TierMetrics m = (*redis)->Metrics();
+        summary += fmt::format(", redis cluster via {} ({} nodes known, TTL {} s{})", fmt::join(t.redis_cluster, ","),
+                               m.nodes.size(), t.redis_ttl_s,
+                               t.redis_read_from_replicas ? ", reads from replicas" : "");
+      }
       c.tiers.push_back(std::move(redis).value());
     }
     log(fmt::format("tiers: {}; offloading evicted blocks with priority >= {} or >= {} hits; onboarding {}", summary,

@@ -1,17 +1,29 @@
 // The Redis tier: blocks as Redis strings, sent over a few "lanes". A lane is
-// a worker thread with its own hiredis connection to every server; a block's
+// a worker thread with its own hiredis connection to every node; a block's
 // key always travels in the same lane (a hash of the key picks it), so the
 // calls on one key (a DEL, then a SET) reach its server in the order they
 // were made, while commands on different keys overlap: one lane writes a
 // round while another waits for its replies, and the server always has work.
-// Each lane pipelines its share of a batch per server, in rounds whose values
+// Each lane pipelines its share of a batch per node, in rounds whose values
 // are sent straight from the bytes Put staged (see resp_round.h).
+//
+// Which node a key goes to is the topology's answer (redis_topology.h):
+// consistent hashing over independent servers, or a Redis Cluster's slot
+// map. In a cluster a node may answer MOVED (the slot lives elsewhere now:
+// the map learns it and is re-read) or ASK (the slot is migrating: this one
+// command goes to the target after ASKING); the lane re-sends those commands
+// to their new node in a further round, at most kMaxHops times. Blocks keep
+// their checksums, so a redirection or a reshard can never serve a wrong
+// block: at worst a miss. Hash tags are not used: a block key is shared by
+// every request whose prefix contains it, so it cannot carry one request's
+// tag, and pipelining needs none (a lane batches all of a round's commands
+// for one node, whatever their slots).
 //
 // Key:   "kvstack:" + model_id + ":" + 32 hex digits of the block hash.
 // Value: the block's bytes, then 8 bytes of xxh3-64 over them seeded with
 //        the hash, so a value stored under another key (or damaged) fails.
 //
-// A server's state (Health, shared by the lanes):
+// A node's state (Health, shared by the lanes):
 //   Up        now >= down_until; each lane connects when it has work for it.
 //   Down      now < down_until: commands fail at once (a miss) without
 //             touching the network; a lane still holding a connection made
@@ -30,8 +42,8 @@
 // dropped them since, which turns into a miss at Get().
 //
 // Lock order: mu_, then the stats' and fault log's locks; health_mu_, then the
-// fault log's lock. mu_ and health_mu_ are never held together. A lane's
-// connections are its thread's alone.
+// fault log's lock. mu_ and health_mu_ are never held together; the
+// topology's lock is taken alone. A lane's connections are its thread's alone.
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
@@ -46,9 +58,10 @@
 #include <xxhash.h>
 
 #include "kvstack/tiers.h"
-#include "tiers/consistent_hash.h"
 #include "tiers/fault_log.h"
 #include "tiers/op_state.h"
+#include "tiers/redis_slot_map.h"
+#include "tiers/redis_topology.h"
 #include "tiers/resp_round.h"
 #include "tiers/tier_index.h"
 #include "tiers/tier_stats.h"
@@ -71,6 +84,9 @@ constexpr size_t kChecksumBytes = 8;
 constexpr size_t kMaxRoundBytes = 4u << 20;
 constexpr size_t kMaxRoundCommands = 256;
 constexpr int kMaxConnections = 64;
+// A command redirected more often than this (a cluster whose slots keep
+// moving) gives up: a miss.
+constexpr int kMaxHops = 5;
 
 uint64_t ValueChecksum(const BlockHash& hash, const std::byte* bytes, size_t n) {
   return XXH3_64bits_withSeed(bytes, n, hash.lo ^ (hash.hi * 0x9E3779B97F4A7C15ull));
@@ -118,10 +134,15 @@ struct Conn {
   uint64_t epoch = 0;  // the server's epoch when this connection was made
 };
 
+// Counters of one node (see TierNodeMetrics), updated by the lanes.
+struct NodeCounters {
+  std::atomic<uint64_t> hits{0}, misses{0}, stored{0}, bytes_in{0}, bytes_out{0}, redirections{0}, faults{0};
+};
+
 struct Lane {
   std::deque<Part> queue;  // GUARDED_BY(RedisTier::mu_)
   std::condition_variable cv;
-  std::vector<Conn> conns;  // one per server; the lane's thread alone
+  std::vector<Conn> conns;  // one per node (RedisTopology::kMaxNodes); the lane's thread alone
   RespRound round;          // the lane's thread alone
   std::thread thread;
 };
@@ -133,11 +154,19 @@ class RedisTier final : public Tier {
         clock_(o.clock != nullptr ? o.clock : &SteadyClock::Default()),
         log_(o.log, "redis tier: "),
         stats_("redis"),
-        health_(o.servers.size()) {
-    std::vector<std::string> labels;
-    for (const auto& a : o.servers) labels.push_back(fmt::format("{}:{}", a.host, a.port));
-    labels_ = labels;
-    ring_ = std::make_unique<ConsistentHashRing>(labels);
+        cluster_(!o.cluster_seeds.empty()),
+        health_(RedisTopology::kMaxNodes),
+        node_counters_(std::make_unique<NodeCounters[]>(RedisTopology::kMaxNodes)) {
+    std::vector<RedisNodeAddress> nodes;
+    for (const auto& a : cluster_ ? o.cluster_seeds : o.servers) nodes.push_back({a.host, a.port});
+    if (cluster_) {
+      topology_ = MakeClusterTopology({.seeds = nodes,
+                                       .read_from_replicas = o.read_from_replicas,
+                                       .refresh_interval = o.slot_map_refresh_interval,
+                                       .clock = clock_});
+    } else {
+      topology_ = MakeRingTopology(nodes);
+    }
   }
 
   ~RedisTier() override {
@@ -160,9 +189,13 @@ class RedisTier final : public Tier {
     index_ = std::move(index).value();
     for (int i = 0; i < o_.connections; ++i) {
       auto lane = std::make_unique<Lane>();
-      lane->conns.resize(o_.servers.size());
+      lane->conns.resize(RedisTopology::kMaxNodes);
       lanes_.push_back(std::move(lane));
     }
+    // A cluster's map is read now, so the first blocks go straight to their
+    // masters; a cluster not reachable yet is no error (its blocks miss and
+    // the map is read again as work arrives).
+    if (topology_->WantsRefresh()) RefreshSlotMap();
     for (auto& lane : lanes_) {
       Lane* l = lane.get();
       l->thread = std::thread([this, l] { LaneLoop(*l); });
@@ -171,6 +204,7 @@ class RedisTier final : public Tier {
   }
 
   std::string_view name() const override { return "redis"; }
+  bool shared() const override { return true; }
   size_t bytes_per_block() const override { return o_.bytes_per_block; }
   int64_t capacity_blocks() const override { return index_->capacity(); }
 
@@ -253,7 +287,27 @@ class RedisTier final : public Tier {
     lane.cv.notify_one();
   }
 
-  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
+  TierMetrics Metrics() const override {
+    TierMetrics m = MetricsLocked(mu_, *index_, stats_);
+    const size_t n = topology_->node_count();
+    for (size_t i = 0; i < n; ++i) {
+      const NodeCounters& c = node_counters_[i];
+      TierNodeMetrics node;
+      node.node = topology_->node(i).Label();
+      node.role = !cluster_ ? "server" : topology_->is_replica(i) ? "replica" : "master";
+      node.hits = c.hits.load(std::memory_order_relaxed);
+      node.misses = c.misses.load(std::memory_order_relaxed);
+      node.stored = c.stored.load(std::memory_order_relaxed);
+      node.bytes_in = c.bytes_in.load(std::memory_order_relaxed);
+      node.bytes_out = c.bytes_out.load(std::memory_order_relaxed);
+      node.redirections = c.redirections.load(std::memory_order_relaxed);
+      node.faults = c.faults.load(std::memory_order_relaxed);
+      m.redirections += node.redirections;
+      m.nodes.push_back(std::move(node));
+    }
+    m.slot_map_refreshes = topology_->refreshes();
+    return m;
+  }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -264,8 +318,10 @@ class RedisTier final : public Tier {
   struct Cmd {
     size_t part;
     size_t item;  // into job->items
+    size_t node = 0;
+    bool asking = false;  // an ASK redirection: send ASKING first
   };
-  enum class Outcome : uint8_t { kOk, kMiss, kFault };
+  enum class Outcome : uint8_t { kOk, kMiss, kFault, kRedirect };
 
   // The lane of a key: a mix of both halves of the hash, independent of the
   // ring's choice of server.
@@ -306,10 +362,16 @@ class RedisTier final : public Tier {
   }
 
   void LaneLoop(Lane& lane);
-  // Runs `cmds` on server `s` over the lane's connection, pipelined; fills
-  // `out` (one per cmd).
+  // Runs `cmds` on node `s` over the lane's connection, pipelined; fills
+  // `out` (one per cmd) and, where it says kRedirect, `redirects`.
   void Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
-                std::vector<Outcome>* out);
+                std::vector<Outcome>* out, std::vector<RedisRedirect>* redirects);
+  // Sends each command to its node, following redirections; fills
+  // `outcomes` (per part, per item).
+  void Route(Lane& lane, std::vector<Part>& parts, std::vector<Cmd> pending,
+             std::vector<std::vector<Outcome>>* outcomes);
+  void Count(size_t node, const Job& job, Outcome o);
+  void RefreshSlotMap();
   bool Connect(Conn& c, size_t s);
   void MarkDown(Conn& c, size_t s, const std::string& why);
   void Complete(std::vector<Part>& parts, const std::vector<std::vector<Outcome>>& outcomes);
@@ -319,12 +381,14 @@ class RedisTier final : public Tier {
   const Clock* clock_;
   FaultLog log_;
   TierStats stats_;
-  std::vector<std::string> labels_;  // "host:port" per server
-  std::unique_ptr<ConsistentHashRing> ring_;
+  const bool cluster_;
+  std::unique_ptr<RedisTopology> topology_;
   std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Init()
 
   std::mutex health_mu_;
-  std::vector<Health> health_;  // GUARDED_BY(health_mu_), one per server
+  std::vector<Health> health_;  // GUARDED_BY(health_mu_), one per node (kMaxNodes)
+  std::unique_ptr<NodeCounters[]> node_counters_;  // one per node (kMaxNodes)
+  std::atomic<bool> map_ok_{false};  // the last read of a cluster's slot map worked
 
   mutable std::mutex mu_;
   std::unique_ptr<TierIndex> index_;  // GUARDED_BY(mu_)
@@ -340,10 +404,13 @@ bool RedisTier::Connect(Conn& c, size_t s) {
       redisFree(c.ctx);
       c.ctx = nullptr;
     }
-    if (clock_->Now() < h.down_until) return false;
+    if (clock_->Now() < h.down_until) {
+      topology_->NodeFailed(s);  // keep re-reading a cluster's map until a replica takes over
+      return false;
+    }
     c.epoch = h.epoch;
   }
-  const RedisServerAddress& a = o_.servers[s];
+  const RedisNodeAddress a = topology_->node(s);
   const timeval ct = ToTimeval(o_.connect_timeout);
   redisContext* ctx = redisConnectWithTimeout(a.host.c_str(), a.port, ct);
   if (ctx == nullptr || ctx->err != 0) {
@@ -354,6 +421,18 @@ bool RedisTier::Connect(Conn& c, size_t s) {
   }
   const timeval ot = ToTimeval(o_.op_timeout);
   redisSetTimeout(ctx, ot);
+  if (cluster_ && o_.read_from_replicas) {
+    // Lets a replica answer reads of its master's slots (harmless on a master).
+    auto* r = static_cast<redisReply*>(redisCommand(ctx, "READONLY"));
+    const bool ok = r != nullptr;
+    if (r != nullptr) freeReplyObject(r);
+    if (!ok) {
+      const std::string why = ctx->errstr;
+      redisFree(ctx);
+      MarkDown(c, s, fmt::format("READONLY failed: {}", why));
+      return false;
+    }
+  }
   c.ctx = ctx;
   bool reconnected = false;
   {
@@ -363,7 +442,7 @@ bool RedisTier::Connect(Conn& c, size_t s) {
     reconnected = h.backoff != 0;
     h.backoff = 0;
   }
-  if (reconnected) log_.Note(fmt::format("server {}: reconnected", labels_[s]));
+  if (reconnected) log_.Note(fmt::format("server {}: reconnected", a.Label()));
   return true;
 }
 
@@ -382,15 +461,18 @@ void RedisTier::MarkDown(Conn& c, size_t s, const std::string& why) {
     h.down_until = clock_->Now() + h.backoff;
     backoff = h.backoff;
   }
-  log_.Report(labels_[s], fmt::format("server {}: {}; its blocks miss; retrying in {} ms", labels_[s], why,
-                                      backoff / 1000));
+  topology_->NodeFailed(s);
+  const std::string label = topology_->node(s).Label();
+  log_.Report(label, fmt::format("server {}: {}; its blocks miss; retrying in {} ms", label, why, backoff / 1000));
 }
 
 void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
-                         std::vector<Outcome>* out) {
+                         std::vector<Outcome>* out, std::vector<RedisRedirect>* redirects) {
   out->assign(cmds.size(), Outcome::kFault);
+  redirects->assign(cmds.size(), RedisRedirect{});
   Conn& c = lane.conns[s];
-  const std::string& label = labels_[s];
+  const RedisNodeAddress address = topology_->node(s);
+  const std::string label = address.Label();
   const size_t max_round = std::min(o_.max_batch, kMaxRoundCommands);
   size_t end = 0;
   for (size_t at = 0; at < cmds.size(); at = end) {
@@ -408,6 +490,7 @@ void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const s
     for (size_t i = at; i < end; ++i) {
       const Job& job = *parts[cmds[i].part].job;
       const Job::Item& it = job.items[cmds[i].item];
+      if (cmds[i].asking) round.Command({"ASKING"});
       switch (job.kind) {
         case Job::Kind::kPut:
           round.SetWithTtl(it.key, it.value.get(), it.value_size, static_cast<long long>(o_.ttl_seconds));
@@ -432,6 +515,14 @@ void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const s
     }
     for (size_t i = at; i < end; ++i) {
       void* raw = nullptr;
+      if (cmds[i].asking) {  // ASKING's own +OK; the command's reply says the rest
+        if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
+          MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
+          return;
+        }
+        freeReplyObject(raw);
+        raw = nullptr;
+      }
       if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
         // A timeout (op_timeout) shows as an I/O error too.
         MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
@@ -442,8 +533,15 @@ void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const s
       Job::Item& it = job.items[cmds[i].item];
       Outcome& o = (*out)[i];
       if (r->type == REDIS_REPLY_ERROR) {
-        o = Outcome::kFault;
-        log_.Report(label + " error", fmt::format("server {}: {}", label, std::string(r->str, r->len)));
+        const std::string_view error(r->str, r->len);
+        if (auto redirect = cluster_ ? ParseRedirect(error, address.host) : std::nullopt) {
+          o = Outcome::kRedirect;
+          (*redirects)[i] = *redirect;
+        } else {
+          // TRYAGAIN, CLUSTERDOWN, OOM, ...: this command fails (a miss).
+          o = Outcome::kFault;
+          log_.Report(label + " error", fmt::format("server {}: {}", label, error));
+        }
       } else {
         switch (job.kind) {
           case Job::Kind::kPut:
@@ -495,24 +593,116 @@ void RedisTier::LaneLoop(Lane& lane) {
         lane.queue.pop_front();
       }
     }
-    // Commands per server, in call order, so a DEL and a later SET of one key
-    // (always in this lane) reach its server in the order they were called.
-    std::vector<std::vector<Cmd>> per_server(o_.servers.size());
-    for (size_t p = 0; p < parts.size(); ++p) {
-      for (uint32_t i : parts[p].items) {
-        per_server[static_cast<size_t>(ring_->ServerFor(parts[p].job->items[i].block.hash))].push_back({p, i});
-      }
-    }
+    if (topology_->WantsRefresh()) RefreshSlotMap();
     std::vector<std::vector<Outcome>> outcomes(parts.size());
     for (size_t p = 0; p < parts.size(); ++p) outcomes[p].assign(parts[p].job->items.size(), Outcome::kFault);
-    for (size_t s = 0; s < o_.servers.size(); ++s) {
-      if (per_server[s].empty()) continue;
-      std::vector<Outcome> out;
-      Exchange(lane, s, parts, per_server[s], &out);
-      for (size_t k = 0; k < per_server[s].size(); ++k) outcomes[per_server[s][k].part][per_server[s][k].item] = out[k];
+    std::vector<Cmd> pending;
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const Job& job = *parts[p].job;
+      const bool read = job.kind == Job::Kind::kGet || job.kind == Job::Kind::kLookup;
+      for (uint32_t i : parts[p].items) {
+        const Job::Item& it = job.items[i];
+        // No node (a cluster whose map is unknown): stays a fault, a miss.
+        if (auto node = topology_->NodeFor(it.key, it.block.hash, read)) pending.push_back({p, i, *node, false});
+      }
     }
+    Route(lane, parts, std::move(pending), &outcomes);
     Complete(parts, outcomes);
   }
+}
+
+// Commands per node, in call order, so a DEL and a later SET of one key
+// (always in this lane) reach its node in the order they were called; a
+// redirected command goes on in the next hop, still behind the key's earlier
+// commands and ahead of its later ones (later batches wait for this one).
+void RedisTier::Route(Lane& lane, std::vector<Part>& parts, std::vector<Cmd> pending,
+                      std::vector<std::vector<Outcome>>* outcomes) {
+  for (int hop = 0; !pending.empty(); ++hop) {
+    std::vector<std::vector<Cmd>> per_node(topology_->node_count());
+    for (const Cmd& c : pending) per_node[c.node].push_back(c);
+    std::vector<Cmd> next;
+    std::vector<Outcome> out;
+    std::vector<RedisRedirect> redirects;
+    for (size_t s = 0; s < per_node.size(); ++s) {
+      const std::vector<Cmd>& cmds = per_node[s];
+      if (cmds.empty()) continue;
+      Exchange(lane, s, parts, cmds, &out, &redirects);
+      for (size_t k = 0; k < cmds.size(); ++k) {
+        const Cmd& c = cmds[k];
+        const Job& job = *parts[c.part].job;
+        Count(s, job, out[k]);
+        if (out[k] != Outcome::kRedirect) {
+          (*outcomes)[c.part][c.item] = out[k];
+          continue;
+        }
+        const RedisRedirect& r = redirects[k];
+        // MOVED: the slot's owner changed for good (the map learns it); ASK:
+        // this one command goes to the slot's import target.
+        std::optional<size_t> to = r.ask ? topology_->NodeAt(r.to) : topology_->Moved(r.slot, r.to);
+        if (!to || hop + 1 >= kMaxHops) {
+          log_.Report("redirect", fmt::format("{} of {} not followed (too many hops, or too many nodes)",
+                                              r.ask ? "ASK" : "MOVED", job.items[c.item].key));
+          (*outcomes)[c.part][c.item] = Outcome::kFault;
+          continue;
+        }
+        next.push_back({c.part, c.item, *to, r.ask});
+      }
+    }
+    pending = std::move(next);
+  }
+}
+
+void RedisTier::Count(size_t node, const Job& job, Outcome o) {
+  NodeCounters& c = node_counters_[node];
+  switch (o) {
+    case Outcome::kRedirect:
+      c.redirections.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case Outcome::kFault:
+      c.faults.fetch_add(1, std::memory_order_relaxed);
+      if (job.kind == Job::Kind::kGet || job.kind == Job::Kind::kLookup) c.misses.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case Outcome::kMiss:
+      c.misses.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case Outcome::kOk:
+      break;
+  }
+  switch (job.kind) {
+    case Job::Kind::kPut:
+      c.stored.fetch_add(1, std::memory_order_relaxed);
+      c.bytes_in.fetch_add(o_.bytes_per_block, std::memory_order_relaxed);
+      break;
+    case Job::Kind::kGet:
+      c.hits.fetch_add(1, std::memory_order_relaxed);
+      c.bytes_out.fetch_add(o_.bytes_per_block, std::memory_order_relaxed);
+      break;
+    case Job::Kind::kLookup:
+      c.hits.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case Job::Kind::kDelete:
+      break;
+  }
+}
+
+void RedisTier::RefreshSlotMap() {
+  std::string errors;
+  for (const RedisNodeAddress& a : topology_->RefreshCandidates()) {
+    std::string error;
+    auto ranges = ReadClusterSlots(a, o_.connect_timeout, o_.op_timeout, &error);
+    if (ranges && topology_->Refresh(*ranges)) {
+      if (!map_ok_.exchange(true)) {
+        log_.Note(fmt::format("cluster slot map read from {}: {} slot ranges over {} nodes", a.Label(),
+                              ranges->size(), topology_->node_count()));
+      }
+      return;
+    }
+    if (ranges) error = "the slot map does not cover every slot exactly once (cluster not ready)";
+    errors += fmt::format("{}{}: {}", errors.empty() ? "" : "; ", a.Label(), error);
+  }
+  topology_->RefreshFailed();
+  map_ok_.store(false);
+  log_.Report("slot map", fmt::format("cannot read the cluster's slot map ({}); its blocks miss until it can", errors));
 }
 
 // Records each part's outcomes; the lane that completes a job's last part
@@ -567,8 +757,14 @@ void RedisTier::FinishJob(Job& job) {
 }  // namespace
 
 Result<std::unique_ptr<Tier>> MakeRedisTier(const RedisTierOptions& o) {
-  if (o.servers.empty()) return InvalidArgument("redis tier: at least one server is required");
-  for (const auto& s : o.servers) {
+  if (o.servers.empty() == o.cluster_seeds.empty()) {
+    return InvalidArgument("redis tier: give either servers (--redis) or cluster seed nodes (--redis-cluster), not both");
+  }
+  if (o.read_from_replicas && o.cluster_seeds.empty()) {
+    return InvalidArgument("redis tier: reading from replicas needs a cluster (--redis-cluster)");
+  }
+  if (o.slot_map_refresh_interval < 0) return InvalidArgument("redis tier: slot_map_refresh_interval must be >= 0");
+  for (const auto& s : o.servers.empty() ? o.cluster_seeds : o.servers) {
     if (s.host.empty() || s.port < 1 || s.port > 65535) {
       return InvalidArgument(fmt::format("redis tier: server '{}:{}': need a host and a port from 1 to 65535",
                                          s.host, s.port));

@@ -61,6 +61,12 @@ TierChain::TierChain(TierChainOptions options)
       min_hits_(options.min_hits),
       promote_on_fetch_(options.promote_on_fetch),
       writer_(std::make_unique<Writer>()) {
+  for (size_t t = 0; t < tiers_.size() && options.ask_shared_tiers; ++t) {
+    if (tiers_[t]->shared()) {
+      shared_tier_ = static_cast<int>(t);
+      break;
+    }
+  }
   Writer& w = *writer_;
   w.max_queued_bytes = options.max_queued_bytes;
   w.batch = options.write_batch;
@@ -156,9 +162,15 @@ FetchHandle TierChain::StartFetch(std::span<const BlockHash> hashes, std::span<c
   h.hashes_.assign(hashes.begin(), hashes.end());
   h.dests_.assign(dests.begin(), dests.end());
   // Only the leading run that some tier holds is worth reading.
-  const PrefixLocation loc = LookupPrefix(hashes.first(std::min(hashes.size(), dests.size())));
+  const size_t n = std::min(hashes.size(), dests.size());
+  const PrefixLocation loc = LookupPrefix(hashes.first(n));
   std::vector<std::vector<size_t>> by_tier(tiers_.size());
   for (int32_t i = 0; i < loc.blocks; ++i) by_tier[static_cast<size_t>(loc.tier[static_cast<size_t>(i)])].push_back(static_cast<size_t>(i));
+  // Past what this process knows: another server may have put them in the
+  // shared tier.
+  if (shared_tier_ >= 0) {
+    for (size_t i = static_cast<size_t>(loc.blocks); i < n; ++i) by_tier[static_cast<size_t>(shared_tier_)].push_back(i);
+  }
   for (size_t t = 0; t < tiers_.size(); ++t) {
     if (by_tier[t].empty()) continue;
     std::vector<TierGet> gets;

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace kvstack::tier_test {
 
@@ -41,6 +42,9 @@ inline int PickFreePort() {
 class RedisServer {
  public:
   RedisServer() = default;
+  // `extra_args` follow the defaults on redis-server's command line (later
+  // options win), e.g. cluster mode and a data directory.
+  explicit RedisServer(std::vector<std::string> extra_args) : extra_args_(std::move(extra_args)) {}
   ~RedisServer() { Stop(); }
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
@@ -76,11 +80,16 @@ class RedisServer {
  private:
   bool StartOnPort() {
     const std::string port = std::to_string(port_);
+    std::vector<std::string> args = {kRedisServerBinary, "--port", port, "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                                     "--dir", "/tmp"};
+    args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::execl(kRedisServerBinary, kRedisServerBinary, "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-              "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", "--dir", "/tmp",
-              static_cast<char*>(nullptr));
+      ::execv(kRedisServerBinary, argv.data());
       ::_exit(127);
     }
     if (pid_ < 0) return false;
@@ -120,6 +129,7 @@ class RedisServer {
     }
   }
 
+  std::vector<std::string> extra_args_;
   int port_ = -1;
   pid_t pid_ = -1;
 };
