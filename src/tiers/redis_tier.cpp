@@ -5,7 +5,9 @@
 // were made, while commands on different keys overlap: one lane writes a
 // round while another waits for its replies, and the server always has work.
 // Each lane pipelines its share of a batch per node, in rounds whose values
-// are sent straight from the bytes Put staged (see resp_round.h).
+// are sent straight from the bytes Put staged (see resp_round.h); it sends a
+// round to every node it has work for before reading any replies, so the
+// nodes of a cluster work at once.
 //
 // Which node a key goes to is the topology's answer (redis_topology.h):
 // consistent hashing over independent servers, or a Redis Cluster's slot
@@ -362,10 +364,24 @@ class RedisTier final : public Tier {
   }
 
   void LaneLoop(Lane& lane);
-  // Runs `cmds` on node `s` over the lane's connection, pipelined; fills
-  // `out` (one per cmd) and, where it says kRedirect, `redirects`.
-  void Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
-                std::vector<Outcome>* out, std::vector<RedisRedirect>* redirects);
+  // One node's commands in one hop, sent in pipelined rounds.
+  struct NodeWork {
+    size_t node = 0;
+    std::vector<Cmd> cmds;
+    std::vector<Outcome> out;               // one per cmd
+    std::vector<RedisRedirect> redirects;   // where out says kRedirect
+    size_t at = 0, end = 0;                 // the round in flight: cmds [at, end)
+    bool in_flight = false;
+    bool failed = false;                    // the connection broke: the rest stay kFault
+  };
+  // Runs every node's commands over the lane's connections, the nodes'
+  // rounds overlapping; fills each NodeWork's `out` and `redirects`.
+  void Exchange(Lane& lane, std::vector<Part>& parts, std::vector<NodeWork>& work);
+  // Sends the node's next round; false when it has none left or the
+  // connection failed.
+  bool SendRound(Lane& lane, std::vector<Part>& parts, NodeWork& w);
+  // Reads the replies of the round in flight.
+  void ReadRound(Lane& lane, std::vector<Part>& parts, NodeWork& w);
   // Sends each command to its node, following redirections; fills
   // `outcomes` (per part, per item).
   void Route(Lane& lane, std::vector<Part>& parts, std::vector<Cmd> pending,
@@ -466,117 +482,144 @@ void RedisTier::MarkDown(Conn& c, size_t s, const std::string& why) {
   log_.Report(label, fmt::format("server {}: {}; its blocks miss; retrying in {} ms", label, why, backoff / 1000));
 }
 
-void RedisTier::Exchange(Lane& lane, size_t s, std::vector<Part>& parts, const std::vector<Cmd>& cmds,
-                         std::vector<Outcome>* out, std::vector<RedisRedirect>* redirects) {
-  out->assign(cmds.size(), Outcome::kFault);
-  redirects->assign(cmds.size(), RedisRedirect{});
+bool RedisTier::SendRound(Lane& lane, std::vector<Part>& parts, NodeWork& w) {
+  w.in_flight = false;
+  if (w.failed || w.end >= w.cmds.size()) return false;
+  const size_t s = w.node;
+  Conn& c = lane.conns[s];
+  if (!Connect(c, s)) {  // Down: the rest fail at once
+    w.failed = true;
+    return false;
+  }
+  // One pipelined round: up to max_batch commands or kMaxRoundBytes.
+  const size_t max_round = std::min(o_.max_batch, kMaxRoundCommands);
+  w.at = w.end;
+  size_t bytes = 0;
+  while (w.end < w.cmds.size() && w.end - w.at < max_round && (w.end == w.at || bytes < kMaxRoundBytes)) {
+    const Job& job = *parts[w.cmds[w.end].part].job;
+    bytes += job.kind == Job::Kind::kPut || job.kind == Job::Kind::kGet ? o_.bytes_per_block : 64;
+    ++w.end;
+  }
+  RespRound& round = lane.round;
+  round.Clear();
+  for (size_t i = w.at; i < w.end; ++i) {
+    const Job& job = *parts[w.cmds[i].part].job;
+    const Job::Item& it = job.items[w.cmds[i].item];
+    if (w.cmds[i].asking) round.Command({"ASKING"});
+    switch (job.kind) {
+      case Job::Kind::kPut:
+        round.SetWithTtl(it.key, it.value.get(), it.value_size, static_cast<long long>(o_.ttl_seconds));
+        break;
+      case Job::Kind::kGet:
+        round.Command({"GET", it.key});
+        break;
+      case Job::Kind::kLookup:
+        round.Command({"EXISTS", it.key});
+        break;
+      case Job::Kind::kDelete:
+        round.Command({"DEL", it.key});
+        break;
+    }
+  }
+  std::string send_error;
+  const bool sent = round.Send(c.ctx->fd, &send_error);
+  round.Clear();
+  if (!sent) {
+    MarkDown(c, s, fmt::format("cannot send ({})", send_error));
+    w.failed = true;
+    return false;
+  }
+  w.in_flight = true;
+  return true;
+}
+
+void RedisTier::ReadRound(Lane& lane, std::vector<Part>& parts, NodeWork& w) {
+  w.in_flight = false;
+  const size_t s = w.node;
   Conn& c = lane.conns[s];
   const RedisNodeAddress address = topology_->node(s);
   const std::string label = address.Label();
-  const size_t max_round = std::min(o_.max_batch, kMaxRoundCommands);
-  size_t end = 0;
-  for (size_t at = 0; at < cmds.size(); at = end) {
-    if (!Connect(c, s)) return;  // Down: the rest fail at once
-    // One pipelined round: up to max_batch commands or kMaxRoundBytes.
-    end = at;
-    size_t bytes = 0;
-    while (end < cmds.size() && end - at < max_round && (end == at || bytes < kMaxRoundBytes)) {
-      const Job& job = *parts[cmds[end].part].job;
-      bytes += job.kind == Job::Kind::kPut || job.kind == Job::Kind::kGet ? o_.bytes_per_block : 64;
-      ++end;
-    }
-    RespRound& round = lane.round;
-    round.Clear();
-    for (size_t i = at; i < end; ++i) {
-      const Job& job = *parts[cmds[i].part].job;
-      const Job::Item& it = job.items[cmds[i].item];
-      if (cmds[i].asking) round.Command({"ASKING"});
-      switch (job.kind) {
-        case Job::Kind::kPut:
-          round.SetWithTtl(it.key, it.value.get(), it.value_size, static_cast<long long>(o_.ttl_seconds));
-          break;
-        case Job::Kind::kGet:
-          round.Command({"GET", it.key});
-          break;
-        case Job::Kind::kLookup:
-          round.Command({"EXISTS", it.key});
-          break;
-        case Job::Kind::kDelete:
-          round.Command({"DEL", it.key});
-          break;
-      }
-    }
-    std::string send_error;
-    const bool sent = round.Send(c.ctx->fd, &send_error);
-    round.Clear();
-    if (!sent) {
-      MarkDown(c, s, fmt::format("cannot send ({})", send_error));
-      return;
-    }
-    for (size_t i = at; i < end; ++i) {
-      void* raw = nullptr;
-      if (cmds[i].asking) {  // ASKING's own +OK; the command's reply says the rest
-        if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
-          MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
-          return;
-        }
-        freeReplyObject(raw);
-        raw = nullptr;
-      }
+  for (size_t i = w.at; i < w.end; ++i) {
+    void* raw = nullptr;
+    if (w.cmds[i].asking) {  // ASKING's own +OK; the command's reply says the rest
       if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
-        // A timeout (op_timeout) shows as an I/O error too.
         MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
+        w.failed = true;
         return;
       }
-      redisReply* r = static_cast<redisReply*>(raw);
-      Job& job = *parts[cmds[i].part].job;
-      Job::Item& it = job.items[cmds[i].item];
-      Outcome& o = (*out)[i];
-      if (r->type == REDIS_REPLY_ERROR) {
-        const std::string_view error(r->str, r->len);
-        if (auto redirect = cluster_ ? ParseRedirect(error, address.host) : std::nullopt) {
-          o = Outcome::kRedirect;
-          (*redirects)[i] = *redirect;
-        } else {
-          // TRYAGAIN, CLUSTERDOWN, OOM, ...: this command fails (a miss).
-          o = Outcome::kFault;
-          log_.Report(label + " error", fmt::format("server {}: {}", label, error));
-        }
+      freeReplyObject(raw);
+      raw = nullptr;
+    }
+    if (redisGetReply(c.ctx, &raw) != REDIS_OK || raw == nullptr) {
+      // A timeout (op_timeout) shows as an I/O error too.
+      MarkDown(c, s, fmt::format("no reply ({})", c.ctx->errstr));
+      w.failed = true;
+      return;
+    }
+    redisReply* r = static_cast<redisReply*>(raw);
+    Job& job = *parts[w.cmds[i].part].job;
+    Job::Item& it = job.items[w.cmds[i].item];
+    Outcome& o = w.out[i];
+    if (r->type == REDIS_REPLY_ERROR) {
+      const std::string_view error(r->str, r->len);
+      if (auto redirect = cluster_ ? ParseRedirect(error, address.host) : std::nullopt) {
+        o = Outcome::kRedirect;
+        w.redirects[i] = *redirect;
       } else {
-        switch (job.kind) {
-          case Job::Kind::kPut:
-            o = r->type == REDIS_REPLY_STATUS ? Outcome::kOk : Outcome::kFault;
-            break;
-          case Job::Kind::kLookup:
-            o = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? Outcome::kOk : Outcome::kMiss;
-            break;
-          case Job::Kind::kDelete:
-            o = Outcome::kOk;
-            break;
-          case Job::Kind::kGet: {
-            if (r->type == REDIS_REPLY_NIL) {
-              o = Outcome::kMiss;
-              break;
-            }
-            const size_t n = o_.bytes_per_block;
-            uint64_t sum = 0;
-            if (r->type == REDIS_REPLY_STRING && r->len == n + kChecksumBytes) {
-              std::memcpy(&sum, r->str + n, kChecksumBytes);
-            }
-            if (r->type == REDIS_REPLY_STRING && r->len == n + kChecksumBytes &&
-                sum == ValueChecksum(it.block.hash, reinterpret_cast<const std::byte*>(r->str), n)) {
-              std::memcpy(it.dest.data(), r->str, n);
-              o = Outcome::kOk;
-            } else {
-              o = Outcome::kFault;
-              log_.Report("corrupt", fmt::format("server {}: value of {} is corrupt (length {} or checksum): a miss",
-                                                 label, it.key, r->len));
-            }
+        // TRYAGAIN, CLUSTERDOWN, OOM, ...: this command fails (a miss).
+        o = Outcome::kFault;
+        log_.Report(label + " error", fmt::format("server {}: {}", label, error));
+      }
+    } else {
+      switch (job.kind) {
+        case Job::Kind::kPut:
+          o = r->type == REDIS_REPLY_STATUS ? Outcome::kOk : Outcome::kFault;
+          break;
+        case Job::Kind::kLookup:
+          o = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? Outcome::kOk : Outcome::kMiss;
+          break;
+        case Job::Kind::kDelete:
+          o = Outcome::kOk;
+          break;
+        case Job::Kind::kGet: {
+          if (r->type == REDIS_REPLY_NIL) {
+            o = Outcome::kMiss;
             break;
           }
+          const size_t n = o_.bytes_per_block;
+          uint64_t sum = 0;
+          if (r->type == REDIS_REPLY_STRING && r->len == n + kChecksumBytes) {
+            std::memcpy(&sum, r->str + n, kChecksumBytes);
+          }
+          if (r->type == REDIS_REPLY_STRING && r->len == n + kChecksumBytes &&
+              sum == ValueChecksum(it.block.hash, reinterpret_cast<const std::byte*>(r->str), n)) {
+            std::memcpy(it.dest.data(), r->str, n);
+            o = Outcome::kOk;
+          } else {
+            o = Outcome::kFault;
+            log_.Report("corrupt", fmt::format("server {}: value of {} is corrupt (length {} or checksum): a miss",
+                                               label, it.key, r->len));
+          }
+          break;
         }
       }
-      freeReplyObject(r);
+    }
+    freeReplyObject(r);
+  }
+}
+
+// Every node's rounds overlap: one round is sent to each node with work, then
+// each one's replies are read, so the nodes work at once.
+void RedisTier::Exchange(Lane& lane, std::vector<Part>& parts, std::vector<NodeWork>& work) {
+  for (NodeWork& w : work) {
+    w.out.assign(w.cmds.size(), Outcome::kFault);
+    w.redirects.assign(w.cmds.size(), RedisRedirect{});
+  }
+  for (bool sent = true; sent;) {
+    sent = false;
+    for (NodeWork& w : work) sent = SendRound(lane, parts, w) || sent;
+    for (NodeWork& w : work) {
+      if (w.in_flight) ReadRound(lane, parts, w);
     }
   }
 }
@@ -620,22 +663,22 @@ void RedisTier::Route(Lane& lane, std::vector<Part>& parts, std::vector<Cmd> pen
   for (int hop = 0; !pending.empty(); ++hop) {
     std::vector<std::vector<Cmd>> per_node(topology_->node_count());
     for (const Cmd& c : pending) per_node[c.node].push_back(c);
-    std::vector<Cmd> next;
-    std::vector<Outcome> out;
-    std::vector<RedisRedirect> redirects;
+    std::vector<NodeWork> work;
     for (size_t s = 0; s < per_node.size(); ++s) {
-      const std::vector<Cmd>& cmds = per_node[s];
-      if (cmds.empty()) continue;
-      Exchange(lane, s, parts, cmds, &out, &redirects);
-      for (size_t k = 0; k < cmds.size(); ++k) {
-        const Cmd& c = cmds[k];
+      if (!per_node[s].empty()) work.push_back(NodeWork{.node = s, .cmds = std::move(per_node[s])});
+    }
+    Exchange(lane, parts, work);
+    std::vector<Cmd> next;
+    for (const NodeWork& w : work) {
+      for (size_t k = 0; k < w.cmds.size(); ++k) {
+        const Cmd& c = w.cmds[k];
         const Job& job = *parts[c.part].job;
-        Count(s, job, out[k]);
-        if (out[k] != Outcome::kRedirect) {
-          (*outcomes)[c.part][c.item] = out[k];
+        Count(w.node, job, w.out[k]);
+        if (w.out[k] != Outcome::kRedirect) {
+          (*outcomes)[c.part][c.item] = w.out[k];
           continue;
         }
-        const RedisRedirect& r = redirects[k];
+        const RedisRedirect& r = w.redirects[k];
         // MOVED: the slot's owner changed for good (the map learns it); ASK:
         // this one command goes to the slot's import target.
         std::optional<size_t> to = r.ask ? topology_->NodeAt(r.to) : topology_->Moved(r.slot, r.to);
