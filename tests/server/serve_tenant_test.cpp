@@ -337,6 +337,17 @@ TEST(ServeTenantAccess, BadAccessOptionsAreClearStartErrors) {
   EXPECT_NE(same.error().find("--admin-key: must differ from every --api-key"), std::string::npos) << same.error();
   EXPECT_EQ(same.error().find("same-key-1234", same.error().find("kvstack serve:")), std::string::npos)
       << "the message quotes the key: " << same.error();
+  const fs::path empty = fs::temp_directory_path() / ("kvstack_empty_key_" + std::to_string(::getpid()));
+  std::ofstream(empty) << "\n";
+  ServeProcess empty_admin({"--model", Stories260KPath(), "--admin-key-file", empty.string()});
+  fs::remove(empty);
+  EXPECT_FALSE(empty_admin.ok());
+  EXPECT_NE(empty_admin.error().find("--admin-key-file " + empty.string() + ": the file is empty"), std::string::npos)
+      << empty_admin.error();
+  ServeProcess no_names({"--model", Stories260KPath(), "--tenant-names", "/nonexistent/names.txt"});
+  EXPECT_FALSE(no_names.ok());
+  EXPECT_NE(no_names.error().find("--tenant-names /nonexistent/names.txt: cannot read the file"), std::string::npos)
+      << no_names.error();
 }
 
 // Many tenants, --max-tenant-labels 2 and one named tenant: /metrics shows
@@ -346,9 +357,12 @@ TEST(ServeTenantMetrics, CappedTenantLabelsPassPromtool) {
   if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
   const fs::path names = fs::temp_directory_path() / ("kvstack_names_" + std::to_string(::getpid()) + ".txt");
   std::ofstream(names) << "# name  sha256(salt)\nacme " << server::Sha256Hex("named-salt-0001") << "\n";
+  const fs::path label_key = fs::temp_directory_path() / ("kvstack_label_key_" + std::to_string(::getpid()));
+  std::ofstream(label_key) << kTestTenantLabelKey << "\n";  // the newline is not part of the key
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--max-tenant-labels", "2", "--tenant-names",
-                       names.string(), "--tenant-label-key", kTestTenantLabelKey});
+                       names.string(), "--tenant-label-key-file", label_key.string()});
   fs::remove(names);
+  fs::remove(label_key);
   ASSERT_TRUE(server.ok()) << server.error();
   auto c = server.Client();
   std::vector<std::string> salts = {"named-salt-0001"};
