@@ -43,8 +43,9 @@ Endpoints (OpenAI-compatible, JSON):
                                 (none: the pins made without a salt; the admin key: all)
   DELETE /v1/cache/pin/{id}     release a pin: its tenant's salt in {"cache_salt"} or
                                 'X-Cache-Salt' (another tenant's pin answers 404)
-  POST   /v1/cache/prefetch     {"session_id"}: with tiers, bring a conversation's last context
-                                up into host RAM before its next turn
+  POST   /v1/cache/prefetch     {"session_id", "cache_salt"}: with tiers, bring a conversation's
+                                last context up into host RAM before its next turn (a session
+                                is its tenant's: the salt its requests used)
   GET    /v1/cache/stats        KV cache blocks, prefix hits (overall, per tenant, per
                                 priority class), evictions by priority, pins [operator]
   GET    /v1/memory             memory split (weights, KV in use/cached/pinned/free,

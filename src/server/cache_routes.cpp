@@ -1,7 +1,8 @@
 // The KV cache endpoints: pin a prefix (POST /v1/cache/pin), list a tenant's
 // pins (GET /v1/cache/pin), release a pin (DELETE /v1/cache/pin/{id}), the
 // cache's statistics (GET /v1/cache/stats, an operator view), and a
-// session's prefetch hint (POST /v1/cache/prefetch {"session_id"}).
+// session's prefetch hint (POST /v1/cache/prefetch {"session_id",
+// "cache_salt"}: a session is its tenant's, as a pin is).
 // Everything that touches the cache runs on the engine thread through
 // EngineLoop.
 //
@@ -147,12 +148,26 @@ void AddCacheRoutes(httplib::Server& http, ServerContext& ctx) {
       return SendError(res, BadRequest("session_id: a non-empty string is required", "session_id"));
     }
     const std::string id = session->get<std::string>();
-    auto blocks = ctx.loop->Call([&id](Engine& e) { return e.PrefetchSession(id); });
+    // A session is its tenant's: the same cache_salt the conversation used.
+    std::string salt;
+    if (auto it = json->find("cache_salt"); it != json->end()) {
+      if (!it->is_string()) return SendError(res, BadRequest("cache_salt must be a string", "cache_salt"));
+      salt = it->get<std::string>();
+    }
+    const std::string scoped = TenantSessionId(ctx.tenants->Identify(salt), id);
+    auto blocks = ctx.loop->Call([&scoped](Engine& e) { return e.PrefetchSession(scoped); });
     if (!blocks.ok()) return SendError(res, FromStatus(blocks.status()));
     if (!blocks->ok()) {
       const Status& s = blocks->status();
       if (s.code() == StatusCode::kFailedPrecondition) {
         return SendError(res, ApiError{.http_status = 409, .message = s.message(), .code = "no_tiers"});
+      }
+      if (s.code() == StatusCode::kNotFound) {
+        // The engine's message names the scoped id: say it in the client's terms.
+        return SendError(res, FromStatus(NotFound(fmt::format(
+                                  "session '{}' is not remembered for this cache_salt (send the cache_salt its "
+                                  "requests used)",
+                                  id))));
       }
       return SendError(res, FromStatus(s));
     }

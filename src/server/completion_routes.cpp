@@ -59,8 +59,9 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
                         .session_id = body->kv.session_id};
   p.stream = body->stream;
   p.include_usage = body->include_usage;
-  p.tenant = ctx.tenants->Label(body->kv.cache_salt);
-  p.gen.session_id = body->kv.session_id;
+  const TenantId tenant = ctx.tenants->Identify(body->kv.cache_salt);
+  p.tenant = tenant.label;
+  p.gen.session_id = TenantSessionId(tenant, body->kv.session_id);
   if (ctx.trace) {
     p.traced = std::make_shared<const TracedPrompt>(TracedPrompt{.tokens = p.gen.prompt,
                                                                  .retention = p.gen.retention,

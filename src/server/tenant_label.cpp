@@ -50,6 +50,12 @@ Status CheckName(const TenantName& n, size_t index) {
 
 }  // namespace
 
+std::string TenantSessionId(const TenantId& tenant, const std::string& session_id) {
+  if (tenant.owner.empty() || session_id.empty()) return session_id;
+  // 128 bits of the owner digest: distinct per salt, and only ever inside the engine.
+  return Hex(reinterpret_cast<const unsigned char*>(tenant.owner.data()), 16) + "/" + session_id;
+}
+
 bool SameTenant(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;  // "" (no salt) against a digest: sizes are public
   return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;

@@ -49,6 +49,11 @@ struct TenantId {
   bool named = false;  // the label is an operator's name
 };
 
+// The engine's name for a conversation: `session_id` within its tenant, so
+// two tenants' equal session ids never meet (and one cannot prefetch the
+// other's context). No salt: the id as given.
+std::string TenantSessionId(const TenantId& tenant, const std::string& session_id);
+
 // Whether two TenantId::owner values are the same tenant, in constant time.
 bool SameTenant(std::string_view owner_a, std::string_view owner_b);
 

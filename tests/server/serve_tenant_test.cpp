@@ -85,7 +85,7 @@ class ServeTenantTest : public ::testing::Test {
     trace_path_ = fs::temp_directory_path() / ("kvstack_tenant_trace_" + std::to_string(::getpid()) + ".jsonl");
     server_ = new ServeProcess({"--model", Stories260KPath(), "--threads", "1", "--api-key", kKeyA, "--api-key",
                                 kKeyB, "--admin-key", kAdmin, "--tenant-label-key", kTestTenantLabelKey,
-                                "--record-trace", trace_path_.string()});
+                                "--record-trace", trace_path_.string(), "--host-tier", "8MiB"});
     if (!server_->ok()) return;
     auto a = server_->Client(kKeyA);
     auto b = server_->Client(kKeyB);
@@ -269,6 +269,28 @@ TEST_F(ServeTenantTest, PinsAreSeenAndReleasedByTheirTenantOnly) {
   EXPECT_TRUE(GetJson(*admin, "/v1/cache/pin").body["data"].empty());
   // Put it back for the other tests of the suite, whatever their order.
   pin_ = PostJson(*a, "/v1/cache/pin", {{"prompt", kPromptA}, {"cache_salt", kSaltA}});
+}
+
+// A session is its tenant's: another tenant naming the same session id
+// cannot prefetch it, nor learn that it exists.
+TEST_F(ServeTenantTest, SessionsAreScopedByTenant) {
+  auto a = server_->Client(kKeyA);
+  auto b = server_->Client(kKeyB);
+  const JsonReply turn = PostJson(
+      *a, "/v1/completions", {{"prompt", kPromptA}, {"max_tokens", 2}, {"cache_salt", kSaltA}, {"session_id", "chat-7"}});
+  ASSERT_EQ(turn.status, 200) << turn.raw;
+  for (const json& body : {json{{"session_id", "chat-7"}}, json{{"session_id", "chat-7"}, {"cache_salt", kSaltB}}}) {
+    const JsonReply r = PostJson(*b, "/v1/cache/prefetch", body);
+    EXPECT_EQ(r.status, 404) << r.raw;
+    EXPECT_EQ(r.body["error"]["message"],
+              "session 'chat-7' is not remembered for this cache_salt (send the cache_salt its requests used)");
+    ExpectNoSecret("a refused prefetch", r.raw);
+  }
+  const JsonReply mine = PostJson(*a, "/v1/cache/prefetch", {{"session_id", "chat-7"}, {"cache_salt", kSaltA}});
+  EXPECT_EQ(mine.status, 200) << mine.raw;
+  EXPECT_EQ(mine.body["session_id"], "chat-7");
+  EXPECT_EQ(PostJson(*a, "/v1/cache/prefetch", {{"session_id", "chat-7"}, {"cache_salt", 1}}).status, 400);
+  ExpectNoSecret("the server log", server_->Output());
 }
 
 TEST_F(ServeTenantTest, EveryEndpointRefusesTheWrongKind) {

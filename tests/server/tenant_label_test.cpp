@@ -129,6 +129,16 @@ TEST(TenantLabel, CountersByLabelRelabelsAndSumsPastTheCap) {
   EXPECT_EQ(capped.at("").query_tokens, 1u);
 }
 
+TEST(TenantLabel, SessionIdsAreScopedByTenant) {
+  const TenantLabeler l = Labeler();
+  EXPECT_EQ(TenantSessionId(l.Identify(""), "chat-1"), "chat-1") << "no salt: the id as given";
+  EXPECT_EQ(TenantSessionId(l.Identify("a"), ""), "") << "no session stays none";
+  const std::string a = TenantSessionId(l.Identify("a"), "chat-1");
+  EXPECT_NE(a, TenantSessionId(l.Identify("b"), "chat-1"));
+  EXPECT_EQ(a, TenantSessionId(l.Identify("a"), "chat-1"));
+  EXPECT_TRUE(std::regex_match(a, std::regex("[0-9a-f]{32}/chat-1")));
+}
+
 TEST(TenantLabel, SameTenantComparesOwners) {
   const TenantLabeler l = Labeler();
   EXPECT_TRUE(SameTenant(l.Identify("a").owner, l.Identify("a").owner));
