@@ -79,13 +79,6 @@ class TenantLabeler {
 // `printf %s SALT | sha256sum`).
 std::string Sha256Hex(std::string_view text);
 
-class TenantSeriesCap;
-
-// A cache's per-tenant counters (CacheMetrics::by_tenant, keyed by salt)
-// keyed by label instead; with `cap`, labels past it are summed as "other".
-std::map<std::string, PrefixCounters> CountersByLabel(const std::map<std::string, PrefixCounters>& by_salt,
-                                                      const TenantLabeler& labeler, TenantSeriesCap* cap = nullptr);
-
 // Caps how many tenant label values /metrics emits (--max-tenant-labels): the
 // first `max_labels` unnamed tenants seen keep their label for the life of
 // the process, later ones are summed as "other". No salt ("") and named
@@ -102,5 +95,10 @@ class TenantSeriesCap {
   std::mutex mu_;
   std::unordered_set<std::string> admitted_;  // GUARDED_BY(mu_)
 };
+
+// A cache's per-tenant counters (CacheMetrics::by_tenant, keyed by salt)
+// keyed by label instead; with `cap`, labels past it are summed as "other".
+std::map<std::string, PrefixCounters> CountersByLabel(const std::map<std::string, PrefixCounters>& by_salt,
+                                                      const TenantLabeler& labeler, TenantSeriesCap* cap = nullptr);
 
 }  // namespace kvstack::server
