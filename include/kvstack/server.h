@@ -8,8 +8,10 @@
 // events). No handler thread ever touches the Engine.
 //
 // Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
-// GET /health, POST /v1/cache/pin, DELETE /v1/cache/pin/{id},
-// GET /v1/cache/stats. Requests carry kvstack's KV controls besides OpenAI's
+// GET /health, POST /v1/cache/pin, GET /v1/cache/pin, DELETE
+// /v1/cache/pin/{id}, POST /v1/cache/prefetch; the operator views GET
+// /v1/cache/stats, GET /v1/memory, GET /metrics and the dashboard at GET /
+// (see ServerOptions' access fields). Requests carry kvstack's KV controls besides OpenAI's
 // fields: cache_salt (tenant isolation), retention (priority per prompt token
 // range), priority (preemption) and session_id.
 //
@@ -29,6 +31,13 @@
 
 namespace kvstack {
 
+// An operator's name for a tenant (--tenant-names): `hash` is the tenant's
+// label or the hex SHA-256 of its cache_salt, so the file never holds a salt.
+struct TenantName {
+  std::string name;
+  std::string hash;
+};
+
 // Every limit and setting of a server. Read the environment, the command line
 // and files at the edge (the CLI) and pass the results here.
 struct ServerOptions {
@@ -44,7 +53,8 @@ struct ServerOptions {
 
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free port (see Server::port())
-  // When set, every endpoint but /health wants "Authorization: Bearer <key>".
+  // A client key: when any is set (here or in api_keys), the client endpoints
+  // want "Authorization: Bearer <key>" (see Access below).
   std::string api_key;
 
   // The engine (see EngineOptions).
@@ -85,6 +95,21 @@ struct ServerOptions {
   // trace format (for `kvstack sim --trace FILE --format kvstack`).
   std::string record_trace;
 
+  // Access and tenant isolation (docs/SECURITY.md). Client keys open the
+  // client endpoints (completions, chat, models, pins, prefetch); the admin
+  // key opens the operator views too (/metrics, /v1/memory, /v1/cache/stats),
+  // which need it whenever any key is set (401 without), but for /metrics
+  // under public_metrics. No key at all: everything is open.
+  std::vector<std::string> api_keys;  // --api-key (repeatable), --api-keys-file
+  std::string admin_key;              // --admin-key, --admin-key-file
+  bool public_metrics = false;        // --public-metrics
+  // A cache_salt is never shown: views show a tenant label, the HMAC-SHA-256
+  // of the salt keyed by this secret, truncated (empty: a random secret per
+  // process, so labels change on restart), or the operator's name for it.
+  std::string tenant_label_key;         // --tenant-label-key, --tenant-label-key-file
+  std::vector<TenantName> tenant_names; // --tenant-names FILE
+  int32_t max_tenant_labels = 100;      // --max-tenant-labels: /metrics sums the rest as "other"
+
   // Where log lines go (one line each, no trailing newline). Empty: stderr.
   std::function<void(std::string_view)> log;
 };
@@ -93,6 +118,12 @@ struct ServerOptions {
 // else ./.kvstack-cache. Pass the environment's values (nullptr when unset):
 // options are read at the edge, never deep inside.
 std::string DefaultModelCacheDir(const char* xdg_cache_home, const char* home);
+
+// Parses a --tenant-names file: one "NAME HASH" a line (HASH: a tenant label
+// or the hex SHA-256 of the salt, `printf %s SALT | sha256sum`), blank lines
+// and lines starting with '#' skipped. InvalidArgument names the file and
+// line; it never quotes a hash.
+Result<std::vector<TenantName>> ParseTenantNames(std::string_view text, std::string_view file);
 
 class Server {
  public:

@@ -117,7 +117,7 @@ void ContentTokens(const Trace& trace, const TraceRequest& request, uint64_t req
 struct RecordedRequest {
   Micros arrival_us = 0;        // any monotonic scale; written relative to the first
   std::string session;          // "" when none
-  std::string tenant;           // the cache_salt, "" when none
+  std::string tenant;           // the tenant: `kvstack serve` writes its label, never the cache_salt; "" when none
   std::span<const Token> prompt;  // the prompt's token ids
   int32_t output_tokens = 0;    // tokens generated
   std::vector<TracePriorityRange> ranges;

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/serve_access.h"
 #include "kvstack/sizing.h"
 #include "kvstack/server.h"
 
@@ -27,6 +28,7 @@ struct ServeArgs {
   std::string kv_memory = "256MiB";
   std::string host_tier = "0";
   std::string disk_tier_size = "4GiB";
+  AccessFiles access;
 };
 
 constexpr char kFooter[] = R"(
@@ -34,22 +36,30 @@ Endpoints (OpenAI-compatible, JSON):
   POST   /v1/completions        prompt (text or token ids) -> text; "stream": true for SSE
   POST   /v1/chat/completions   messages -> message; the model's chat template
   GET    /v1/models             the served model
-  GET    /health                liveness and requests in flight (no API key needed)
+  GET    /health                liveness and requests in flight (no key needed)
   POST   /v1/cache/pin          compute a prefix and pin its KV blocks: {"prompt"|"messages"|
                                 "token_ids", "cache_salt", "ttl_s"} -> {"id": "pin-N", ...}
-  DELETE /v1/cache/pin/{id}     release a pin
-  POST   /v1/cache/prefetch     {"session_id"}: with tiers, bring a conversation's last context
-                                up into host RAM before its next turn
+  GET    /v1/cache/pin          the pins of one tenant: its salt in the header 'X-Cache-Salt'
+                                (none: the pins made without a salt; the admin key: all)
+  DELETE /v1/cache/pin/{id}     release a pin: its tenant's salt in {"cache_salt"} or
+                                'X-Cache-Salt' (another tenant's pin answers 404)
+  POST   /v1/cache/prefetch     {"session_id", "cache_salt"}: with tiers, bring a conversation's
+                                last context up into host RAM before its next turn (a session
+                                is its tenant's: the salt its requests used)
   GET    /v1/cache/stats        KV cache blocks, prefix hits (overall, per tenant, per
-                                priority class), evictions by priority, pins
+                                priority class), evictions by priority, pins [operator]
   GET    /v1/memory             memory split (weights, KV in use/cached/pinned/free,
                                 workspace), prompt-length and TTFT-by-hit percentiles,
-                                hit rates, hottest prefixes, evictions by priority
-  GET    /metrics               Prometheus text (no API key needed)
-  GET    /                      live memory dashboard (with --api-key: /#key=KEY)
+                                hit rates, hottest prefixes, evictions by priority [operator]
+  GET    /metrics               Prometheus text [operator; --public-metrics opens it]
+  GET    /                      live memory dashboard (with keys set: /#key=ADMIN_KEY)
+[operator]: every tenant's figures, tenants shown by label (never by salt); once any
+key is set these want --admin-key as the bearer token (401 otherwise).
 
 KV controls in completion requests, besides OpenAI's fields:
-  "cache_salt": "tenant"        prefixes are shared only within the same salt
+  "cache_salt": "SECRET"        prefixes are shared only within the same salt; a
+                                tenant's secret (unguessable, e.g. 128 random bits),
+                                shown everywhere as a label, never as itself
   "retention": {"ranges": [{"start": 0, "end": 120, "priority": 90, "duration_s": 600}],
                 "decode_priority": 10, "decode_duration_s": 5}
                                 keep these prompt tokens' blocks longer (priority 0-100,
@@ -60,7 +70,7 @@ KV controls in completion requests, besides OpenAI's fields:
 usage.prompt_tokens_details.cached_tokens reports the prompt tokens the cache served.
 
 Errors are OpenAI-style {"error": {"message", "type", "param", "code"}}: 400 bad
-fields, 401 API key, 404 unknown route or pin, 413 body too large, 429 queue full,
+fields, 401 key, 404 unknown route or pin, 413 body too large, 429 queue full,
 503 shutting down. SIGTERM or SIGINT: stop taking requests, finish those in flight,
 exit 0 (a second signal exits at once).
 
@@ -82,7 +92,8 @@ std::string CurlExample(const Server& server, const ServerOptions& o) {
   return fmt::format(
       "curl {}/v1/completions -H 'Content-Type: application/json'{} -d '{{\"model\": \"{}\", \"prompt\": "
       "\"Once upon a time\", \"max_tokens\": 32}}'",
-      ReachableUrl(server, o), o.api_key.empty() ? "" : " -H 'Authorization: Bearer $KVSTACK_API_KEY'",
+      ReachableUrl(server, o),
+      o.api_key.empty() && o.api_keys.empty() ? "" : " -H 'Authorization: Bearer $KVSTACK_API_KEY'",
       server.model_name());
 }
 
@@ -103,6 +114,10 @@ int RunServe(ServeArgs& a) {
     }
     *out = *bytes;
   }
+  if (Status s = ReadAccessFiles(a.access, o); !s.ok()) {
+    std::fprintf(stderr, "kvstack serve: %s\n", s.message().c_str());
+    return 2;
+  }
   if (o.model_cache_dir.empty()) o.model_cache_dir = DefaultModelCacheDir(std::getenv("XDG_CACHE_HOME"), std::getenv("HOME"));
 
   // Signals go to this thread only (sigwait below); every thread the server
@@ -122,7 +137,8 @@ int RunServe(ServeArgs& a) {
   }
   Server& s = **server;
   std::printf("kvstack serve: listening on %s (model \"%s\")\n", s.url().c_str(), s.model_name().c_str());
-  std::printf("dashboard: %s/%s\n", ReachableUrl(s, o).c_str(), o.api_key.empty() ? "" : "#key=$KVSTACK_API_KEY");
+  const bool keyed = !o.api_key.empty() || !o.api_keys.empty() || !o.admin_key.empty();
+  std::printf("dashboard: %s/%s\n", ReachableUrl(s, o).c_str(), keyed ? "#key=$KVSTACK_ADMIN_KEY" : "");
   std::printf("try: %s\n", CurlExample(s, o).c_str());
   std::fflush(stdout);
 
@@ -186,9 +202,7 @@ CommandRunner AddServeCommand(CLI::App& app) {
   cmd->add_option("--max-context", o.max_context,
                   "Most tokens a request may hold (prompt + generated); 0: the model's training context.")
       ->capture_default_str();
-  cmd->add_option("--api-key", o.api_key,
-                  "Require 'Authorization: Bearer KEY' on every endpoint but /health (401 otherwise).")
-      ->type_name("KEY");
+  AddAccessOptions(cmd, o, a->access);
   cmd->add_option("-t,--threads", o.threads, "Kernel threads for the forward pass; 0: one per CPU.")
       ->capture_default_str();
   cmd->add_option("--max-batch-tokens", o.max_batch_tokens,

@@ -60,6 +60,7 @@ nlohmann::json CacheStatsJson(const CacheMetrics& m, std::span<const PinInfo> pi
   nlohmann::json pin_list = nlohmann::json::array();
   for (const PinInfo& p : pins) {
     pin_list.push_back({{"id", p.id},
+                        {"tenant", p.tenant},
                         {"tokens", p.tokens},
                         {"blocks", p.blocks},
                         {"expires_in_s", p.expires_at ? nlohmann::json(double(*p.expires_at - now) / 1e6)

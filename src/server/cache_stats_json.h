@@ -6,7 +6,9 @@
 //   live_pins,
 //   prefix: {query_tokens, hit_tokens, query_blocks, hit_blocks,
 //            token_hit_rate, block_hit_rate}       (overall)
-//   by_tenant: {"<cache_salt>": {...same...}}      ("" = no salt)
+//   by_tenant: {"<tenant label>": {...same...}}    ("" = no salt; the caller
+//                                                   relabels CacheMetrics'
+//                                                   salts: CountersByLabel)
 //   by_priority_class: {"one-off"|"default"|"durable"|"pinned": {...}}
 //   hit_blocks_by_block_class: {"one-off": n, ...}
 //   evictions, evictions_by_priority: {"<priority>": n} (non-zero only),
@@ -14,7 +16,7 @@
 //   duplicate_blocks, pins_refused,
 //   histograms: {block_lifetime_us|idle_before_eviction_us|reuse_gap_us:
 //                {count, sum, max, p50, p90, p99}},
-//   pins: [{id, tokens, blocks, expires_in_s (null: no TTL)}]
+//   pins: [{id, tenant (label), tokens, blocks, expires_in_s (null: no TTL)}]
 // Thread safety: pure.
 #pragma once
 

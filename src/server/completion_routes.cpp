@@ -34,7 +34,7 @@ struct Prepared {
   ResponseMeta meta;
   bool stream = false;
   bool include_usage = false;
-  std::string cache_salt;
+  std::string tenant;  // the salt's label: the salt itself never leaves the request
   std::shared_ptr<const TracedPrompt> traced;  // set with --record-trace
 };
 
@@ -59,29 +59,30 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
                         .session_id = body->kv.session_id};
   p.stream = body->stream;
   p.include_usage = body->include_usage;
-  p.cache_salt = body->kv.cache_salt;
-  p.gen.session_id = body->kv.session_id;
+  const TenantId tenant = ctx.tenants->Identify(body->kv.cache_salt);
+  p.tenant = tenant.label;
+  p.gen.session_id = TenantSessionId(tenant, body->kv.session_id);
   if (ctx.trace) {
     p.traced = std::make_shared<const TracedPrompt>(TracedPrompt{.tokens = p.gen.prompt,
                                                                  .retention = p.gen.retention,
                                                                  .priority = p.gen.priority,
                                                                  .session = body->kv.session_id,
-                                                                 .tenant = body->kv.cache_salt});
+                                                                 .tenant = p.tenant});
   }
   return p;
 }
 
 // The one place every finished request passes through (whole or streamed):
 // it logs the request and feeds the /metrics histograms.
-void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::string& salt,
+void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::string& tenant,
                     const TracedPrompt* traced, const GenerationEvent& last) {
   const RequestMetrics& m = last.metrics;
   ctx.recorder.Record(m);
-  ctx.workload.Record(m, salt);
+  ctx.workload.Record(m, tenant);
   if (ctx.trace && traced) ctx.trace->Record(*traced, m);
   ctx.log(fmt::format("{}: {}, prompt {} tokens ({} from the prefix cache), {} generated{}{}", meta.id,
                       FinishReasonName(last.finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
-                      salt.empty() ? "" : fmt::format(", cache_salt '{}'", salt),
+                      tenant.empty() ? "" : fmt::format(", tenant {}", tenant),
                       meta.session_id.empty() ? "" : fmt::format(", session_id '{}'", meta.session_id)));
 }
 
@@ -94,12 +95,12 @@ void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::str
 // with status 200.
 struct WholeState {
   WholeState(ServerContext& c, std::shared_ptr<RequestChannel> ch, AdmissionGate::Ticket t, const Prepared& p)
-      : ctx(c), channel(std::move(ch)), ticket(std::move(t)), meta(p.meta), salt(p.cache_salt), traced(p.traced) {}
+      : ctx(c), channel(std::move(ch)), ticket(std::move(t)), meta(p.meta), tenant(p.tenant), traced(p.traced) {}
   ServerContext& ctx;
   std::shared_ptr<RequestChannel> channel;
   AdmissionGate::Ticket ticket;
   ResponseMeta meta;
-  std::string salt;
+  std::string tenant;
   std::shared_ptr<const TracedPrompt> traced;
   std::string text;
   std::vector<GenerationEvent> events;
@@ -125,7 +126,7 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Re
           return false;
         }
         st->finished = true;
-        RecordFinished(st->ctx, st->meta, st->salt, st->traced.get(), *last);
+        RecordFinished(st->ctx, st->meta, st->tenant, st->traced.get(), *last);
         std::string body;
         if (last->finish == FinishReason::kCancelled) {
           body = JsonText(ApiError{.http_status = 503,
@@ -160,13 +161,13 @@ struct StreamState {
         channel(std::move(ch)),
         ticket(std::move(t)),
         sse(p.meta, p.include_usage),
-        salt(p.cache_salt),
+        tenant(p.tenant),
         traced(p.traced) {}
   ServerContext& ctx;
   std::shared_ptr<RequestChannel> channel;
   AdmissionGate::Ticket ticket;
   SseStream sse;
-  std::string salt;
+  std::string tenant;
   std::shared_ptr<const TracedPrompt> traced;
   std::vector<GenerationEvent> events;
 };
@@ -183,7 +184,7 @@ void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Req
         std::string frames;
         for (const GenerationEvent& e : st->events) {
           frames += st->sse.Frames(e);
-          if (e.finish != FinishReason::kNone) RecordFinished(st->ctx, st->sse.meta(), st->salt, st->traced.get(), e);
+          if (e.finish != FinishReason::kNone) RecordFinished(st->ctx, st->sse.meta(), st->tenant, st->traced.get(), e);
         }
         // A failed write means the client is gone: returning false ends the
         // response, and the releaser cancels the request.

@@ -65,7 +65,7 @@ void EngineLoop::StartPin(PinSpec spec, std::shared_ptr<std::promise<Result<PinI
   const PrefixMatch match = engine_->cache().Lookup(spec.tokens, keys);
   if (match.full_blocks == 0 || match.matched_blocks == match.full_blocks) {
     // Cached already (or too short, which Pin reports).
-    done->set_value(pins_.Add(engine_->cache(), spec.tokens, keys, spec.ttl));
+    done->set_value(pins_.Add(engine_->cache(), spec.tokens, keys, spec.ttl, spec.tenant));
     return;
   }
   // The engine has no prefill-only request: generate one token and drop it.
@@ -88,21 +88,23 @@ void EngineLoop::StartPin(PinSpec spec, std::shared_ptr<std::promise<Result<PinI
       done->set_value(Unavailable("pin: the prompt's prefill was cancelled: the server is shutting down"));
       return;
     }
-    done->set_value(pins_.Add(engine_->cache(), shared->tokens, keys, shared->ttl));
+    done->set_value(pins_.Add(engine_->cache(), shared->tokens, keys, shared->ttl, shared->tenant));
   };
 }
 
-Status EngineLoop::Unpin(const std::string& id) {
+Status EngineLoop::Unpin(const std::string& id, std::optional<std::string> owner) {
   auto done = std::make_shared<std::promise<Status>>();
   std::future<Status> future = done->get_future();
-  if (!Post([this, id, done] { done->set_value(pins_.Remove(id)); })) return Stopping();
+  if (!Post([this, id, owner = std::move(owner), done] { done->set_value(pins_.Remove(id, owner)); })) {
+    return Stopping();
+  }
   return future.get();
 }
 
-Result<std::vector<PinInfo>> EngineLoop::ListPins() {
+Result<std::vector<PinInfo>> EngineLoop::ListPins(std::optional<std::string> owner) {
   auto done = std::make_shared<std::promise<std::vector<PinInfo>>>();
   std::future<std::vector<PinInfo>> future = done->get_future();
-  if (!Post([this, done] { done->set_value(pins_.List()); })) return Stopping();
+  if (!Post([this, owner = std::move(owner), done] { done->set_value(pins_.List(owner)); })) return Stopping();
   return future.get();
 }
 

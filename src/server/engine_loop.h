@@ -61,15 +61,18 @@ class EngineLoop {
     std::vector<Token> tokens;
     std::string cache_salt;
     std::optional<Micros> ttl;
+    TenantId tenant;  // cache_salt's: the pin's label and owner (PinRegistry::Add)
   };
   // Computes the prompt's KV unless it is all cached (a one-token generation
   // whose token is dropped), then pins its full blocks. Blocks until done.
   // Fails as KvCache::Pin does (ResourceExhausted over the pin cap), with
   // Engine::Submit's errors, or Unavailable when the loop stops first.
   Result<PinInfo> Pin(PinSpec spec);
-  // NotFound naming the id when there is no such pin.
-  Status Unpin(const std::string& id);
-  Result<std::vector<PinInfo>> ListPins();
+  // NotFound naming the id when there is no such pin, or (with `owner`) no
+  // such pin of that tenant. nullopt owner: any pin (the operator).
+  Status Unpin(const std::string& id, std::optional<std::string> owner = std::nullopt);
+  // Every pin, or with `owner` only that tenant's.
+  Result<std::vector<PinInfo>> ListPins(std::optional<std::string> owner = std::nullopt);
 
   // Runs fn(engine) on the engine thread between two steps and returns what
   // it returns: the seam for endpoints that read the engine (cache metrics,

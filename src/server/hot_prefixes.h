@@ -24,7 +24,7 @@ namespace kvstack::server {
 struct HotPrefix {
   BlockHash key;
   int32_t tokens = 0;    // the longest hit seen on this key, in tokens
-  std::string tenant;    // cache_salt ("" = none)
+  std::string tenant;    // the tenant's label ("" = no salt), never the salt
   uint64_t hits = 0;     // requests it served
   Micros last_hit = 0;
 };

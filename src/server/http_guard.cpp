@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "server/access.h"
+
 namespace kvstack::server {
 
 AdmissionGate::Ticket& AdmissionGate::Ticket::operator=(Ticket&& o) noexcept {
@@ -41,22 +43,8 @@ void AdmissionGate::WaitIdle() {
 }
 
 std::optional<ApiError> CheckApiKey(const httplib::Request& req, const std::string& api_key) {
-  if (api_key.empty()) return std::nullopt;
-  const std::string auth = req.get_header_value("Authorization");
-  if (auth.empty()) {
-    return ApiError{.http_status = 401,
-                    .message = "missing API key: send the header 'Authorization: Bearer <key>'",
-                    .type = "authentication_error",
-                    .code = "missing_api_key"};
-  }
-  constexpr std::string_view kBearer = "Bearer ";
-  if (auth.rfind(kBearer, 0) != 0 || auth.substr(kBearer.size()) != api_key) {
-    return ApiError{.http_status = 401,
-                    .message = "invalid API key: the Authorization header does not carry this server's --api-key",
-                    .type = "authentication_error",
-                    .code = "invalid_api_key"};
-  }
-  return std::nullopt;
+  // One key, as a client key: the same constant-time check and messages.
+  return AccessControl({api_key}, "", false).Check(req, Access::kClient);
 }
 
 ApiError QueueFull(int32_t max_running, int32_t max_queue) {

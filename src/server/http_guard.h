@@ -2,7 +2,7 @@
 // limit), and the JSON error bodies for what httplib itself refuses (unknown
 // routes, bodies over the size limit).
 //
-//   401  missing or wrong "Authorization: Bearer <key>" (with --api-key)
+//   401  missing or wrong "Authorization: Bearer <key>" (see access.h)
 //   413  body larger than --max-body-bytes
 //   429  --max-running requests run and --max-queue more wait already
 //   503  the server is draining (SIGTERM) and takes no new requests
@@ -62,7 +62,8 @@ class AdmissionGate {
   int64_t in_flight_ = 0;  // GUARDED_BY(mu_)
 };
 
-// nullopt when `api_key` is empty or the request carries it.
+// nullopt when `api_key` is empty or the request carries it (AccessControl
+// with one client key; the server itself uses ServerContext::access).
 std::optional<ApiError> CheckApiKey(const httplib::Request& req, const std::string& api_key);
 
 ApiError QueueFull(int32_t max_running, int32_t max_queue);

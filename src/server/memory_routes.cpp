@@ -2,9 +2,12 @@
 // GET / (the dashboard that charts them live; see dashboard.html).
 //
 // The cache's numbers are read on the engine thread (EngineLoop::Call), the
-// workload's from ServerContext::workload. /v1/memory takes the API key like
-// every /v1 route (it names tenants); the dashboard page itself is static and
-// needs none: it sends the key it is given in its URL fragment.
+// workload's from ServerContext::workload. /v1/memory is an operator view
+// (every tenant's figures, under their labels): it wants the admin key once
+// any key is set. The dashboard page itself is static, holds no data and
+// needs no key: it sends the admin key it is given in its URL fragment
+// (/#key=ADMIN_KEY, never sent to the server as part of the URL) or asks for
+// it after a 401.
 #include "kvstack/clock.h"
 #include "server/memory_report.h"
 #include "server/server_context.h"
@@ -22,7 +25,7 @@ constexpr size_t kTopPrefixes = 20;
 
 void AddMemoryRoutes(httplib::Server& http, ServerContext& ctx) {
   http.Get("/v1/memory", [&ctx](const httplib::Request& req, httplib::Response& res) {
-    if (auto e = ctx.Precheck(req)) return SendError(res, *e);
+    if (auto e = ctx.PrecheckOperator(req)) return SendError(res, *e);
     auto in = ctx.loop->Call([](Engine& e) {
       MemoryReportInputs r;
       r.info = e.info();
@@ -36,6 +39,7 @@ void AddMemoryRoutes(httplib::Server& http, ServerContext& ctx) {
       return r;
     });
     if (!in.ok()) return SendError(res, FromStatus(in.status()));
+    in->cache.by_tenant = CountersByLabel(in->cache.by_tenant, *ctx.tenants);
     in->model_name = ctx.model_name;
     in->random_weights = ctx.random_weights;
     in->in_flight = ctx.gate.in_flight();

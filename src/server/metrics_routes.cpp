@@ -3,9 +3,12 @@
 // -> kvstack_kv_cache_usage_perc, and so on).
 //
 // The KV cache's numbers are read on the engine thread (EngineLoop::Call);
-// the request histograms come from ServerContext::recorder. Like /health it
-// needs no API key (scrapers have none); it answers 503 once the engine
-// thread has stopped.
+// the request histograms come from ServerContext::recorder. It is an operator
+// view (every tenant's figures): it wants the admin key once any key is set,
+// unless --public-metrics (Prometheus sends the key as a bearer token: see
+// the README's scrape config); it answers 503 once the engine thread has
+// stopped. Tenants appear under their labels (tenant_label.h), at most
+// --max-tenant-labels of them, the rest summed as tenant="other".
 //
 // Meanings that differ from vLLM or need saying:
 //   kvstack_kv_cache_usage_perc        (in_use + pinned) / total blocks: the
@@ -24,6 +27,7 @@
 //                                      cache's default)
 #include <algorithm>
 #include <array>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -41,6 +45,7 @@ struct EngineSnapshot {
   uint64_t preemptions = 0;
   std::optional<TierChainMetrics> tiers;  // none without tiers
   OnboardMetrics onboard;
+  std::map<std::string, PrefixCounters> tenants;  // cache.by_tenant by label, capped
 };
 
 // Tiers below the device pool: per-tier counters and read latency (label
@@ -154,11 +159,15 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
   out.Sample("kvstack_prefix_cache_hits_total", {}, double(m.prefix.hit_tokens));
 
   std::vector<std::pair<std::string, const PrefixCounters*>> tenants;
-  for (const auto& [salt, c] : m.by_tenant) tenants.emplace_back(salt, &c);
+  for (const auto& [label, c] : s.tenants) tenants.emplace_back(label, &c);
   PrefixFamily(out, "kvstack_prefix_cache_queries_by_tenant_total",
-               "Prefix cache queries in tokens, by tenant (cache_salt; \"\" = none).", "tenant", tenants, false);
+               "Prefix cache queries in tokens, by tenant label (\"\" = no cache_salt; \"other\" = past "
+               "--max-tenant-labels).",
+               "tenant", tenants, false);
   PrefixFamily(out, "kvstack_prefix_cache_hits_by_tenant_total",
-               "Prefix cache hits in tokens, by tenant (cache_salt; \"\" = none).", "tenant", tenants, true);
+               "Prefix cache hits in tokens, by tenant label (\"\" = no cache_salt; \"other\" = past "
+               "--max-tenant-labels).",
+               "tenant", tenants, true);
 
   std::vector<std::pair<std::string, const PrefixCounters*>> classes;
   for (int i = 0; i < kNumPriorityClasses; ++i) {
@@ -221,7 +230,8 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
 }  // namespace
 
 void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx) {
-  http.Get("/metrics", [&ctx](const httplib::Request&, httplib::Response& res) {
+  http.Get("/metrics", [&ctx](const httplib::Request& req, httplib::Response& res) {
+    if (auto e = ctx.access.Check(req, Access::kMetrics)) return SendError(res, *e);
     auto snapshot = ctx.loop->Call([](Engine& e) {
       EngineSnapshot s{.cache = e.cache().Metrics(), .preemptions = e.preemptions()};
       if (TierChain* t = e.tiers()) {
@@ -231,6 +241,8 @@ void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx) {
       return s;
     });
     if (!snapshot.ok()) return SendError(res, FromStatus(snapshot.status()));
+    snapshot->tenants = CountersByLabel(snapshot->cache.by_tenant, *ctx.tenants, &ctx.tenant_series);
+    snapshot->cache.by_tenant.clear();  // keyed by salt: never rendered
     res.status = 200;
     res.set_content(Render(ctx, *snapshot, ctx.recorder.Get()), "text/plain; version=0.0.4; charset=utf-8");
   });

@@ -4,12 +4,31 @@
 
 #include <fmt/format.h>
 
+#include "server/tenant_label.h"
+
 namespace kvstack::server {
 namespace {
 
 Status AtLeast(std::string_view flag, int64_t value, int64_t min) {
   if (value >= min) return Status::Ok();
   return InvalidArgument(fmt::format("{} {}: must be at least {}", flag, value, min));
+}
+
+// Keys and tenant labels. No message quotes a key.
+Status ValidateAccessOptions(const ServerOptions& o) {
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-tenant-labels", o.max_tenant_labels, 0));
+  if (!o.tenant_label_key.empty() && o.tenant_label_key.size() < kMinTenantLabelKeyBytes) {
+    return InvalidArgument(fmt::format("--tenant-label-key: {} bytes is too short to be a secret; give at least {} "
+                                       "(e.g. `openssl rand -hex 32`)",
+                                       o.tenant_label_key.size(), kMinTenantLabelKeyBytes));
+  }
+  if (!o.admin_key.empty()) {
+    for (const std::string& k : o.api_keys) {
+      if (k == o.admin_key) return InvalidArgument("--admin-key: must differ from every --api-key (a client would be an operator)");
+    }
+    if (o.api_key == o.admin_key) return InvalidArgument("--admin-key: must differ from every --api-key (a client would be an operator)");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -39,6 +58,7 @@ Status ValidateOptions(const ServerOptions& o) {
     return InvalidArgument(fmt::format("--offload-min-priority {}: must be from 0 to {}", o.tiers.offload_min_priority,
                                        kMaxPriority));
   }
+  KVSTACK_RETURN_IF_ERROR(ValidateAccessOptions(o));
   for (const std::string& address : o.tiers.redis) {
     auto parsed = ParseRedisAddress(address);
     if (!parsed.ok()) return parsed.status();

@@ -5,20 +5,27 @@
 namespace kvstack::server {
 
 Result<PinInfo> PinRegistry::Add(KvCache& cache, std::span<const Token> tokens, const ExtraKeys& keys,
-                                 std::optional<Micros> ttl) {
+                                 std::optional<Micros> ttl, const TenantId& tenant) {
   auto pin = cache.Pin(tokens, keys);
   if (!pin.ok()) return pin.status();
   PinInfo info;
   info.id = fmt::format("pin-{}", next_id_++);
   info.tokens = static_cast<int32_t>(tokens.size());
   info.blocks = pin->num_blocks();
+  info.tenant = tenant.label;
   if (ttl) info.expires_at = clock_->Now() + *ttl;
-  entries_.emplace(info.id, Entry{info, std::move(pin).value()});
+  entries_.emplace(info.id, Entry{info, tenant.owner, std::move(pin).value()});
   return info;
 }
 
-Status PinRegistry::Remove(const std::string& id) {
-  if (entries_.erase(id) == 0) return NotFound(fmt::format("pin '{}' does not exist (never created, deleted, or expired)", id));
+Status PinRegistry::Remove(const std::string& id, const std::optional<std::string>& owner) {
+  auto it = entries_.find(id);
+  if (it == entries_.end() || (owner && !SameTenant(it->second.owner, *owner))) {
+    return NotFound(fmt::format(
+        "pin '{}' does not exist for this cache_salt (never created, deleted, expired, or made under another salt)",
+        id));
+  }
+  entries_.erase(it);
   return Status::Ok();
 }
 
@@ -44,10 +51,11 @@ std::optional<Micros> PinRegistry::NextExpiry() const {
   return next;
 }
 
-std::vector<PinInfo> PinRegistry::List() const {
+std::vector<PinInfo> PinRegistry::List(const std::optional<std::string>& owner) const {
   std::vector<PinInfo> out;
-  out.reserve(entries_.size());
-  for (const auto& [id, e] : entries_) out.push_back(e.info);
+  for (const auto& [id, e] : entries_) {
+    if (!owner || SameTenant(e.owner, *owner)) out.push_back(e.info);
+  }
   return out;
 }
 

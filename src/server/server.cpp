@@ -18,6 +18,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 #include <httplib.h>
 
 #include "kvstack/engine.h"
@@ -28,6 +29,7 @@
 #include "server/engine_loop.h"
 #include "server/options.h"
 #include "server/server_context.h"
+#include "server/tenant_label.h"
 
 namespace kvstack {
 
@@ -132,6 +134,36 @@ uint64_t Entropy() {
   return (uint64_t{rd()} << 32) ^ rd() ^ static_cast<uint64_t>(std::time(nullptr));
 }
 
+// The tenant labeller: keyed by --tenant-label-key, else by a random secret
+// of this process (said in the log, never the secret itself).
+Result<std::unique_ptr<const server::TenantLabeler>> MakeTenantLabeler(const ServerOptions& o, const server::Log& log) {
+  std::string key = o.tenant_label_key;
+  if (key.empty()) {
+    key.resize(32);
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(key.data()), static_cast<int>(key.size())) != 1) {
+      return Internal("cannot draw a random tenant label key (OpenSSL RAND_bytes failed); give --tenant-label-key-file");
+    }
+    log("tenant labels: keyed by a random secret drawn at start, so they change when the server restarts "
+        "(--tenant-label-key-file keeps them stable)");
+  }
+  auto labeler = server::TenantLabeler::Create(std::move(key), o.tenant_names);
+  if (!labeler.ok()) return labeler.status();
+  if (!o.tenant_names.empty()) log(fmt::format("tenant labels: {} tenants named (--tenant-names)", o.tenant_names.size()));
+  return std::make_unique<const server::TenantLabeler>(std::move(labeler).value());
+}
+
+// Who may call what, in one line (never a key).
+void LogAccess(const ServerOptions& o, const server::Log& log) {
+  const size_t clients = server::ServerContext::ClientKeys(o).size();
+  if (clients == 0 && o.admin_key.empty()) {
+    log("access: no keys: every endpoint is open (set --api-key and --admin-key on a shared network)");
+    return;
+  }
+  log(fmt::format("access: {} client key{}; operator views (/metrics, /v1/memory, /v1/cache/stats) {}{}", clients,
+                  clients == 1 ? "" : "s", o.admin_key.empty() ? "closed (no --admin-key)" : "need the admin key",
+                  o.public_metrics ? "; /metrics public (--public-metrics)" : ""));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
@@ -141,6 +173,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   impl->log = o.log ? o.log : server::StderrLog();
   impl->host = o.host;
   const server::Log& log = impl->log;
+  auto tenants = MakeTenantLabeler(o, log);
+  if (!tenants.ok()) return tenants.status();
+  LogAccess(o, log);
 
   std::string path = o.model_path;
   if (path.empty()) {
@@ -174,6 +209,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   impl->loop = std::make_unique<EngineLoop>(std::move(engine).value(), nullptr, log);
   impl->ctx = std::make_unique<ServerContext>(o, impl->loop.get(), std::move(chat).value(), ModelName(o, path), log);
   ServerContext& ctx = *impl->ctx;
+  ctx.tenants = std::move(tenants).value();
   ctx.limits = server::RequestLimits{.context_tokens = info.n_ctx, .max_tokens_limit = o.max_tokens_limit};
   ctx.started_unix = static_cast<int64_t>(std::time(nullptr));
   ctx.id_salt = Entropy();

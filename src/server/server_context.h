@@ -11,12 +11,14 @@
 #include <string>
 
 #include "kvstack/server.h"
+#include "server/access.h"
 #include "server/chat_format.h"
 #include "server/engine_loop.h"
 #include "server/http_guard.h"
 #include "server/log.h"
 #include "server/metrics_recorder.h"
 #include "server/openai_request.h"
+#include "server/tenant_label.h"
 #include "server/trace_recorder.h"
 #include "server/workload_recorder.h"
 
@@ -29,7 +31,9 @@ struct ServerContext {
         chat(std::move(c)),
         model_name(std::move(name)),
         log(std::move(lg)),
-        gate(int64_t{o.max_running} + o.max_queue) {}
+        gate(int64_t{o.max_running} + o.max_queue),
+        access(ClientKeys(o), o.admin_key, o.public_metrics),
+        tenant_series(static_cast<size_t>(o.max_tenant_labels)) {}
 
   const ServerOptions options;
   EngineLoop* const loop;
@@ -50,11 +54,26 @@ struct ServerContext {
   MetricsRecorder recorder;  // every finished request, for GET /metrics
   WorkloadRecorder workload;  // every finished request, for GET /v1/memory
   std::unique_ptr<TraceRecorder> trace;  // --record-trace; null when off
+  const AccessControl access;
+  std::unique_ptr<const TenantLabeler> tenants;  // set by Start: never null while serving
+  TenantSeriesCap tenant_series;                 // /metrics' tenant label values
 
-  // 503 while draining, 401 without the key; nullopt when the request may go on.
+  // A client endpoint: 503 while draining, 401 without a client key; nullopt
+  // when the request may go on.
   std::optional<ApiError> Precheck(const httplib::Request& req) const {
     if (draining.load()) return Draining();
-    return CheckApiKey(req, options.api_key);
+    return access.Check(req, Access::kClient);
+  }
+  // An operator view (every tenant's figures): 401 without the admin key.
+  std::optional<ApiError> PrecheckOperator(const httplib::Request& req, Access kind = Access::kOperator) const {
+    if (draining.load()) return Draining();
+    return access.Check(req, kind);
+  }
+
+  static std::vector<std::string> ClientKeys(const ServerOptions& o) {
+    std::vector<std::string> keys = o.api_keys;
+    if (!o.api_key.empty()) keys.push_back(o.api_key);
+    return keys;
   }
 };
 

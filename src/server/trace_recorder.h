@@ -2,7 +2,9 @@
 // request as a line of kvstack's trace format (kvstack/trace.h): arrival,
 // tenant, session, prompt token ids, retention ranges, output length, and the
 // TTFT and cached tokens the server measured, so `kvstack sim` can replay the
-// real workload and be checked against it.
+// real workload and be checked against it. The tenant is its label, never its
+// cache_salt: labels are as distinct as salts, so the replay still keeps
+// tenants apart.
 //
 // A write failure (disk full) stops recording with one log line; serving goes
 // on. Thread safety: thread-safe (one mutex around the writer).
@@ -25,7 +27,7 @@ struct TracedPrompt {
   RetentionSpec retention;
   Priority priority = kDefaultPriority;
   std::string session;
-  std::string tenant;
+  std::string tenant;  // the tenant's label (tenant_label.h): a trace never holds a salt
 };
 
 class TraceRecorder {

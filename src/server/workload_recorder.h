@@ -54,7 +54,7 @@ class WorkloadRecorder {
   explicit WorkloadRecorder(const WorkloadOptions& options = {});
 
   // One finished request (cancelled ones too: their prompt was served) of
-  // tenant `tenant` (its cache_salt).
+  // tenant `tenant` (its label, tenant_label.h: never the salt).
   void Record(const RequestMetrics& m, const std::string& tenant);
 
   struct Snapshot {

@@ -155,8 +155,44 @@ TEST_F(EngineLoopTest, PinComputesThePromptThenPinsItsFullBlocks) {
   EXPECT_TRUE(loop->Unpin("pin-2").ok());
   Status gone = loop->Unpin("pin-2");
   EXPECT_EQ(gone.code(), StatusCode::kNotFound);
-  EXPECT_EQ(gone.message(), "pin 'pin-2' does not exist (never created, deleted, or expired)");
+  EXPECT_EQ(gone.message(),
+            "pin 'pin-2' does not exist for this cache_salt (never created, deleted, expired, or made under another "
+            "salt)");
   EXPECT_EQ(loop->Call([](Engine& e) { return e.cache().Metrics().pinned_blocks; }).value(), 0);
+}
+
+TEST_F(EngineLoopTest, PinsAreListedAndReleasedOnlyByTheirTenant) {
+  auto loop = MakeLoop();
+  auto labeler = TenantLabeler::Create("a-secret-of-sixteen-bytes", {});
+  ASSERT_TRUE(labeler.ok());
+  const TenantId a = labeler->Identify("salt-a"), b = labeler->Identify("salt-b"), none = labeler->Identify("");
+  std::vector<Token> prompt(20, 9);
+  auto pin = loop->Pin({.tokens = prompt, .cache_salt = "salt-a", .tenant = a});
+  ASSERT_TRUE(pin.ok()) << pin.status().ToString();
+  EXPECT_EQ(pin->tenant, a.label);
+  auto unsalted = loop->Pin({.tokens = prompt});
+  ASSERT_TRUE(unsalted.ok()) << unsalted.status().ToString();
+
+  auto ids = [&](std::optional<std::string> owner) {
+    std::vector<std::string> out;
+    auto pins = loop->ListPins(std::move(owner));
+    EXPECT_TRUE(pins.ok());
+    for (const PinInfo& p : *pins) out.push_back(p.id);
+    return out;
+  };
+  EXPECT_EQ(ids(a.owner), std::vector<std::string>{"pin-1"});
+  EXPECT_TRUE(ids(b.owner).empty());
+  EXPECT_EQ(ids(none.owner), std::vector<std::string>{"pin-2"});
+  EXPECT_EQ(ids(std::nullopt), (std::vector<std::string>{"pin-1", "pin-2"})) << "the operator sees all";
+
+  // Another tenant, or no tenant, gets the answer a missing pin gets.
+  EXPECT_EQ(loop->Unpin("pin-1", b.owner).code(), StatusCode::kNotFound);
+  EXPECT_EQ(loop->Unpin("pin-1", none.owner).code(), StatusCode::kNotFound);
+  EXPECT_EQ(loop->Unpin("pin-2", a.owner).code(), StatusCode::kNotFound);
+  EXPECT_EQ(loop->Call([](Engine& e) { return e.cache().Metrics().live_pins; }).value(), 2);
+  EXPECT_TRUE(loop->Unpin("pin-1", a.owner).ok());
+  EXPECT_TRUE(loop->Unpin("pin-2", none.owner).ok());
+  EXPECT_TRUE(ids(std::nullopt).empty());
 }
 
 TEST_F(EngineLoopTest, PinOfLessThanABlockIsRefused) {

@@ -183,7 +183,7 @@ TEST(CacheStatsJson, CountsTenantsClassesAndPins) {
   m.by_priority_class[static_cast<int>(PriorityClass::kDurable)].query_blocks = 7;
   m.evictions = 9;
   m.evictions_by_priority[35] = 9;
-  const std::vector<PinInfo> pins = {{.id = "pin-1", .tokens = 70, .blocks = 4, .expires_at = 3'500'000},
+  const std::vector<PinInfo> pins = {{.id = "pin-1", .tenant = "5bdcc146bf60", .tokens = 70, .blocks = 4, .expires_at = 3'500'000},
                                      {.id = "pin-2", .tokens = 16, .blocks = 1}};
   const json j = CacheStatsJson(m, pins, 1'000'000);
   EXPECT_EQ(j["in_use_blocks"], 3);
@@ -192,7 +192,8 @@ TEST(CacheStatsJson, CountsTenantsClassesAndPins) {
   EXPECT_EQ(j["by_tenant"]["a"]["hit_tokens"], 25);
   EXPECT_EQ(j["by_priority_class"]["durable"]["query_blocks"], 7);
   EXPECT_EQ(j["evictions_by_priority"], json::parse(R"({"35": 9})"));
-  EXPECT_EQ(j["pins"][0], json::parse(R"({"id": "pin-1", "tokens": 70, "blocks": 4, "expires_in_s": 2.5})"));
+  EXPECT_EQ(j["pins"][0],
+            json::parse(R"({"id": "pin-1", "tenant": "5bdcc146bf60", "tokens": 70, "blocks": 4, "expires_in_s": 2.5})"));
   EXPECT_TRUE(j["pins"][1]["expires_in_s"].is_null());
   EXPECT_TRUE(j["histograms"]["reuse_gap_us"].contains("p99"));
 }

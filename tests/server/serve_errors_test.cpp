@@ -135,7 +135,9 @@ TEST_F(ServeErrorsTest, BadPinsAre400And404) {
   Expect(PostJson(*client_, "/v1/cache/pin", {{"cache_salt", "a"}}), 400,
          BadRequest("give exactly one of prompt, messages or token_ids: the prefix to pin", "prompt"));
   Expect(DeleteJson(*client_, "/v1/cache/pin/pin-999"), 404,
-         Error("pin 'pin-999' does not exist (never created, deleted, or expired)", "invalid_request_error", nullptr,
+         Error("pin 'pin-999' does not exist for this cache_salt (never created, deleted, expired, or made under "
+               "another salt)",
+               "invalid_request_error", nullptr,
                "not_found"));
 }
 

@@ -26,7 +26,10 @@ int CachedTokens(const JsonReply& r) { return r.body["usage"]["prompt_tokens_det
 class ServeKvTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!Stories260KPath().empty()) server_ = new ServeProcess({"--model", Stories260KPath(), "--threads", "1"});
+    if (!Stories260KPath().empty()) {
+      server_ = new ServeProcess(
+          {"--model", Stories260KPath(), "--threads", "1", "--tenant-label-key", kTestTenantLabelKey});
+    }
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -69,8 +72,10 @@ TEST_F(ServeKvTest, PrefixHitsStayWithinATenant) {
   EXPECT_EQ(CachedTokens(Complete(kSystem, "")), 0);
 
   const json stats = Stats();
-  EXPECT_EQ(stats["by_tenant"]["tenant-a"]["hit_tokens"], (n - 1) / kBlock * kBlock);
-  EXPECT_EQ(stats["by_tenant"]["tenant-b"]["hit_tokens"], 0);
+  // Tenants appear under their labels, never their salts.
+  EXPECT_EQ(stats["by_tenant"][TestTenantLabel("tenant-a")]["hit_tokens"], (n - 1) / kBlock * kBlock);
+  EXPECT_EQ(stats["by_tenant"][TestTenantLabel("tenant-b")]["hit_tokens"], 0);
+  EXPECT_FALSE(stats["by_tenant"].contains("tenant-a"));
 }
 
 TEST_F(ServeKvTest, RetentionRangesReachTheCache) {
@@ -96,6 +101,7 @@ TEST_F(ServeKvTest, PinUseAndDelete) {
   EXPECT_EQ(pin.body["tokens"], n);
   EXPECT_EQ(pin.body["blocks"], n / kBlock);
   EXPECT_TRUE(pin.body["expires_at"].is_null());
+  EXPECT_EQ(pin.body["tenant"], TestTenantLabel("pin-use"));
 
   json stats = Stats();
   EXPECT_GE(stats["pinned_blocks"].get<int>(), n / kBlock);
@@ -106,12 +112,19 @@ TEST_F(ServeKvTest, PinUseAndDelete) {
   longer.insert(longer.end(), {300, 301, 302});
   EXPECT_EQ(CachedTokens(Complete(longer, "pin-use")), n / kBlock * kBlock);
 
-  const JsonReply del = DeleteJson(*client_, "/v1/cache/pin/" + id);
+  // Only the salt that made the pin releases it.
+  EXPECT_EQ(DeleteJson(*client_, "/v1/cache/pin/" + id).status, 404);
+  auto del_res = client_->Delete(("/v1/cache/pin/" + id).c_str(), json({{"cache_salt", "pin-use"}}).dump(),
+                                 "application/json");
+  ASSERT_TRUE(del_res);
+  const JsonReply del{.status = del_res->status, .body = json::parse(del_res->body), .raw = del_res->body};
   ASSERT_EQ(del.status, 200) << del.raw;
   EXPECT_EQ(del.body, json({{"id", id}, {"object", "cache.pin"}, {"deleted", true}}));
   const JsonReply again = DeleteJson(*client_, "/v1/cache/pin/" + id);
   EXPECT_EQ(again.status, 404);
-  EXPECT_EQ(again.body["error"]["message"], "pin '" + id + "' does not exist (never created, deleted, or expired)");
+  EXPECT_EQ(again.body["error"]["message"], "pin '" + id +
+                                                "' does not exist for this cache_salt (never created, deleted, expired, "
+                                                "or made under another salt)");
   EXPECT_THAT(Stats()["pins"].dump(), ::testing::Not(::testing::HasSubstr(id)));
 }
 

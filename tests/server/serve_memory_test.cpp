@@ -19,6 +19,8 @@ namespace {
 using nlohmann::json;
 
 constexpr char kSkip[] = "needs ../shared/models/stories260K.gguf";
+constexpr char kClientKey[] = "memory-test-client-key";
+constexpr char kAdminKey[] = "memory-test-admin-key";
 
 const std::string kShared =
     "Once upon a time there was a little cat named Tom. He liked to play in the big green garden behind the house "
@@ -30,9 +32,11 @@ class ServeMemoryTest : public ::testing::Test {
   // unique prompts of three blocks each must evict.
   static void SetUpTestSuite() {
     if (Stories260KPath().empty()) return;
-    server_ = new ServeProcess({"--model", Stories260KPath(), "--threads", "1", "--kv-memory", "160KiB"});
+    server_ = new ServeProcess({"--model", Stories260KPath(), "--threads", "1", "--kv-memory", "160KiB",
+                                "--tenant-label-key", kTestTenantLabelKey, "--api-key", kClientKey, "--admin-key",
+                                kAdminKey});
     if (!server_->ok()) return;
-    auto client = server_->Client();
+    auto client = server_->Client(kClientKey);
     auto complete = [&](const std::string& prompt, const std::string& salt) {
       json body = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
       if (!salt.empty()) body["cache_salt"] = salt;
@@ -56,7 +60,7 @@ class ServeMemoryTest : public ::testing::Test {
     if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     for (const JsonReply& r : replies_) ASSERT_EQ(r.status, 200) << r.raw;
-    client_ = server_->Client();
+    client_ = server_->Client(kAdminKey);  // /v1/memory is an operator view
   }
   static ServeProcess* server_;
   static std::vector<JsonReply> replies_;
@@ -93,16 +97,19 @@ TEST_F(ServeMemoryTest, ReportsTheWorkload) {
   EXPECT_EQ(m["prompt_tokens"]["max"].get<int>(), replies_[0].body["usage"]["prompt_tokens"].get<int>());
 
   EXPECT_GT(m["prefix_cache"]["hit_rate"].get<double>(), 0);
+  // Tenants appear under their labels, never their salts.
+  const std::string label_a = TestTenantLabel("tenant-a"), label_b = TestTenantLabel("tenant-b");
+  EXPECT_EQ(r.raw.find("tenant-a"), std::string::npos);
   std::map<std::string, json> tenants;
   for (const json& t : m["prefix_cache"]["by_tenant"]) tenants[t["tenant"]] = t;
-  ASSERT_TRUE(tenants.count("tenant-a"));
-  ASSERT_TRUE(tenants.count("tenant-b"));
-  EXPECT_EQ(tenants["tenant-a"]["hit_tokens"].get<int>(), Cached(replies_[1]));
-  EXPECT_EQ(tenants["tenant-b"]["hit_tokens"].get<int>(), 0);
+  ASSERT_TRUE(tenants.count(label_a));
+  ASSERT_TRUE(tenants.count(label_b));
+  EXPECT_EQ(tenants[label_a]["hit_tokens"].get<int>(), Cached(replies_[1]));
+  EXPECT_EQ(tenants[label_b]["hit_tokens"].get<int>(), 0);
 
   ASSERT_GE(m["hot_prefixes"].size(), 1u);
   const json& hot = m["hot_prefixes"][0];
-  EXPECT_EQ(hot["tenant"], "tenant-a");
+  EXPECT_EQ(hot["tenant"], label_a);
   EXPECT_EQ(hot["hits"].get<int>(), 1);
   EXPECT_EQ(hot["tokens"].get<int>(), Cached(replies_[1]));
   EXPECT_TRUE(std::regex_match(hot["hash"].get<std::string>(), std::regex("[0-9a-f]{32}")));
@@ -160,13 +167,14 @@ TEST_F(ServeMemoryTest, HeadlessChromiumRendersEveryChartWithData) {
   std::filesystem::create_directories(dir);
   const std::string dom_path = (dir / "dom.html").string();
   // Virtual time lets the page's fetch and first drawing finish before the DOM
-  // is dumped; the profile lives in the temporary folder.
+  // is dumped; the profile lives in the temporary folder. The admin key goes
+  // in the URL fragment, as an operator opens the page.
   const std::string command =
       "HOME=" + dir.string() + " timeout 120 " + chromium +
       " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --disable-background-networking"
       " --disable-extensions --no-first-run --no-default-browser-check --user-data-dir=" +
       (dir / "profile").string() + " --virtual-time-budget=10000 --dump-dom http://127.0.0.1:" +
-      std::to_string(server_->port()) + "/ > " + dom_path + " 2> " + (dir / "chromium.log").string();
+      std::to_string(server_->port()) + "/#key=" + kAdminKey + " > " + dom_path + " 2> " + (dir / "chromium.log").string();
   const int rc = std::system(command.c_str());
   std::ifstream in(dom_path);
   std::stringstream dom;
@@ -188,19 +196,23 @@ TEST_F(ServeMemoryTest, HeadlessChromiumRendersEveryChartWithData) {
     ASSERT_TRUE(std::regex_search(open, points, std::regex("data-points=\"([0-9]+)\""))) << chart;
     EXPECT_GT(std::stoi(points[1]), 0) << chart << " rendered without data";
   }
+  // Tenants by label, never by salt.
+  EXPECT_NE(html.find(TestTenantLabel("tenant-a")), std::string::npos);
+  EXPECT_EQ(html.find("tenant-a"), std::string::npos);
 }
 
-TEST(ServeMemoryAuthTest, MemoryNeedsTheKeyButTheDashboardPageDoesNot) {
+TEST(ServeMemoryAuthTest, MemoryNeedsTheAdminKeyButTheDashboardPageDoesNot) {
   if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
-  ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--api-key", "sekret"});
+  ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--api-key", "sekret", "--admin-key",
+                       "admin-sekret"});
   ASSERT_TRUE(server.ok()) << server.error();
   auto anonymous = server.Client();
   EXPECT_EQ(GetJson(*anonymous, "/v1/memory").status, 401);
   auto page = anonymous->Get("/");
   ASSERT_TRUE(page);
   EXPECT_EQ(page->status, 200);
-  auto keyed = server.Client("sekret");
-  EXPECT_EQ(GetJson(*keyed, "/v1/memory").status, 200);
+  EXPECT_EQ(GetJson(*server.Client("sekret"), "/v1/memory").status, 401) << "a client key sees no other tenant";
+  EXPECT_EQ(GetJson(*server.Client("admin-sekret"), "/v1/memory").status, 200);
 }
 
 }  // namespace

@@ -62,7 +62,10 @@ std::vector<std::pair<std::string, double>> Buckets(const std::string& body, con
 class ServeMetricsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!Stories260KPath().empty()) server_ = new ServeProcess({"--model", Stories260KPath(), "--threads", "1"});
+    if (!Stories260KPath().empty()) {
+      server_ = new ServeProcess(
+          {"--model", Stories260KPath(), "--threads", "1", "--tenant-label-key", kTestTenantLabelKey});
+    }
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -119,10 +122,13 @@ TEST_F(ServeMetricsTest, ExposesPrometheusText) {
   EXPECT_EQ(at("kvstack_prefix_cache_queries_total"), prefix["query_tokens"].get<double>());
   EXPECT_EQ(at("kvstack_prefix_cache_hits_total"), prefix["hit_tokens"].get<double>());
   EXPECT_GT(at("kvstack_prefix_cache_hits_total"), 0);
-  const json& tenant = stats.body["by_tenant"]["metrics-tenant"];
-  EXPECT_EQ(at("kvstack_prefix_cache_queries_by_tenant_total{tenant=\"metrics-tenant\"}"),
+  // The tenant appears under its label, never its salt.
+  const std::string label = TestTenantLabel("metrics-tenant");
+  EXPECT_EQ(res->body.find("metrics-tenant"), std::string::npos);
+  const json& tenant = stats.body["by_tenant"][label];
+  EXPECT_EQ(at("kvstack_prefix_cache_queries_by_tenant_total{tenant=\"" + label + "\"}"),
             tenant["query_tokens"].get<double>());
-  EXPECT_EQ(at("kvstack_prefix_cache_hits_by_tenant_total{tenant=\"metrics-tenant\"}"),
+  EXPECT_EQ(at("kvstack_prefix_cache_hits_by_tenant_total{tenant=\"" + label + "\"}"),
             tenant["hit_tokens"].get<double>());
   for (const char* cls : {"one-off", "default", "durable", "pinned"}) {
     const std::string label = std::string("{priority_class=\"") + cls + "\"}";

@@ -14,6 +14,7 @@
 
 #include "kvstack/gguf.h"
 #include "kvstack/tokenizer.h"
+#include "server/tenant_label.h"
 
 namespace kvstack::testing {
 
@@ -172,6 +173,11 @@ std::vector<int32_t> EncodeStories(const std::string& text) {
   auto tok = Tokenizer::FromGguf(*file);
   if (!tok.ok()) return {};
   return (*tok)->Encode(text);
+}
+
+std::string TestTenantLabel(const std::string& salt) {
+  static const server::TenantLabeler labeler = server::TenantLabeler::Create(kTestTenantLabelKey, {}).value();
+  return labeler.Label(salt);
 }
 
 }  // namespace kvstack::testing

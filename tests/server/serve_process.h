@@ -76,6 +76,11 @@ struct StreamReply {
 StreamReply PostStream(httplib::Client& client, const std::string& path, const nlohmann::json& body,
                        const std::function<void()>& on_first_chunk = {});
 
+// The --tenant-label-key of tests that check tenant labels, and the label a
+// server started with it shows for `salt` ("" for none).
+inline constexpr char kTestTenantLabelKey[] = "kvstack-tests-tenant-label-key";
+std::string TestTenantLabel(const std::string& salt);
+
 // stories260K's token ids for `text` (BOS first, as the server encodes).
 std::vector<int32_t> EncodeStories(const std::string& text);
 

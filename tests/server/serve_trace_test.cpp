@@ -24,7 +24,8 @@ TEST(ServeTraceTest, RecordsEveryFinishedRequest) {
   const std::string prompt = "Once upon a time there was a little cat named Tom. He liked to play in the garden.";
   std::vector<JsonReply> replies;
   {
-    ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--record-trace", file.string()});
+    ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--record-trace", file.string(),
+                         "--tenant-label-key", kTestTenantLabelKey});
     ASSERT_TRUE(server.ok()) << server.error();
     auto c = server.Client();
     for (int i = 0; i < 2; ++i) {
@@ -45,7 +46,7 @@ TEST(ServeTraceTest, RecordsEveryFinishedRequest) {
   EXPECT_EQ(lines[0]["kvstack_trace"], 1);
   for (int i = 0; i < 2; ++i) {
     const json& l = lines[1 + i];
-    EXPECT_EQ(l["tenant"], "acme");
+    EXPECT_EQ(l["tenant"], TestTenantLabel("acme")) << "a trace keeps the tenant's label, never its salt";
     EXPECT_EQ(l["session"], "s1");
     EXPECT_EQ(l["input_length"], replies[i].body["usage"]["prompt_tokens"]);
     EXPECT_EQ(l["tokens"].size(), l["input_length"].get<size_t>());
