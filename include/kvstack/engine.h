@@ -8,6 +8,9 @@
 // model, same cache_salt) are not recomputed. When KV blocks run out a request
 // is preempted and recomputed later; the engine never fails for lack of KV
 // memory. Cancel() ends a request at any point and frees its blocks.
+// A request may ask for n choices (its prompt computed once, then forked in
+// the KV cache), the log-probabilities of its tokens (from the raw logits) and
+// of its prompt's tokens (teacher forced: scoring a text).
 //
 // Callers: `kvstack generate`, `kvstack serve`, benchmarks.
 // Thread safety: none. One thread drives Submit/Cancel/Step; a server hands
