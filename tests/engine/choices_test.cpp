@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <tuple>
 
@@ -312,6 +313,98 @@ TEST(EngineLogprobsTest, PromptLogprobsEqualTeacherForcedPrefixes) {
   }
   EXPECT_GT(compared_chosen, 20) << "most prompt tokens are among the model's top 20";
   EXPECT_EQ(e->cache().Metrics().in_use_blocks, 0);
+}
+
+}  // namespace
+}  // namespace kvstack
+
+namespace kvstack {
+namespace {
+
+// Random requests (n, lengths, scoring, cancels) through a pool small enough
+// to preempt, against a reference model: each choice's greedy tokens are the
+// single answer for its prompt, every request ends exactly once, and no
+// block stays in use.
+TEST(EngineChoicesTest, RandomRequestsAgainstTheSingleAnswers) {
+  REQUIRE_FILE(SharedPath("models/stories260K.gguf"));
+  std::mt19937 rng(14);
+  auto reference = MakeEngine(0, KvDType::kF32);
+  auto e = MakeEngine(10, KvDType::kF32, 24);
+  ASSERT_NE(reference, nullptr);
+  ASSERT_NE(e, nullptr);
+  const std::vector<Token> base = FortyTokens(e->tokenizer());
+  struct Sent {
+    std::vector<Token> prompt;
+    int32_t n;
+    int max_tokens;
+    bool scored;
+  };
+  std::map<RequestId, Sent> sent;
+  std::set<RequestId> cancelled;
+  std::map<RequestId, Outcome> got;
+  std::vector<GenerationEvent> events;
+  for (int round = 0; round < 60; ++round) {
+    if (rng() % 2 == 0) {
+      Sent s{.prompt = std::vector<Token>(base.begin(), base.begin() + 5 + static_cast<ptrdiff_t>(rng() % 35)),
+             .n = static_cast<int32_t>(1 + rng() % 4),
+             .max_tokens = static_cast<int>(rng() % 24),
+             .scored = false};
+      s.scored = s.max_tokens == 0 || rng() % 4 == 0;
+      GenerationRequest r = Request(s.prompt, s.max_tokens, s.n);
+      if (s.scored) r.prompt_logprobs = 2;
+      auto id = e->Submit(r);
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+      sent[*id] = s;
+    }
+    if (!sent.empty() && rng() % 10 == 0) {
+      auto it = std::next(sent.begin(), static_cast<ptrdiff_t>(rng() % sent.size()));
+      if (e->Cancel(it->first).ok()) cancelled.insert(it->first);
+    }
+    events.clear();
+    ASSERT_TRUE(e->Step(&events).ok());
+    for (GenerationEvent& ev : events) {
+      Outcome& o = got[ev.id];
+      Choice& c = o.choices[ev.choice];
+      c.tokens.insert(c.tokens.end(), ev.tokens.begin(), ev.tokens.end());
+      if (ev.finish != FinishReason::kNone) c.finish = ev.finish;
+      if (!ev.prompt_logprobs.empty()) o.prompt_logprobs = ev.prompt_logprobs;
+      o.finished_events += ev.request_finished;
+    }
+    ASSERT_TRUE(e->cache().CheckInvariants().ok()) << e->cache().CheckInvariants().ToString();
+  }
+  for (const auto& [id, o] : RunAll(*e)) {
+    Outcome& g = got[id];
+    for (const auto& [i, c] : o.choices) {
+      Choice& gc = g.choices[i];
+      gc.tokens.insert(gc.tokens.end(), c.tokens.begin(), c.tokens.end());
+      if (c.finish != FinishReason::kNone) gc.finish = c.finish;
+    }
+    if (!o.prompt_logprobs.empty()) g.prompt_logprobs = o.prompt_logprobs;
+    g.finished_events += o.finished_events;
+  }
+  EXPECT_GT(e->preemptions(), 0u) << "the pool is meant to be too small";
+  std::map<size_t, std::vector<Token>> single;  // by prompt length
+  for (const auto& [id, s] : sent) {
+    const Outcome& o = got[id];
+    EXPECT_EQ(o.finished_events, 1) << "request " << id;
+    if (cancelled.count(id)) continue;
+    if (!single.count(s.prompt.size())) {
+      auto rid = reference->Submit(Request(s.prompt, 23));
+      ASSERT_TRUE(rid.ok());
+      single[s.prompt.size()] = RunAll(*reference)[*rid].choices[0].tokens;
+    }
+    const std::vector<Token>& want = single[s.prompt.size()];
+    const size_t choices = s.max_tokens == 0 ? 1 : static_cast<size_t>(s.n);
+    ASSERT_EQ(o.choices.size(), choices) << "request " << id;
+    for (const auto& [i, c] : o.choices) {
+      const size_t len = std::min(want.size(), static_cast<size_t>(s.max_tokens));  // an end-of-text token may end it first
+      EXPECT_EQ(c.tokens, std::vector<Token>(want.begin(), want.begin() + static_cast<ptrdiff_t>(len)))
+          << "request " << id << " choice " << i;
+    }
+    if (s.scored) EXPECT_EQ(o.prompt_logprobs.size(), s.prompt.size() - 1) << "request " << id;
+  }
+  EXPECT_EQ(e->cache().Metrics().in_use_blocks, 0);
+  EXPECT_EQ(e->cache().Metrics().live_sequences, 0);
 }
 
 }  // namespace
