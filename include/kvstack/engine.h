@@ -8,6 +8,9 @@
 // model, same cache_salt) are not recomputed. When KV blocks run out a request
 // is preempted and recomputed later; the engine never fails for lack of KV
 // memory. Cancel() ends a request at any point and frees its blocks.
+// A request may ask for n choices (its prompt computed once, then forked in
+// the KV cache), the log-probabilities of its tokens (from the raw logits) and
+// of its prompt's tokens (teacher forced: scoring a text).
 //
 // Callers: `kvstack generate`, `kvstack serve`, benchmarks.
 // Thread safety: none. One thread drives Submit/Cancel/Step; a server hands
@@ -86,7 +89,30 @@ struct GenerationRequest {
   // A conversation. With tiers, its context at the end of this request is
   // remembered, so PrefetchSession() can bring it up before the next turn.
   std::string session_id;
+
+  // Parallel sampling: n choices (1..kMaxChoices) of one prompt. The prompt
+  // is computed once; at its first sample the sequence is forked
+  // (KvCache::Fork), so every choice shares the prompt's blocks and decodes on
+  // its own sequence (a shared partial tail block is copied on first append).
+  // Choice i samples with ChoiceSeed(sampling.seed, i): choice 0 with the seed
+  // itself, so it is what n = 1 would give.
+  int32_t n = 1;
+  // -1: off. 0..kMaxLogprobs: each generated token's log-probability (from
+  // the raw logits, see ComputeLogprobs) with this many alternatives.
+  int32_t logprobs = -1;
+  // -1: off. 0..kMaxLogprobs: the log-probabilities of the prompt's tokens
+  // 1..end, teacher forced, with this many alternatives. Every prompt position
+  // is computed: prefix-cache hits hold KV but no logits, so such a request
+  // takes no hits (its blocks still enter the cache). With it, max_tokens may
+  // be 0: the prompt is scored and nothing is generated (finish kLength).
+  int32_t prompt_logprobs = -1;
 };
+
+inline constexpr int32_t kMaxChoices = 128;
+
+// The seed choice `choice` of a request samples with (SplitMix64 of the pair
+// for choices above 0): equal seeds give equal choices on every run.
+uint64_t ChoiceSeed(uint64_t seed, int32_t choice);
 
 enum class FinishReason : uint8_t { kNone, kStop, kLength, kCancelled };
 std::string_view FinishReasonName(FinishReason r);  // "stop", "length", "cancelled"
@@ -108,12 +134,22 @@ struct RequestMetrics {
 
 using RequestId = uint64_t;
 
+// One choice's progress in one step. With n = 1 every event is choice 0 and
+// the event with a finish reason is the request's last (request_finished).
+// With n > 1 each choice finishes on its own; request_finished marks the
+// last event of the last choice.
 struct GenerationEvent {
   RequestId id = 0;
   std::vector<Token> tokens;   // produced this step (zero or one)
   std::string text;            // newly printable text (complete UTF-8, stop strings withheld)
-  FinishReason finish = FinishReason::kNone;
-  RequestMetrics metrics;
+  FinishReason finish = FinishReason::kNone;  // this choice's
+  RequestMetrics metrics;      // this choice's (prompt figures shared by all)
+  int32_t choice = 0;
+  std::vector<PositionLogprobs> logprobs;  // parallel to tokens, with GenerationRequest::logprobs
+  // With prompt_logprobs: prompt tokens 1..end, once, in choice 0's event of
+  // the step that finished the prompt.
+  std::vector<PositionLogprobs> prompt_logprobs;
+  bool request_finished = false;
 };
 
 struct EngineInfo {
@@ -137,10 +173,11 @@ class Engine {
   ~Engine();
 
   // InvalidArgument for a bad request (empty prompt, token ids outside the
-  // vocabulary, a prompt longer than the context, bad sampling parameters).
+  // vocabulary, a prompt longer than the context, bad sampling parameters, n
+  // or logprobs out of range, max_tokens 0 without prompt_logprobs).
   Result<RequestId> Submit(GenerationRequest request);
-  // Ends the request now (a final event with kCancelled comes from the next
-  // Step). NotFound if it is unknown or already finished.
+  // Ends the request, every choice of it, now (final events with kCancelled
+  // come from the next Step). NotFound if it is unknown or already finished.
   Status Cancel(RequestId id);
   // Runs one batch. Appends events for every request that produced a token or
   // finished. OK with no events when idle.

@@ -110,6 +110,10 @@ struct AdmissionRequest {
   ExtraKeys keys;                 // model, tenant salt, adapter
   RetentionSpec retention;
   int32_t reserve_tokens = 0;     // extra slots to reserve now (e.g. decode)
+  // No prefix hits: every token is computed (a request that needs the logits
+  // of every prompt position, such as scoring a prompt). Its full blocks still
+  // enter the prefix cache when computed (as duplicates where already cached).
+  bool skip_prefix_hits = false;
 };
 
 // The result of PlanAdmission(): what admitting the request would take. The
@@ -194,7 +198,7 @@ class KvCache {
 
   // Hashes the prompt's full blocks and finds the longest cached prefix. The
   // last prompt token is never a hit (its logits are needed), so at most
-  // (num_tokens - 1) / B blocks hit. Changes nothing. REQUIRES: tokens not
+  // (num_tokens - 1) / B blocks hit; none with skip_prefix_hits. Changes nothing. REQUIRES: tokens not
   // empty (an empty prompt plans zero blocks and Admit() refuses it).
   AdmissionPlan PlanAdmission(const AdmissionRequest& request) const;
 

@@ -80,6 +80,29 @@ struct TokenProb {
   float prob;   // the candidates' probabilities sum to 1
 };
 
+// Log-probabilities as OpenAI defines them: the log-softmax of the model's raw
+// logits over the whole vocabulary, before any penalty, temperature or filter
+// (so they do not depend on the sampling parameters).
+inline constexpr int kMaxLogprobs = 20;  // the most alternatives a position reports
+
+struct TokenLogprob {
+  Token token = 0;
+  float logprob = 0;
+};
+
+// One position of a sequence: the token there (sampled, or given in a
+// prompt), its log-probability, and the `top` most likely tokens, most likely
+// first (ties: lower id first).
+struct PositionLogprobs {
+  Token token = 0;
+  float logprob = 0;
+  std::vector<TokenLogprob> top;
+};
+
+// REQUIRES: logits non-empty, no NaN; 0 <= token < logits.size();
+// 0 <= top <= kMaxLogprobs (more is clamped to the vocabulary).
+PositionLogprobs ComputeLogprobs(std::span<const float> logits, Token token, int top);
+
 class Sampler {
  public:
   // REQUIRES: params.Validate() is OK (a Sampler does not check again).

@@ -9,9 +9,10 @@
 //
 // Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models,
 // GET /health, POST /v1/cache/pin, GET /v1/cache/pin, DELETE
-// /v1/cache/pin/{id}, POST /v1/cache/prefetch; the operator views GET
-// /v1/cache/stats, GET /v1/memory, GET /metrics and the dashboard at GET /
-// (see ServerOptions' access fields). Requests carry kvstack's KV controls besides OpenAI's
+// /v1/cache/pin/{id}, POST /v1/cache/prefetch, POST /tokenize, POST
+// /detokenize; the operator views GET /v1/cache/stats, GET /v1/memory, GET
+// /metrics and the dashboard at GET / (see ServerOptions' access fields).
+// Requests carry kvstack's KV controls besides OpenAI's
 // fields: cache_salt (tenant isolation), retention (priority per prompt token
 // range), priority (preemption) and session_id.
 //
@@ -70,6 +71,7 @@ struct ServerOptions {
   int32_t max_queue = 64;
   size_t max_body_bytes = 4u << 20;  // larger request bodies: 413
   int32_t max_tokens_limit = 4096;   // the most max_tokens a request may ask for
+  int32_t max_n = 8;                 // the most choices (n) a request may ask for
 
   // Tiers below the device pool (host RAM -> local disk -> Redis). Each is off
   // until given a size, a directory or an address. The disk and Redis tiers

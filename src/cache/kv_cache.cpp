@@ -194,7 +194,7 @@ AdmissionPlan KvCache::PlanAdmission(const AdmissionRequest& request) const {
   plan.root = hasher_.Root(request.keys);
   hasher_.ChainBlocks(plan.root, request.tokens, bs, &plan.hashes);
   const BlockPool& pool = *impl_->pool;
-  const int32_t max_hit = (plan.num_tokens - 1) / bs;
+  const int32_t max_hit = request.skip_prefix_hits ? 0 : (plan.num_tokens - 1) / bs;
   int32_t cached_hits = 0;
   constexpr int32_t kPrefetchAhead = 8;
   for (int32_t i = 0; i < std::min<int32_t>(kPrefetchAhead, max_hit); ++i) pool.PrefetchFind(plan.hashes[i]);
@@ -227,7 +227,7 @@ Result<SequenceId> KvCache::Admit(const AdmissionRequest& request, AdmissionPlan
   // Re-check the hits: blocks may have been evicted or committed since. A
   // planned block still holding its key is still the hit (keys are unique in
   // the index); past the first stale one, look the rest up again.
-  const int32_t max_hit = (n - 1) / bs;
+  const int32_t max_hit = request.skip_prefix_hits ? 0 : (n - 1) / bs;
   std::vector<int32_t> hits;
   hits.reserve(plan.hit_ids.size());
   int32_t cached_hits = 0;

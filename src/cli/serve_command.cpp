@@ -218,6 +218,9 @@ CommandRunner AddServeCommand(CLI::App& app) {
   cmd->add_option("--max-tokens-limit", o.max_tokens_limit,
                   "Largest max_tokens a request may ask for; more gets 400.")
       ->capture_default_str();
+  cmd->add_option("--max-n", o.max_n,
+                  "Most choices (n) one completion may ask for; its prompt is computed once and shared.")
+      ->capture_default_str();
   cmd->add_option("--model-cache-dir", o.model_cache_dir,
                   "Where the demo model is generated and kept. Default: $XDG_CACHE_HOME/kvstack, else "
                   "~/.cache/kvstack.")

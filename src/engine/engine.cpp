@@ -26,7 +26,20 @@ std::string_view FinishReasonName(FinishReason r) {
   return "?";
 }
 
-// A request's sampling and text state while it lives.
+uint64_t ChoiceSeed(uint64_t seed, int32_t choice) {
+  if (choice == 0) return seed;
+  // SplitMix64 of the pair: well spread even for seeds 0, 1, 2...
+  uint64_t x = seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(choice));
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// One choice's sampling and text state while it lives. A request with n
+// choices is n of these: choice 0 under the id Submit returned (it holds the
+// prompt until its first sample), the others under ids of their own, made
+// when choice 0 forks.
 struct LiveRequest {
   LiveRequest(const SamplingParams& p, const Tokenizer& tok)
       : params(p), sampler(p), decoder(tok), stop(p.stop_strings) {}
@@ -37,6 +50,19 @@ struct LiveRequest {
   RequestMetrics metrics;
   bool ignore_eos = false;
   std::string session_id;
+  RequestId client_id = 0;   // the id Submit returned (events carry it)
+  int32_t choice = 0;
+  int32_t n = 1;             // choice 0: choices to fork at the first sample
+  bool forked = false;
+  int32_t logprobs = -1;
+  int32_t prompt_logprobs = -1;
+  bool prompt_scored = false;
+  std::vector<PositionLogprobs> prompt_scores;  // index p scores prompt token p + 1
+
+  // Positions below this get logits to score the prompt's next token.
+  int32_t ScoreBelow(int32_t prompt_len) const {
+    return prompt_logprobs >= 0 && !prompt_scored ? prompt_len - 1 : 0;
+  }
 };
 
 // A conversation's context when its last request finished.
@@ -59,7 +85,9 @@ struct Engine::Impl {
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<engine::Forward> forward;
   std::unique_ptr<engine::Scheduler> scheduler;
-  std::map<RequestId, LiveRequest> live;
+  std::map<RequestId, LiveRequest> live;  // by internal id (one per choice)
+  std::map<RequestId, int32_t> open_choices;  // by client id: choices not finished
+  std::vector<float> row_scratch;  // one logits row, for a sampler to modify
   std::vector<RequestId> cancelled;
   RequestId next_id = 1;
   EngineInfo info;
@@ -69,6 +97,13 @@ struct Engine::Impl {
   uint64_t session_clock = 0;
 
   GenerationEvent Finish(RequestId id, FinishReason why, GenerationEvent e);
+  // Samples the next token of choice `id` from a raw logits row and appends
+  // its event (finished when it ends the choice).
+  void SampleChoice(RequestId id, std::span<const float> row, std::vector<PositionLogprobs> prompt_scores,
+                    std::vector<GenerationEvent>* events);
+  // Choice 0's first sample: forks choices 1..n-1 from it. Returns every
+  // choice's id, choice 0 first.
+  std::vector<RequestId> ForkChoices(RequestId id);
 };
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -161,7 +196,22 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
 
 Result<RequestId> Engine::Submit(GenerationRequest r) {
   Impl& m = *impl_;
-  KVSTACK_RETURN_IF_ERROR(r.sampling.Validate());
+  if (r.n < 1 || r.n > kMaxChoices) return InvalidArgument(fmt::format("n {}: must be from 1 to {}", r.n, kMaxChoices));
+  if (r.logprobs < -1 || r.logprobs > kMaxLogprobs) {
+    return InvalidArgument(fmt::format("logprobs {}: must be from -1 (off) to {}", r.logprobs, kMaxLogprobs));
+  }
+  if (r.prompt_logprobs < -1 || r.prompt_logprobs > kMaxLogprobs) {
+    return InvalidArgument(
+        fmt::format("prompt_logprobs {}: must be from -1 (off) to {}", r.prompt_logprobs, kMaxLogprobs));
+  }
+  const bool score_only = r.sampling.max_tokens == 0 && r.prompt_logprobs >= 0;
+  if (score_only) {
+    SamplingParams check = r.sampling;
+    check.max_tokens = 1;
+    KVSTACK_RETURN_IF_ERROR(check.Validate());
+  } else {
+    KVSTACK_RETURN_IF_ERROR(r.sampling.Validate());
+  }
   if (r.prompt.empty()) return InvalidArgument("prompt: no tokens");
   for (size_t i = 0; i < r.prompt.size(); ++i) {
     if (r.prompt[i] < 0 || r.prompt[i] >= m.info.n_vocab) {
@@ -177,6 +227,7 @@ Result<RequestId> Engine::Submit(GenerationRequest r) {
   s.priority = r.priority;
   s.keys = ExtraKeys{.model_id = m.info.model_identity, .cache_salt = std::move(r.cache_salt)};
   s.retention = std::move(r.retention);
+  s.skip_prefix_hits = r.prompt_logprobs >= 0;
   const int32_t prompt_tokens = static_cast<int32_t>(s.tokens.size());
   KVSTACK_RETURN_IF_ERROR(m.scheduler->Add(std::move(s)));
   auto [it, inserted] = m.live.try_emplace(m.next_id - 1, r.sampling, *m.tokenizer);
@@ -184,13 +235,22 @@ Result<RequestId> Engine::Submit(GenerationRequest r) {
   it->second.ignore_eos = r.ignore_eos;
   it->second.session_id = std::move(r.session_id);
   it->second.metrics.queued_at = m.clock->Now();
+  it->second.client_id = it->first;
+  it->second.n = score_only ? 1 : r.n;
+  it->second.logprobs = r.logprobs;
+  it->second.prompt_logprobs = r.prompt_logprobs;
+  if (r.prompt_logprobs >= 0) it->second.prompt_scores.resize(static_cast<size_t>(std::max(prompt_tokens - 1, 0)));
+  m.open_choices[it->first] = 1;
   return it->first;
 }
 
 Status Engine::Cancel(RequestId id) {
   Impl& m = *impl_;
-  if (!m.live.count(id)) return NotFound(fmt::format("request {} is not running", id));
-  if (std::find(m.cancelled.begin(), m.cancelled.end(), id) == m.cancelled.end()) m.cancelled.push_back(id);
+  if (!m.open_choices.count(id)) return NotFound(fmt::format("request {} is not running", id));
+  for (const auto& [internal, r] : m.live) {
+    if (r.client_id != id) continue;
+    if (std::find(m.cancelled.begin(), m.cancelled.end(), internal) == m.cancelled.end()) m.cancelled.push_back(internal);
+  }
   return Status::Ok();
 }
 
@@ -219,16 +279,79 @@ GenerationEvent Engine::Impl::Finish(RequestId id, FinishReason why, GenerationE
   }
   scheduler->Finish(id).IgnoreError();  // known to the scheduler while live
   r.metrics.finished_at = clock->Now();
+  e.id = r.client_id;
+  e.choice = r.choice;
   e.finish = why;
   e.metrics = r.metrics;
+  auto open = open_choices.find(r.client_id);
+  if (open != open_choices.end() && --open->second <= 0) {
+    e.request_finished = true;
+    open_choices.erase(open);
+  }
   live.erase(id);
   return e;
+}
+
+std::vector<RequestId> Engine::Impl::ForkChoices(RequestId id) {
+  std::vector<RequestId> ids = {id};
+  LiveRequest& parent = live.at(id);
+  if (parent.forked || parent.n <= 1) return ids;
+  parent.forked = true;
+  for (int32_t i = 1; i < parent.n; ++i) {
+    const RequestId child = next_id++;
+    scheduler->Fork(id, child);
+    SamplingParams p = parent.params;
+    p.seed = ChoiceSeed(parent.params.seed, i);
+    LiveRequest& c = live.try_emplace(child, p, *tokenizer).first->second;
+    c.metrics = parent.metrics;
+    c.ignore_eos = parent.ignore_eos;
+    c.client_id = parent.client_id;
+    c.choice = i;
+    c.forked = true;
+    c.logprobs = parent.logprobs;
+    ids.push_back(child);
+  }
+  open_choices[parent.client_id] += parent.n - 1;
+  return ids;
+}
+
+void Engine::Impl::SampleChoice(RequestId id, std::span<const float> row, std::vector<PositionLogprobs> prompt_scores,
+                                std::vector<GenerationEvent>* events) {
+  const engine::ScheduledRequest& s = *scheduler->Find(id);
+  LiveRequest& r = live.at(id);
+  const int32_t window = std::max(r.params.repetition_window, 0);
+  const size_t from = s.tokens.size() > static_cast<size_t>(window) ? s.tokens.size() - window : 0;
+  std::span<const Token> recent(s.tokens.data() + from, s.tokens.size() - from);
+  row_scratch.assign(row.begin(), row.end());  // the sampler penalises in place; the row serves every choice
+  const Token t = r.sampler.Sample(std::span<float>(row_scratch), recent);
+  const Micros now = clock->Now();
+  if (r.metrics.first_token_at == 0) r.metrics.first_token_at = now;
+  ++r.metrics.generated_tokens;
+  scheduler->AppendToken(id, t);
+
+  GenerationEvent e{.id = r.client_id, .tokens = {t}};
+  e.choice = r.choice;
+  if (r.logprobs >= 0) e.logprobs.push_back(ComputeLogprobs(row, t, r.logprobs));
+  e.prompt_logprobs = std::move(prompt_scores);
+  FinishReason finish = FinishReason::kNone;
+  if (r.params.IsStopToken(t) || (!r.ignore_eos && tokenizer->IsEog(t))) {
+    finish = FinishReason::kStop;
+  } else {
+    StopMatcher::Output out = r.stop.Feed(r.decoder.Push(t));
+    e.text = std::move(out.text);
+    if (out.stop_index) finish = FinishReason::kStop;
+  }
+  if (finish == FinishReason::kNone &&
+      (r.metrics.generated_tokens >= r.params.max_tokens || static_cast<int32_t>(s.tokens.size()) >= info.n_ctx)) {
+    finish = FinishReason::kLength;
+  }
+  events->push_back(finish == FinishReason::kNone ? std::move(e) : Finish(id, finish, std::move(e)));
 }
 
 Status Engine::Step(std::vector<GenerationEvent>* events) {
   Impl& m = *impl_;
   for (RequestId id : m.cancelled) {
-    if (m.live.count(id)) events->push_back(m.Finish(id, FinishReason::kCancelled, GenerationEvent{.id = id}));
+    if (m.live.count(id)) events->push_back(m.Finish(id, FinishReason::kCancelled, GenerationEvent{}));
   }
   m.cancelled.clear();
 
@@ -243,8 +366,10 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
     const engine::ScheduledRequest& r = *m.scheduler->Find(c.id);
     batch.tables.push_back(m.scheduler->BlockTable(c.id));
     const int32_t table = static_cast<int32_t>(batch.tables.size() - 1);
+    const int32_t score_below = m.live.at(c.id).ScoreBelow(r.prompt_len);
     for (int32_t p = c.begin; p < c.begin + c.count; ++p) {
-      batch.tokens.push_back({r.tokens[p], p, table, c.want_logits && p == c.begin + c.count - 1});
+      const bool last = c.want_logits && p == c.begin + c.count - 1;
+      batch.tokens.push_back({r.tokens[p], p, table, last || p < score_below});
     }
   }
   const Micros run_start = m.clock->Now();
@@ -261,35 +386,32 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
 
   const size_t V = static_cast<size_t>(m.info.n_vocab);
   size_t row = 0;
+  auto next_row = [&] { return std::span<const float>(&m.logits[row++ * V], V); };
   for (const engine::ScheduledChunk& c : plan) {
-    m.scheduler->Computed(c);
-    if (!c.want_logits) continue;
-    const engine::ScheduledRequest& s = *m.scheduler->Find(c.id);
     LiveRequest& r = m.live.at(c.id);
-    const int32_t window = std::max(r.params.repetition_window, 0);
-    const size_t from = s.tokens.size() > static_cast<size_t>(window) ? s.tokens.size() - window : 0;
-    std::span<const Token> recent(s.tokens.data() + from, s.tokens.size() - from);
-    const Token t = r.sampler.Sample(std::span<float>(&m.logits[row * V], V), recent);
-    ++row;
-    const Micros now = m.clock->Now();
-    if (r.metrics.first_token_at == 0) r.metrics.first_token_at = now;
-    ++r.metrics.generated_tokens;
-    m.scheduler->AppendToken(c.id, t);
-
-    GenerationEvent e{.id = c.id, .tokens = {t}};
-    FinishReason finish = FinishReason::kNone;
-    if (r.params.IsStopToken(t) || (!r.ignore_eos && m.tokenizer->IsEog(t))) {
-      finish = FinishReason::kStop;
-    } else {
-      StopMatcher::Output out = r.stop.Feed(r.decoder.Push(t));
-      e.text = std::move(out.text);
-      if (out.stop_index) finish = FinishReason::kStop;
+    const int32_t prompt_len = m.scheduler->Find(c.id)->prompt_len;
+    const int32_t score_below = r.ScoreBelow(prompt_len);
+    m.scheduler->Computed(c);
+    const std::span<const Token> tokens = m.scheduler->Find(c.id)->tokens;
+    for (int32_t p = c.begin; p < std::min(c.begin + c.count, score_below); ++p) {
+      r.prompt_scores[static_cast<size_t>(p)] = ComputeLogprobs(next_row(), tokens[p + 1], r.prompt_logprobs);
     }
-    if (finish == FinishReason::kNone &&
-        (r.metrics.generated_tokens >= r.params.max_tokens || static_cast<int32_t>(s.tokens.size()) >= m.info.n_ctx)) {
-      finish = FinishReason::kLength;
+    if (!c.want_logits) continue;
+    const std::span<const float> last = next_row();
+    std::vector<PositionLogprobs> prompt_scores;
+    if (r.prompt_logprobs >= 0 && !r.prompt_scored) {
+      // This chunk finished the prompt: every position is scored.
+      r.prompt_scored = true;
+      prompt_scores = std::move(r.prompt_scores);
     }
-    events->push_back(finish == FinishReason::kNone ? std::move(e) : m.Finish(c.id, finish, std::move(e)));
+    if (r.params.max_tokens == 0) {  // scoring only (Submit allows it with prompt_logprobs)
+      events->push_back(m.Finish(c.id, FinishReason::kLength, GenerationEvent{.prompt_logprobs = std::move(prompt_scores)}));
+      continue;
+    }
+    const std::vector<RequestId> choices = m.ForkChoices(c.id);
+    for (size_t i = 0; i < choices.size(); ++i) {
+      m.SampleChoice(choices[i], last, i == 0 ? std::move(prompt_scores) : std::vector<PositionLogprobs>{}, events);
+    }
   }
   return Status::Ok();
 }

@@ -24,7 +24,7 @@ Status Scheduler::Add(ScheduledRequest r) {
   const RequestId id = r.id;
   auto& queued = requests_.emplace(id, std::move(r)).first->second;
   waiting_.push_back(id);
-  if (onboarder_) {
+  if (onboarder_ && !queued.skip_prefix_hits) {
     // Planning is side-effect-free; its keys tell the tiers what will be needed.
     const AdmissionPlan plan = cache_->PlanAdmission(MakeAdmission(queued));
     const size_t from = static_cast<size_t>(plan.hit_blocks);
@@ -38,6 +38,7 @@ AdmissionRequest Scheduler::MakeAdmission(const ScheduledRequest& r) const {
   a.tokens = r.tokens;
   a.keys = r.keys;
   a.retention = r.retention;
+  a.skip_prefix_hits = r.skip_prefix_hits;
   // A recomputed request's generated tokens keep the generated-token priority.
   const int32_t n = static_cast<int32_t>(r.tokens.size());
   if (n > r.prompt_len && r.retention.decode_priority) {
@@ -60,7 +61,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
     if (r.cached_tokens > 0) r.hit_prefix = last_hit;
   }
-  if (onboarder_) {
+  if (onboarder_ && !r.skip_prefix_hits) {
     // Never the block holding the last token: its logits must be computed.
     const int32_t B = cache_->block_size();
     const int32_t first = r.computed / B;
@@ -200,6 +201,21 @@ void Scheduler::Computed(const ScheduledChunk& c) {
 }
 
 void Scheduler::AppendToken(RequestId id, Token token) { requests_.at(id).tokens.push_back(token); }
+
+void Scheduler::Fork(RequestId parent, RequestId child) {
+  const ScheduledRequest& p = requests_.at(parent);
+  KVSTACK_CHECK(p.state == RequestState::kRunning && p.seq, "fork: request %lu is not running",
+                static_cast<unsigned long>(parent));
+  KVSTACK_CHECK(!requests_.count(child), "fork: request %lu exists", static_cast<unsigned long>(child));
+  auto seq = cache_->Fork(*p.seq);
+  KVSTACK_CHECK(seq.ok(), "fork of request %lu: %s", static_cast<unsigned long>(parent),
+                seq.status().ToString().c_str());
+  ScheduledRequest c = p;
+  c.id = child;
+  c.seq = *seq;
+  requests_.emplace(child, std::move(c));
+  running_.push_back(child);
+}
 
 Status Scheduler::Finish(RequestId id) {
   auto it = requests_.find(id);

@@ -54,6 +54,7 @@ struct ScheduledRequest {
   BlockHash hit_prefix;        // key of the last hit block at first admission
   int32_t onboarded_tokens = 0;  // prompt tokens brought up from a tier (all admissions)
   int32_t preemptions = 0;
+  bool skip_prefix_hits = false;  // computes every prompt position (prompt logprobs)
 };
 
 // One request's share of a step: tokens [begin, begin + count) of its tokens.
@@ -96,6 +97,13 @@ class Scheduler {
 
   // Adds a sampled token to a running request.
   void AppendToken(RequestId id, Token token);
+
+  // Parallel sampling: a new running request `child` sharing every block and
+  // token of running request `parent` (KvCache::Fork: no KV is copied now; a
+  // shared partial tail is copied when either appends). It runs beside the
+  // parent even past max_running: the choices of one request stay together.
+  // REQUIRES: parent is running and child is a new id.
+  void Fork(RequestId parent, RequestId child);
 
   // Ends a request at any point (finished, cancelled, failed): its blocks are
   // released. NotFound for an unknown or already finished id.

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "kvstack/tokenizer.h"
 #include "server/openai_response.h"
 #include "server/server_context.h"
 #include "server/sse.h"
@@ -45,6 +46,13 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
   if (!body.ok()) return body.error();
   auto tokens = TokenizePrompt(body->prompt, ctx.loop->tokenizer(), *ctx.chat);
   if (!tokens.ok()) return tokens.error();
+  std::vector<Token> echoed;
+  std::string echo_text;
+  if (body->echo) {
+    echoed = *tokens;
+    echo_text = body->prompt.text ? *body->prompt.text
+                                  : ctx.loop->tokenizer().Decode(*tokens, {.skip_special = true, .strip_prefix_space = true});
+  }
   const uint64_t n = ctx.next_request.fetch_add(1);
   auto gen = BuildGeneration(*body, std::move(tokens).value(), ctx.limits, ctx.chat->StopStrings(),
                              Mix(ctx.id_salt ^ n));
@@ -56,7 +64,14 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
                                           static_cast<uint32_t>(ctx.id_salt), n),
                         .model = ctx.model_name,
                         .created = static_cast<int64_t>(std::time(nullptr)),
-                        .session_id = body->kv.session_id};
+                        .session_id = body->kv.session_id,
+                        .n = body->n,
+                        .logprobs = body->logprobs,
+                        .echo = body->echo,
+                        .score_only = p.gen.sampling.max_tokens == 0,
+                        .echo_text = std::move(echo_text),
+                        .prompt_tokens = std::move(echoed),
+                        .tokenizer = &ctx.loop->tokenizer()};
   p.stream = body->stream;
   p.include_usage = body->include_usage;
   const TenantId tenant = ctx.tenants->Identify(body->kv.cache_salt);
@@ -75,13 +90,12 @@ ApiResult<Prepared> Prepare(ServerContext& ctx, const httplib::Request& req, End
 // The one place every finished request passes through (whole or streamed):
 // it logs the request and feeds the /metrics histograms.
 void RecordFinished(ServerContext& ctx, const ResponseMeta& meta, const std::string& tenant,
-                    const TracedPrompt* traced, const GenerationEvent& last) {
-  const RequestMetrics& m = last.metrics;
+                    const TracedPrompt* traced, FinishReason finish, const RequestMetrics& m) {
   ctx.recorder.Record(m);
   ctx.workload.Record(m, tenant);
   if (ctx.trace && traced) ctx.trace->Record(*traced, m);
   ctx.log(fmt::format("{}: {}, prompt {} tokens ({} from the prefix cache), {} generated{}{}", meta.id,
-                      FinishReasonName(last.finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
+                      FinishReasonName(finish), m.prompt_tokens, m.cached_tokens, m.generated_tokens,
                       tenant.empty() ? "" : fmt::format(", tenant {}", tenant),
                       meta.session_id.empty() ? "" : fmt::format(", session_id '{}'", meta.session_id)));
 }
@@ -102,9 +116,27 @@ struct WholeState {
   ResponseMeta meta;
   std::string tenant;
   std::shared_ptr<const TracedPrompt> traced;
-  std::string text;
+  std::vector<ChoiceOutput> choices;
+  std::vector<PositionLogprobs> prompt_scores;
+  RequestMetrics usage;
+  bool cancelled = false;
   std::vector<GenerationEvent> events;
   bool finished = false;
+
+  // Folds one event into its choice; true on the request's last.
+  bool Add(GenerationEvent& e) {
+    if (static_cast<size_t>(e.choice) >= choices.size()) choices.resize(static_cast<size_t>(e.choice) + 1);
+    ChoiceOutput& c = choices[static_cast<size_t>(e.choice)];
+    c.text += e.text;
+    for (PositionLogprobs& p : e.logprobs) c.logprobs.push_back(std::move(p));
+    if (!e.prompt_logprobs.empty()) prompt_scores = std::move(e.prompt_logprobs);
+    if (e.finish != FinishReason::kNone) {
+      c.finish = e.finish;
+      cancelled = cancelled || e.finish == FinishReason::kCancelled;
+      AddChoiceUsage(&usage, e.metrics);
+    }
+    return e.request_finished;
+  }
 };
 
 void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<RequestChannel> channel,
@@ -116,19 +148,17 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Re
       [st](size_t /*offset*/, httplib::DataSink& sink) {
         st->events.clear();
         const bool more = st->channel->Take(&st->events, kPollInterval);
-        GenerationEvent* last = nullptr;
-        for (GenerationEvent& e : st->events) {
-          st->text += e.text;
-          if (e.finish != FinishReason::kNone) last = &e;
-        }
-        if (last == nullptr) {
+        bool last = false;
+        for (GenerationEvent& e : st->events) last = st->Add(e) || last;
+        if (!last) {
           if (more) return sink.is_writable();  // false: the client is gone, and the releaser cancels
           return false;
         }
         st->finished = true;
-        RecordFinished(st->ctx, st->meta, st->tenant, st->traced.get(), *last);
+        const FinishReason finish = st->cancelled ? FinishReason::kCancelled : st->choices[0].finish;
+        RecordFinished(st->ctx, st->meta, st->tenant, st->traced.get(), finish, st->usage);
         std::string body;
-        if (last->finish == FinishReason::kCancelled) {
+        if (st->cancelled) {
           body = JsonText(ApiError{.http_status = 503,
                                    .message = "the request was cancelled: the server is shutting down",
                                    .type = "server_error",
@@ -136,7 +166,8 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Re
                               .ToJson());
         } else {
           ++st->ctx.completed;
-          body = JsonText(CompletionResponse(st->meta, st->text, last->finish, last->metrics));
+          if (st->meta.score_only) st->choices.resize(static_cast<size_t>(st->meta.n), st->choices[0]);
+          body = JsonText(CompletionResponse(st->meta, st->choices, st->prompt_scores, st->usage));
         }
         if (!sink.write(body.data(), body.size())) return false;
         sink.done();
@@ -170,6 +201,7 @@ struct StreamState {
   std::string tenant;
   std::shared_ptr<const TracedPrompt> traced;
   std::vector<GenerationEvent> events;
+  RequestMetrics usage;
 };
 
 void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<RequestChannel> channel,
@@ -184,7 +216,10 @@ void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Req
         std::string frames;
         for (const GenerationEvent& e : st->events) {
           frames += st->sse.Frames(e);
-          if (e.finish != FinishReason::kNone) RecordFinished(st->ctx, st->sse.meta(), st->tenant, st->traced.get(), e);
+          if (e.finish != FinishReason::kNone) AddChoiceUsage(&st->usage, e.metrics);
+          if (e.request_finished) {
+            RecordFinished(st->ctx, st->sse.meta(), st->tenant, st->traced.get(), e.finish, st->usage);
+          }
         }
         // A failed write means the client is gone: returning false ends the
         // response, and the releaser cancels the request.

@@ -123,7 +123,7 @@ void EngineLoop::RouteEvents(std::vector<GenerationEvent>& events) {
   for (GenerationEvent& e : events) {
     auto it = routes_.find(e.id);
     if (it == routes_.end()) continue;  // cannot happen: every submit has a route
-    const bool final = e.finish != FinishReason::kNone;
+    const bool final = e.request_finished;
     // Move the route out first: a pin's route may add routes.
     Route route = final ? std::move(it->second) : it->second;
     if (final) routes_.erase(it);

@@ -38,18 +38,6 @@ OptError ParseStop(const FieldReader& r, std::vector<std::string>* out) {
 // they ask for something other than the default, so a client never gets a
 // silently different answer.
 OptError RefuseUnsupported(const FieldReader& r) {
-  for (const char* key : {"n", "best_of"}) {
-    int64_t n = 1;
-    if (OptError e = r.Integer(key, &n)) return e;
-    if (n != 1) return BadRequest(fmt::format("{} must be 1: this server returns one choice per request", key), key);
-  }
-  if (r.Has("logprobs")) {
-    const nlohmann::json& v = r.Get("logprobs");
-    if (!(v.is_boolean() && !v.get<bool>())) return BadRequest("logprobs is not supported by this server", "logprobs");
-  }
-  bool echo = false;
-  if (OptError e = r.Bool("echo", &echo)) return e;
-  if (echo) return BadRequest("echo is not supported by this server", "echo");
   std::string suffix;
   if (OptError e = r.String("suffix", &suffix)) return e;
   if (!suffix.empty()) return BadRequest("suffix is not supported by this server", "suffix");
@@ -83,6 +71,69 @@ OptError ParseSampling(const FieldReader& r, CompletionBody* b) {
   if (OptError e = ParseStop(r, &s.stop_strings)) return e;
   Status valid = s.Validate();
   if (!valid.ok()) return FromStatus(valid);
+  return std::nullopt;
+}
+
+// n, best_of, logprobs, top_logprobs and echo: what the client sees of the
+// sampling beyond the text.
+OptError ParseChoices(const FieldReader& r, const RequestLimits& limits, CompletionBody* b) {
+  const bool chat = b->endpoint == Endpoint::kChat;
+  int64_t n = 1;
+  if (OptError e = r.Integer("n", &n)) return e;
+  if (n < 1 || n > limits.max_n) {
+    return BadRequest(fmt::format("n {}: must be from 1 to {} (this server's --max-n)", n, limits.max_n), "n");
+  }
+  b->n = static_cast<int32_t>(n);
+  if (r.Has("best_of")) {
+    int64_t best_of = n;
+    if (OptError e = r.Integer("best_of", &best_of)) return e;
+    if (best_of != n) {
+      return BadRequest(fmt::format("best_of {}: must equal n ({}): this server returns every choice it samples",
+                                    best_of, n),
+                        "best_of");
+    }
+  }
+  constexpr int64_t kMax = kMaxLogprobs;
+  if (chat) {
+    bool want = false;
+    if (r.Has("logprobs") && !r.Get("logprobs").is_boolean()) {
+      return BadRequest("logprobs must be true or false on /v1/chat/completions (top_logprobs says how many "
+                        "alternatives)",
+                        "logprobs");
+    }
+    if (OptError e = r.Bool("logprobs", &want)) return e;
+    int64_t top = 0;
+    if (OptError e = r.IntegerIn("top_logprobs", 0, kMax, &top)) return e;
+    if (r.Has("top_logprobs") && !want) return BadRequest("top_logprobs needs logprobs: true", "top_logprobs");
+    b->logprobs = want ? static_cast<int32_t>(top) : -1;
+    if (r.Has("echo")) {
+      bool echo = false;
+      if (OptError e = r.Bool("echo", &echo)) return e;
+      if (echo) return BadRequest("echo is only for /v1/completions", "echo");
+    }
+    return std::nullopt;
+  }
+  if (r.Has("logprobs")) {
+    const nlohmann::json& v = r.Get("logprobs");
+    if (v.is_boolean() && !v.get<bool>()) {
+      b->logprobs = -1;  // some clients send false for "off"
+    } else {
+      if (v.is_boolean()) {
+        return BadRequest(fmt::format("logprobs must be an integer from 0 to {} on /v1/completions: how many "
+                                      "alternatives to return per token",
+                                      kMax),
+                          "logprobs");
+      }
+      int64_t k = 0;
+      if (OptError e = r.IntegerIn("logprobs", 0, kMax, &k)) return e;
+      b->logprobs = static_cast<int32_t>(k);
+    }
+  }
+  if (r.Has("top_logprobs")) {
+    return BadRequest("top_logprobs is for /v1/chat/completions; on /v1/completions logprobs is the count",
+                      "top_logprobs");
+  }
+  if (OptError e = r.Bool("echo", &b->echo)) return e;
   return std::nullopt;
 }
 
@@ -120,12 +171,15 @@ ApiResult<CompletionBody> ParseCompletionBody(const nlohmann::json& body, Endpoi
   b.prompt = std::move(prompt).value();
   if (OptError e = r.String("model", &b.model)) return *e;
   if (OptError e = RefuseUnsupported(r)) return *e;
+  if (OptError e = ParseChoices(r, limits, &b)) return *e;
 
   const char* mt = MaxTokensField(b, r);
   if (r.Has(mt)) {
     int64_t n = 0;
     if (OptError e = r.Integer(mt, &n)) return *e;
-    if (n < 1) return BadRequest(fmt::format("{} {}: must be at least 1", mt, n), mt);
+    if (n < 1 && !(n == 0 && b.echo)) {
+      return BadRequest(fmt::format("{} {}: must be at least 1 (0 only with echo: it scores the prompt)", mt, n), mt);
+    }
     if (n > limits.max_tokens_limit) {
       return BadRequest(fmt::format("{} {} exceeds this server's limit of {} (--max-tokens-limit)", mt, n,
                                     limits.max_tokens_limit),
@@ -176,6 +230,11 @@ ApiResult<GenerationRequest> BuildGeneration(const CompletionBody& body, std::ve
   g.cache_salt = body.kv.cache_salt;
   g.priority = body.kv.priority;
   g.ignore_eos = body.ignore_eos;
+  g.n = body.n;
+  g.logprobs = body.logprobs;
+  // Echo shows the prompt's logprobs when logprobs are asked; scoring
+  // (max_tokens 0) always computes them: it is what it is for.
+  if (body.echo && (body.logprobs >= 0 || g.sampling.max_tokens == 0)) g.prompt_logprobs = std::max(body.logprobs, 0);
   g.prompt = std::move(prompt);
   return g;
 }

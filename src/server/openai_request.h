@@ -12,10 +12,12 @@
 // array holding one string), /v1/chat/completions (messages with string
 // content or text parts). Fields: max_tokens (max_completion_tokens for chat),
 // temperature, top_p, top_k, min_p, repetition_penalty, seed, stop, stream,
-// stream_options.include_usage, ignore_eos, n (must be 1). Accepted and
-// ignored: model, user, presence_penalty, frequency_penalty, logit_bias and any
-// field this server does not know. Refused: n or best_of other than 1,
-// logprobs, echo, suffix, tools.
+// stream_options.include_usage, ignore_eos, n (1..--max-n), best_of (equal to
+// n), logprobs (completions: 0..20 alternatives; chat: true/false with
+// top_logprobs 0..20), echo (completions; with max_tokens 0 it scores the
+// prompt). Accepted and ignored: model, user, presence_penalty,
+// frequency_penalty, logit_bias and any field this server does not know.
+// Refused: best_of other than n, echo on chat, suffix, tools.
 // Thread safety: pure functions.
 #pragma once
 
@@ -59,12 +61,16 @@ struct CompletionBody {
   bool include_usage = false;  // stream_options.include_usage
   bool ignore_eos = false;
   KvControls kv;
+  int32_t n = 1;          // choices
+  int32_t logprobs = -1;  // alternatives per token (-1: no logprobs)
+  bool echo = false;      // completions: the prompt comes back before each choice
 };
 
 struct RequestLimits {
   int32_t context_tokens = 0;    // the engine's context (prompt + generated)
   int32_t max_tokens_limit = 4096;
   int32_t default_max_tokens = 16;  // /v1/completions without max_tokens (OpenAI's default)
+  int32_t max_n = 8;                // the most choices a request may ask for (--max-n)
 };
 
 // "invalid JSON: ..." or "request body must be a JSON object" otherwise.

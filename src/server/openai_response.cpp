@@ -1,5 +1,7 @@
 #include "server/openai_response.h"
 
+#include "server/logprobs_json.h"
+
 namespace kvstack::server {
 namespace {
 
@@ -34,36 +36,65 @@ nlohmann::json UsageJson(const RequestMetrics& m) {
           {"prompt_tokens_details", {{"cached_tokens", m.cached_tokens}}}};
 }
 
+void AddChoiceUsage(RequestMetrics* total, const RequestMetrics& choice) {
+  const int32_t generated = total->generated_tokens + choice.generated_tokens;
+  *total = choice;  // prompt figures are the same for every choice
+  total->generated_tokens = generated;
+}
+
 nlohmann::json CompletionResponse(const ResponseMeta& meta, const std::string& text, FinishReason finish,
                                   const RequestMetrics& metrics) {
+  return CompletionResponse(meta, {ChoiceOutput{.text = text, .logprobs = {}, .finish = finish}}, {}, metrics);
+}
+
+nlohmann::json CompletionResponse(const ResponseMeta& meta, const std::vector<ChoiceOutput>& choices,
+                                  std::span<const PositionLogprobs> prompt_scores, const RequestMetrics& usage) {
   const bool chat = meta.endpoint == Endpoint::kChat;
   nlohmann::json j = Envelope(meta, chat ? "chat.completion" : "text_completion");
-  nlohmann::json choice = {{"index", 0}};
-  if (chat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  } else {
-    choice["text"] = text;
-    choice["logprobs"] = nullptr;
+  nlohmann::json list = nlohmann::json::array();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ChoiceOutput& c = choices[i];
+    nlohmann::json choice = {{"index", i}};
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      choice["logprobs"] = meta.logprobs >= 0 ? ChatLogprobsJson(*meta.tokenizer, c.logprobs) : nlohmann::json(nullptr);
+    } else {
+      choice["text"] = meta.echo ? meta.echo_text + c.text : c.text;
+      if (meta.logprobs >= 0) {
+        int64_t offset = 0;
+        const std::span<const Token> echoed = meta.echo ? std::span<const Token>(meta.prompt_tokens) : std::span<const Token>();
+        choice["logprobs"] = CompletionLogprobsJson(*meta.tokenizer, echoed, prompt_scores, c.logprobs, &offset);
+      } else {
+        choice["logprobs"] = nullptr;
+      }
+    }
+    choice["finish_reason"] = FinishJson(c.finish);
+    list.push_back(std::move(choice));
   }
-  choice["finish_reason"] = FinishJson(finish);
-  j["choices"] = nlohmann::json::array({std::move(choice)});
-  j["usage"] = UsageJson(metrics);
+  j["choices"] = std::move(list);
+  j["usage"] = UsageJson(usage);
   return j;
 }
 
 nlohmann::json StreamChunk(const ResponseMeta& meta, const std::string& text, bool first,
                            std::optional<FinishReason> finish) {
+  return StreamChunk(meta, 0, text, first, finish, nullptr);
+}
+
+nlohmann::json StreamChunk(const ResponseMeta& meta, int32_t index, const std::string& text, bool first,
+                           std::optional<FinishReason> finish, nlohmann::json logprobs) {
   const bool chat = meta.endpoint == Endpoint::kChat;
   nlohmann::json j = Envelope(meta, chat ? "chat.completion.chunk" : "text_completion");
-  nlohmann::json choice = {{"index", 0}};
+  nlohmann::json choice = {{"index", index}};
   if (chat) {
     nlohmann::json delta = nlohmann::json::object();
     if (first) delta["role"] = "assistant";
     if (!text.empty() || first) delta["content"] = text;
     choice["delta"] = std::move(delta);
+    if (!logprobs.is_null()) choice["logprobs"] = std::move(logprobs);
   } else {
     choice["text"] = text;
-    choice["logprobs"] = nullptr;
+    choice["logprobs"] = std::move(logprobs);
   }
   choice["finish_reason"] = FinishJson(finish);
   j["choices"] = nlohmann::json::array({std::move(choice)});

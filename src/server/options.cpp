@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "kvstack/engine.h"
 #include "server/tenant_label.h"
 
 namespace kvstack::server {
@@ -50,6 +51,9 @@ Status ValidateOptions(const ServerOptions& o) {
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-queue", o.max_queue, 0));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-body-bytes", static_cast<int64_t>(std::min<size_t>(o.max_body_bytes, INT64_MAX)), 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-tokens-limit", o.max_tokens_limit, 1));
+  if (o.max_n < 1 || o.max_n > kMaxChoices) {
+    return InvalidArgument(fmt::format("--max-n {}: must be from 1 to {}", o.max_n, kMaxChoices));
+  }
   KVSTACK_RETURN_IF_ERROR(AtLeast("--host-tier", o.tiers.host_bytes, 0));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--disk-tier-size", o.tiers.disk_bytes, 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--redis-ttl", o.tiers.redis_ttl_s, 1));

@@ -39,7 +39,7 @@ bool RequestChannel::Take(std::vector<GenerationEvent>* out, std::chrono::millis
   if (final_taken_ || rejected_) return false;
   if (events_.empty()) cv_.wait_for(lock, timeout, [&] { return !events_.empty(); });
   while (!events_.empty()) {
-    if (events_.front().finish != FinishReason::kNone) final_taken_ = true;
+    if (events_.front().request_finished) final_taken_ = true;
     out->push_back(std::move(events_.front()));
     events_.pop_front();
   }

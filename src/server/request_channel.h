@@ -7,7 +7,7 @@
 // States, in order (each set once, by the engine thread):
 //   pending    queued; the engine thread has not submitted it yet
 //   accepted   Engine::Submit took it (id() is its RequestId); events follow,
-//              and the last one has finish != kNone
+//              and the last one has request_finished set
 //   rejected   Engine::Submit (or a stopped loop) refused it: status() says
 //              why, and no event will ever come
 // Thread safety: every method may be called from any thread.

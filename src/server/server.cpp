@@ -211,6 +211,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   ServerContext& ctx = *impl->ctx;
   ctx.tenants = std::move(tenants).value();
   ctx.limits = server::RequestLimits{.context_tokens = info.n_ctx, .max_tokens_limit = o.max_tokens_limit};
+  ctx.limits.max_n = o.max_n;
   ctx.started_unix = static_cast<int64_t>(std::time(nullptr));
   ctx.id_salt = Entropy();
   ctx.random_weights = o.model_path.empty();
@@ -234,6 +235,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   server::AddInfoRoutes(http, ctx);
   server::AddMetricsRoutes(http, ctx);
   server::AddMemoryRoutes(http, ctx);
+  server::AddTokenizeRoutes(http, ctx);
 
   if (o.port == 0) {
     impl->port = http.bind_to_any_port(o.host);

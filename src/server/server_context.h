@@ -83,5 +83,6 @@ void AddCacheRoutes(httplib::Server& http, ServerContext& ctx);       // /v1/cac
 void AddInfoRoutes(httplib::Server& http, ServerContext& ctx);        // /v1/models, /health
 void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx);     // /metrics (Prometheus text)
 void AddMemoryRoutes(httplib::Server& http, ServerContext& ctx);      // /v1/memory, / (the dashboard)
+void AddTokenizeRoutes(httplib::Server& http, ServerContext& ctx);    // /tokenize, /detokenize
 
 }  // namespace kvstack::server

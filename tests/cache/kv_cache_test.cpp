@@ -120,6 +120,29 @@ TEST_F(KvCacheTest, MissThenHitReusesTheSameBlocks) {
   ASSERT_TRUE(cache_->Release(*id).ok());
 }
 
+TEST_F(KvCacheTest, SkipPrefixHitsComputesEveryTokenAndKeepsOneCachedCopy) {
+  const auto prompt = Range(100, 10);  // two full blocks, a partial third
+  Run(prompt);
+  AdmissionRequest r;
+  r.tokens = prompt;
+  r.keys.model_id = "test-model";
+  r.skip_prefix_hits = true;
+  const AdmissionPlan plan = cache_->PlanAdmission(r);
+  EXPECT_EQ(plan.hit_blocks, 0);
+  EXPECT_EQ(plan.new_blocks, 3);
+  auto id = cache_->Admit(r, plan);
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  EXPECT_EQ(cache_->Info(*id)->hit_tokens, 0);
+  EXPECT_EQ(cache_->Info(*id)->num_computed_tokens, 0);
+  EXPECT_THAT(Ids(cache_->BlockTable(*id)), ::testing::Each(::testing::Not(::testing::AnyOf(0, 1))))
+      << "fresh blocks, not the cached ones";
+  // Computing it again stores duplicates of cached keys: counted, one copy kept.
+  ASSERT_TRUE(cache_->MarkComputed(*id, 10).ok());
+  ASSERT_TRUE(cache_->Release(*id).ok());
+  EXPECT_EQ(cache_->Metrics().duplicate_blocks, 2u);
+  EXPECT_EQ(HitTokens(prompt), 8) << "a later request still hits";
+}
+
 TEST_F(KvCacheTest, LastPromptTokenIsNeverAHit) {
   const auto prompt = Range(0, 8);  // exactly two blocks
   Run(prompt);

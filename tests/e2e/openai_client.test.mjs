@@ -1,6 +1,7 @@
 // kvstack serve through the official OpenAI Node client (npm `openai`, pinned
 // in package.json): completions and chat, whole and streamed, usage with prefix
-// hits, errors as the client's APIError, and models.list().
+// hits, errors as the client's APIError, models.list(), and logprobs, n and
+// echo (only API usage that openai v4 and v6 share).
 //
 //   node tests/e2e/openai_client.test.mjs BASE_URL EXPECTED_JSON
 //
@@ -151,7 +152,7 @@ test('a bad field surfaces as the client\'s APIError with status 400', async () 
     assert.match(err.message, /max_tokens 0: must be at least 1/);
     return true;
   });
-  await assert.rejects(client.chat.completions.create(chatParams({ n: 2 })), (err) => {
+  await assert.rejects(client.chat.completions.create(chatParams({ n: 9 })), (err) => {
     assert.ok(err instanceof OpenAI.BadRequestError, `not a BadRequestError: ${err}`);
     assert.equal(err.param, 'n');
     return true;
@@ -162,4 +163,59 @@ test('a bad field surfaces as the client\'s APIError with status 400', async () 
     assert.equal(err.status, 400);
     return true;
   });
+});
+
+test('completions with logprobs: one entry per token, the alternatives as asked', async () => {
+  const r = await client.completions.create(completionParams({ logprobs: 3 }));
+  const lp = r.choices[0].logprobs;
+  assert.equal(r.choices[0].text, want.completion.text, 'logprobs do not change the text');
+  assert.equal(lp.tokens.length, r.usage.completion_tokens);
+  assert.equal(lp.token_logprobs.length, lp.tokens.length);
+  assert.equal(lp.text_offset[0], 0);
+  for (let i = 0; i < lp.tokens.length; ++i) {
+    assert.ok(lp.token_logprobs[i] <= 0);
+    const top = lp.top_logprobs[i];
+    assert.ok(Object.keys(top).length >= 3 && Object.keys(top).length <= 4, JSON.stringify(top));
+    // Greedy: the chosen token is the most likely one.
+    assert.equal(Math.max(...Object.values(top)), lp.token_logprobs[i]);
+  }
+});
+
+test('completions with n: greedy choices all give the single answer; usage counts the prompt once', async () => {
+  const r = await client.completions.create(completionParams({ n: 3 }));
+  assert.equal(r.choices.length, 3);
+  r.choices.forEach((c, i) => {
+    assert.equal(c.index, i);
+    assert.equal(c.text, want.completion.text);
+  });
+  assert.equal(r.usage.prompt_tokens, want.completion.prompt_tokens);
+  assert.equal(r.usage.completion_tokens, 3 * want.completion.completion_tokens);
+});
+
+test('completions with echo, logprobs and max_tokens 0: the prompt scored', async () => {
+  const r = await client.completions.create(completionParams({ echo: true, logprobs: 1, max_tokens: 0 }));
+  const lp = r.choices[0].logprobs;
+  assert.equal(r.choices[0].text, want.completion.prompt);
+  assert.equal(r.usage.completion_tokens, 0);
+  assert.equal(lp.tokens.length, want.completion.prompt_tokens);
+  assert.equal(lp.token_logprobs[0], null, 'the first prompt token has nothing before it');
+  for (const v of lp.token_logprobs.slice(1)) assert.ok(v <= 0);
+});
+
+test('chat with logprobs and n, streamed: each choice under its index, logprobs per token', async () => {
+  const stream = await client.chat.completions.create(
+    chatParams({ n: 2, logprobs: true, top_logprobs: 2, stream: true }));
+  const texts = ['', ''];
+  const entries = [0, 0];
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) {
+      texts[c.index] += c.delta.content ?? '';
+      for (const t of c.logprobs?.content ?? []) {
+        assert.equal(t.top_logprobs.length, 2);
+        ++entries[c.index];
+      }
+    }
+  }
+  assert.deepEqual(texts, [want.chat.text, want.chat.text]);
+  assert.ok(entries[0] > 0 && entries[0] === entries[1], `${entries}`);
 });

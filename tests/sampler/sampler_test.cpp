@@ -79,6 +79,25 @@ TEST(SamplingParamsTest, IsStopToken) {
 // ---------------------------------------------------------------------------
 // Greedy
 
+TEST(LogprobsTest, LogSoftmaxOfTheRawLogitsWithTopAlternatives) {
+  // Probabilities 1/2, 1/4, 1/8, 1/8 (ids 2, 0, 1, 3): ties go to the lower id.
+  const std::vector<float> logits = {std::log(2.0f), std::log(1.0f), std::log(4.0f), std::log(1.0f)};
+  const PositionLogprobs p = ComputeLogprobs(logits, 3, 3);
+  EXPECT_EQ(p.token, 3);
+  EXPECT_NEAR(p.logprob, std::log(0.125), 1e-6);
+  ASSERT_EQ(p.top.size(), 3u);
+  EXPECT_EQ(p.top[0].token, 2);
+  EXPECT_NEAR(p.top[0].logprob, std::log(0.5), 1e-6);
+  EXPECT_EQ(p.top[1].token, 0);
+  EXPECT_EQ(p.top[2].token, 1);
+  EXPECT_NEAR(p.top[2].logprob, std::log(0.125), 1e-6);
+  EXPECT_TRUE(ComputeLogprobs(logits, 0, 0).top.empty());
+  EXPECT_EQ(ComputeLogprobs(logits, 0, kMaxLogprobs).top.size(), 4u) << "no more than the vocabulary";
+  // Large logits do not overflow: the sum is taken from the maximum.
+  const std::vector<float> big = {1000.0f, 1000.0f, -std::numeric_limits<float>::infinity()};
+  EXPECT_NEAR(ComputeLogprobs(big, 1, 0).logprob, std::log(0.5), 1e-6);
+}
+
 TEST(SamplerTest, GreedyPicksTheArgmax) {
   Sampler s(Sampling(0.0f));
   std::vector<float> logits = {0.5f, 3.0f, -1.0f, 2.9f};

@@ -121,24 +121,79 @@ TEST(ParseCompletionBody, RangesComeFromSamplingValidate) {
 TEST(ParseCompletionBody, MaxTokensLimits) {
   ExpectError({{"prompt", "x"}, {"max_tokens", 65}}, "max_tokens 65 exceeds this server's limit of 64 (--max-tokens-limit)",
               "max_tokens");
-  ExpectError({{"prompt", "x"}, {"max_tokens", 0}}, "max_tokens 0: must be at least 1", "max_tokens");
+  ExpectError({{"prompt", "x"}, {"max_tokens", 0}}, "max_tokens 0: must be at least 1 (0 only with echo: it scores the prompt)",
+              "max_tokens");
   ExpectError({{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_completion_tokens", 100}},
               "max_completion_tokens 100 exceeds this server's limit of 64 (--max-tokens-limit)",
               "max_completion_tokens", Endpoint::kChat);
 }
 
 TEST(ParseCompletionBody, RefusesWhatItCannotDo) {
-  ExpectError({{"prompt", "x"}, {"n", 2}}, "n must be 1: this server returns one choice per request", "n");
-  ExpectError({{"prompt", "x"}, {"best_of", 3}}, "best_of must be 1: this server returns one choice per request",
+  ExpectError({{"prompt", "x"}, {"best_of", 3}}, "best_of 3: must equal n (1): this server returns every choice it samples",
               "best_of");
-  ExpectError({{"prompt", "x"}, {"logprobs", 5}}, "logprobs is not supported by this server", "logprobs");
-  ExpectError({{"prompt", "x"}, {"echo", true}}, "echo is not supported by this server", "echo");
   ExpectError({{"prompt", "x"}, {"suffix", "end"}}, "suffix is not supported by this server", "suffix");
   ExpectError({{"prompt", "x"}, {"frequency_penalty", 3}}, "frequency_penalty 3: must be from -2 to 2",
               "frequency_penalty");
   EXPECT_TRUE(ParseCompletionBody({{"prompt", "x"}, {"logprobs", false}, {"echo", false}, {"n", 1}},
                                   Endpoint::kCompletions, kLimits)
                   .ok());
+}
+
+TEST(ParseCompletionBody, ChoicesLogprobsAndEcho) {
+  auto b = ParseCompletionBody({{"prompt", "x"}, {"n", 8}, {"best_of", 8}, {"logprobs", 20}, {"echo", true},
+                                {"max_tokens", 0}},
+                               Endpoint::kCompletions, kLimits);
+  ASSERT_TRUE(b.ok()) << b.error().message;
+  EXPECT_EQ(b->n, 8);
+  EXPECT_EQ(b->logprobs, 20);
+  EXPECT_TRUE(b->echo);
+  auto g = BuildGeneration(*b, {1, 2, 3}, kLimits, {}, 7);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->n, 8);
+  EXPECT_EQ(g->logprobs, 20);
+  EXPECT_EQ(g->prompt_logprobs, 20) << "echo with logprobs scores the prompt";
+  EXPECT_EQ(g->sampling.max_tokens, 0);
+
+  auto plain = ParseCompletionBody({{"prompt", "x"}, {"echo", true}}, Endpoint::kCompletions, kLimits);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(BuildGeneration(*plain, {1, 2}, kLimits, {}, 7)->prompt_logprobs, -1)
+      << "echo without logprobs needs no prompt logits";
+  auto chat = ParseCompletionBody({{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"logprobs", true},
+                                   {"top_logprobs", 3}, {"n", 2}},
+                                  Endpoint::kChat, kLimits);
+  ASSERT_TRUE(chat.ok());
+  EXPECT_EQ(chat->logprobs, 3);
+  EXPECT_EQ(chat->n, 2);
+  auto chat_plain = ParseCompletionBody({{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"logprobs", true}},
+                                        Endpoint::kChat, kLimits);
+  EXPECT_EQ(chat_plain->logprobs, 0);
+}
+
+TEST(ParseCompletionBody, ChoicesLogprobsAndEchoBounds) {
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  ExpectError({{"prompt", "x"}, {"n", 9}}, "n 9: must be from 1 to 8 (this server's --max-n)", "n");
+  ExpectError({{"prompt", "x"}, {"n", 0}}, "n 0: must be from 1 to 8 (this server's --max-n)", "n");
+  ExpectError({{"prompt", "x"}, {"n", 2}, {"best_of", 3}},
+              "best_of 3: must equal n (2): this server returns every choice it samples", "best_of");
+  ExpectError({{"prompt", "x"}, {"logprobs", 21}}, "logprobs 21: must be from 0 to 20", "logprobs");
+  ExpectError({{"prompt", "x"}, {"logprobs", true}},
+              "logprobs must be an integer from 0 to 20 on /v1/completions: how many alternatives to return per token",
+              "logprobs");
+  ExpectError({{"prompt", "x"}, {"top_logprobs", 2}},
+              "top_logprobs is for /v1/chat/completions; on /v1/completions logprobs is the count", "top_logprobs");
+  ExpectError({{"prompt", "x"}, {"max_tokens", 0}},
+              "max_tokens 0: must be at least 1 (0 only with echo: it scores the prompt)", "max_tokens");
+  ExpectError({{"messages", msgs}, {"logprobs", 2}},
+              "logprobs must be true or false on /v1/chat/completions (top_logprobs says how many alternatives)",
+              "logprobs", Endpoint::kChat);
+  ExpectError({{"messages", msgs}, {"top_logprobs", 2}}, "top_logprobs needs logprobs: true", "top_logprobs",
+              Endpoint::kChat);
+  ExpectError({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 21}}, "top_logprobs 21: must be from 0 to 20",
+              "top_logprobs", Endpoint::kChat);
+  ExpectError({{"messages", msgs}, {"echo", true}}, "echo is only for /v1/completions", "echo", Endpoint::kChat);
+  const RequestLimits wide{.context_tokens = 512, .max_tokens_limit = 64, .default_max_tokens = 16, .max_n = 3};
+  EXPECT_EQ(ParseCompletionBody({{"prompt", "x"}, {"n", 4}}, Endpoint::kCompletions, wide).error().message,
+            "n 4: must be from 1 to 3 (this server's --max-n)");
 }
 
 TEST(ParsePrompt, Forms) {

@@ -40,7 +40,7 @@ TEST(OpenAiResponse, ChatEchoesSession) {
   EXPECT_EQ(j["object"], "chat.completion");
   EXPECT_EQ(j["session_id"], "s-9");
   EXPECT_EQ(j["choices"][0], json::parse(R"({"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                             "finish_reason": "stop"})"));
+                                             "logprobs": null, "finish_reason": "stop"})"));
 }
 
 TEST(OpenAiResponse, ChatChunksCarryTheRoleFirst) {
@@ -74,7 +74,8 @@ TEST(Sse, FramesTextFinishUsageAndDone) {
   // A token that completes no text yet (half a UTF-8 character) sends nothing.
   EXPECT_EQ(s.Frames(GenerationEvent{.id = 1, .tokens = {6}, .text = ""}), "");
   EXPECT_FALSE(s.done());
-  const std::string last = s.Frames(GenerationEvent{.id = 1, .text = "b", .finish = FinishReason::kLength, .metrics = Metrics()});
+  const std::string last = s.Frames(
+      GenerationEvent{.id = 1, .text = "b", .finish = FinishReason::kLength, .metrics = Metrics(), .request_finished = true});
   EXPECT_TRUE(s.done());
   const std::vector<std::string> frames = [&] {
     std::vector<std::string> out;

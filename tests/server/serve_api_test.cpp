@@ -79,7 +79,7 @@ TEST(ServeCommand, HelpExplainsEveryOption) {
   EXPECT_EQ(::pclose(pipe), 0) << out;
   for (const char* option : {"--model", "--host", "--port", "--kv-memory", "--block-size", "--max-context",
                              "--api-key", "--threads", "--max-batch-tokens", "--max-running", "--max-queue",
-                             "--max-body-bytes", "--max-tokens-limit", "--model-cache-dir", "--served-model-name",
+                             "--max-body-bytes", "--max-tokens-limit", "--max-n", "--model-cache-dir", "--served-model-name",
                              "RANDOM", "/v1/cache/pin", "cache_salt", "retention", "SIGTERM", "curl"}) {
     EXPECT_THAT(out, HasSubstr(option));
   }

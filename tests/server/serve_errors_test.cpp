@@ -101,8 +101,8 @@ TEST_F(ServeErrorsTest, WrongFieldTypesAre400) {
          BadRequest("temperature must be a number", "temperature"));
   Expect(PostJson(*client_, "/v1/completions", {{"prompt", "x"}, {"stream", 1}}), 400,
          BadRequest("stream must be a boolean", "stream"));
-  Expect(PostJson(*client_, "/v1/completions", {{"prompt", "x"}, {"n", 2}}), 400,
-         BadRequest("n must be 1: this server returns one choice per request", "n"));
+  Expect(PostJson(*client_, "/v1/completions", {{"prompt", "x"}, {"n", 9}}), 400,
+         BadRequest("n 9: must be from 1 to 8 (this server's --max-n)", "n"));
   Expect(PostJson(*client_, "/v1/completions", {{"prompt", "x"}, {"top_p", 1.5}}), 400,
          BadRequest("top_p 1.5: must be in (0, 1] (1 = off)", "top_p"));
   Expect(PostJson(*client_, "/v1/completions", {{"prompt", {1, 99999}}}), 400,

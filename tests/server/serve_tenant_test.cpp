@@ -316,10 +316,14 @@ TEST_F(ServeTenantTest, EveryEndpointRefusesTheWrongKind) {
     EXPECT_EQ(PostJson(*c, "/v1/cache/pin", {{"prompt", kPromptA}}).status, 401);
     EXPECT_EQ(PostJson(*c, "/v1/cache/prefetch", {{"session_id", "s"}}).status, 401);
     EXPECT_EQ(DeleteJson(*c, "/v1/cache/pin/pin-1").status, 401);
+    EXPECT_EQ(PostJson(*c, "/tokenize", {{"prompt", "x"}}).status, 401);
+    EXPECT_EQ(PostJson(*c, "/detokenize", {{"tokens", {1}}}).status, 401);
   }
   for (auto* c : {client.get(), admin.get()}) {
     for (const std::string& path : kClientGets) EXPECT_EQ(GetJson(*c, path).status, 200) << path;
     EXPECT_EQ(PostJson(*c, "/v1/completions", completion).status, 200);
+    EXPECT_EQ(PostJson(*c, "/tokenize", {{"prompt", "x"}}).status, 200);
+    EXPECT_EQ(PostJson(*c, "/detokenize", {{"tokens", {1}}}).status, 200);
   }
   EXPECT_EQ(GetJson(*none, "/health").status, 200);
   EXPECT_EQ(GetJson(*none, "/").status, 200) << "the dashboard page holds no data; its /v1/memory needs the key";
