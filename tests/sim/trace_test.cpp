@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "kvstack/trace.h"
+#include "common/requirement.h"
 
 namespace kvstack::sim {
 namespace {
@@ -236,7 +237,7 @@ TEST(SyntheticTest, GeneratorsAreDeterministicAndConsistent) {
 
 TEST(SharedTraceTest, ReadsTheMooncakeConversationTrace) {
   const fs::path p = fs::path(KVSTACK_SHARED_DIR) / "traces" / "mooncake_conversation_trace.jsonl";
-  if (!fs::exists(p)) GTEST_SKIP() << "no " << p << " (the shared traces folder is absent)";
+  if (!fs::exists(p)) KVSTACK_SKIP_MISSING() << "no " << p << " (the shared traces folder is absent)";
   auto t = ReadTrace(p, TraceFormat::kMooncake);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ(t->requests.size(), 12031u);
