@@ -85,6 +85,13 @@ TEST_F(TraceTest, ReadsAzure) {
   auto b = ReadTrace(bad, TraceFormat::kAzure);
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("b.csv:2: ContextTokens"), std::string::npos) << b.status().message();
+  // Found by fuzz/trace_fuzz.cpp: seconds this large overflowed the arrival time.
+  const fs::path huge = Write("h.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.9,1,1\n"
+                                       "2023-11-16 18:17:52333333333333333333333333333.9,1,1\n");
+  auto h = ReadTrace(huge, TraceFormat::kAzure);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.status().message().find("h.csv:3: TIMESTAMP"), std::string::npos) << h.status().message();
+  EXPECT_NE(h.status().message().find("out of range"), std::string::npos) << h.status().message();
 }
 
 TEST_F(TraceTest, WriterRoundTripsThroughTheReader) {
