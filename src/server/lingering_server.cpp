@@ -71,8 +71,10 @@ class SocketStream final : public httplib::Stream {
     }
   }
 
+  // As httplib's: refuses once the peer has closed (its FIN is readable), so
+  // a client that hung up is noticed at the next write, not the one after.
   ssize_t write(const char* ptr, size_t size) override {
-    if (PollOne(sock_, POLLOUT, write_timeout_ms_) <= 0) return -1;
+    if (!is_writable()) return -1;
     for (;;) {
       const ssize_t n = ::send(sock_, ptr, size, MSG_NOSIGNAL);
       if (n < 0 && errno == EINTR) continue;
