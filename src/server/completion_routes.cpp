@@ -169,6 +169,9 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Re
           if (st->meta.score_only) st->choices.resize(static_cast<size_t>(st->meta.n), st->choices[0]);
           body = JsonText(CompletionResponse(st->meta, st->choices, st->prompt_scores, st->usage));
         }
+        // Counted and out of the gate before the client can read the answer:
+        // its next request (or a /metrics read) sees this one finished.
+        st->ticket.Release();
         if (!sink.write(body.data(), body.size())) return false;
         sink.done();
         return true;
@@ -221,13 +224,17 @@ void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Req
             RecordFinished(st->ctx, st->sse.meta(), st->tenant, st->traced.get(), e.finish, st->usage);
           }
         }
+        // Counted and out of the gate before the last frames reach the
+        // client: its next request (or a /metrics read) sees this one done.
+        const bool done = st->sse.done();
+        if (done) {
+          ++st->ctx.completed;
+          st->ticket.Release();
+        }
         // A failed write means the client is gone: returning false ends the
         // response, and the releaser cancels the request.
         if (!frames.empty() && !sink.write(frames.data(), frames.size())) return false;
-        if (st->sse.done()) {
-          ++st->ctx.completed;
-          sink.done();
-        }
+        if (done) sink.done();
         return true;
       },
       [st](bool /*success*/) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "server/access.h"
+#include "server/lingering_server.h"
 
 namespace kvstack::server {
 
@@ -87,6 +88,13 @@ void SendError(httplib::Response& res, const ApiError& error) { SendJson(res, er
 void InstallErrorBodies(httplib::Server& http, size_t max_body_bytes) {
   http.set_error_handler([max_body_bytes](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error reply
+    if (res.status != 404) {
+      // httplib's own refusal (413, 414, a malformed request): what follows
+      // on the connection may be the unread rest of this request, so this
+      // response is the connection's last (see lingering_server.h).
+      res.set_header("Connection", "close");
+      CloseAfterThisResponse();
+    }
     switch (res.status) {
       case 404: SendError(res, UnknownRoute(req.method, req.path)); break;
       case 413: SendError(res, BodyTooLarge(max_body_bytes)); break;

@@ -27,6 +27,7 @@
 #include "server/demo_model.h"
 #include "server/tier_setup.h"
 #include "server/engine_loop.h"
+#include "server/lingering_server.h"
 #include "server/options.h"
 #include "server/server_context.h"
 #include "server/tenant_label.h"
@@ -41,7 +42,7 @@ struct Server::Impl {
   server::Log log;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<ServerContext> ctx;
-  httplib::Server http;  // after ctx and loop: its handlers use them, so it goes first
+  server::LingeringServer http;  // after ctx and loop: its handlers use them, so it goes first
   int port = 0;
   std::string host;
 

@@ -177,6 +177,11 @@ Result<Micros> ParseAzureTime(std::string_view s) {
   if (std::sscanf(copy.c_str(), "%d-%d-%d %d:%d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6) {
     return InvalidArgument(fmt::format("TIMESTAMP \"{}\": expected YYYY-MM-DD HH:MM:SS.fraction", s));
   }
+  // Out-of-range fields would make arrival times overflow (found by
+  // fuzz/trace_fuzz.cpp: seconds of 28 digits).
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || !(sec >= 0 && sec < 61)) {
+    return InvalidArgument(fmt::format("TIMESTAMP \"{}\": a field is out of range", s));
+  }
   const double total = ((d * 24.0 + h) * 60.0 + mi) * 60.0 + sec;
   return static_cast<Micros>(std::llround(total * 1e6));
 }

@@ -636,6 +636,7 @@ void DiskTier::FinishWrites(std::vector<WriteJob>& jobs, const std::vector<DiskI
       }
     }
   }
+  // Counters first, then Finish(): a waiter sees this batch counted.
   if (faults > 0) stats_.AddFaults(faults);
   for (size_t j = 0; j < jobs.size(); ++j) {
     stats_.RecordPut(stored[j], failed[j] + jobs[j].refused, stored[j] * o_.bytes_per_block, jobs[j].start_us);
@@ -645,10 +646,12 @@ void DiskTier::FinishWrites(std::vector<WriteJob>& jobs, const std::vector<DiskI
 
 void DiskTier::FinishReads(std::vector<ReadJob>& jobs, std::vector<DiskIoOp>& ops,
                            std::vector<AlignedBuffer>& bounce) {
+  // Every counter of a job is updated before its Finish(): a waiter woken by
+  // the future reads metrics that already include this batch.
   size_t k = 0;
-  uint64_t faults = 0;
   for (ReadJob& job : jobs) {
     uint64_t hits = job.served;
+    uint64_t faults = 0;
     for (ReadJob::Read& rd : job.reads) {
       DiskIoOp& op = ops[k];
       AlignedBuffer& buf = bounce[k];
@@ -682,10 +685,10 @@ void DiskTier::FinishReads(std::vector<ReadJob>& jobs, std::vector<DiskIoOp>& op
       }
     }
     const uint64_t total = job.state->ok.size();
+    if (faults > 0) stats_.AddFaults(faults);
     stats_.RecordGet(hits, total - hits, hits * o_.bytes_per_block, job.start_us);
     job.state->Finish();
   }
-  if (faults > 0) stats_.AddFaults(faults);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "kvstack/chat_template.h"
+#include "common/requirement.h"
 
 namespace kvstack {
 namespace {
@@ -107,7 +108,7 @@ TEST_P(SharedTemplateTest, RecognizedWithExactPromptOrFallsBackWithWarning) {
   const SharedCase& c = GetParam();
   const std::filesystem::path path = TemplateDir() / c.file;
   if (!std::filesystem::exists(path)) {
-    GTEST_SKIP() << path << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
+    KVSTACK_SKIP_MISSING() << path << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
   }
   const ChatTemplate t = DetectChatTemplate(ReadFile(path));
   EXPECT_EQ(ChatFamilyName(t.family), ChatFamilyName(c.family));
@@ -137,7 +138,7 @@ INSTANTIATE_TEST_SUITE_P(SharedTemplates, SharedTemplateTest, ::testing::ValuesI
 // Reads a shared template or skips the test.
 #define KVSTACK_DETECT_SHARED(var, file)                                                         \
   const std::filesystem::path var##_path = TemplateDir() / (file);                              \
-  if (!std::filesystem::exists(var##_path)) GTEST_SKIP() << var##_path << " is absent (shared test assets)"; \
+  if (!std::filesystem::exists(var##_path)) KVSTACK_SKIP_MISSING() << var##_path << " is absent (shared test assets)"; \
   const ChatTemplate var = DetectChatTemplate(ReadFile(var##_path))
 
 TEST(SharedTemplates, QwenOpensWithItsOwnSystemTurnWhenThereIsNone) {
@@ -193,7 +194,7 @@ TEST(SharedTemplates, DeepSeekR1DropsPastReasoning) {
 // or a fallback.
 TEST(SharedTemplates, EveryFileHasACase) {
   if (!std::filesystem::is_directory(TemplateDir())) {
-    GTEST_SKIP() << TemplateDir() << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
+    KVSTACK_SKIP_MISSING() << TemplateDir() << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
   }
   std::set<std::string> files;
   for (const auto& entry : std::filesystem::directory_iterator(TemplateDir())) {

@@ -13,6 +13,7 @@
 #include "engine/forward.h"
 #include "engine/llama_model.h"
 #include "kvstack/tokenizer.h"
+#include "common/requirement.h"
 
 namespace kvstack {
 namespace {
@@ -22,7 +23,7 @@ const std::string kShared = KVSTACK_SHARED_DIR;
 std::string SharedPath(const std::string& rel) { return kShared + "/" + rel; }
 
 #define SKIP_WITHOUT(path)                                                                     \
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << (path) << " is absent (../shared not available)"
+  if (!std::filesystem::exists(path)) KVSTACK_SKIP_MISSING() << (path) << " is absent (../shared not available)"
 
 nlohmann::json LoadJson(const std::string& path) {
   std::ifstream in(path);
@@ -188,7 +189,7 @@ class EngineBehaviourTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = SharedPath("models/stories260K.gguf");
-    if (!std::filesystem::exists(model_)) GTEST_SKIP() << model_ << " is absent (../shared not available)";
+    if (!std::filesystem::exists(model_)) KVSTACK_SKIP_MISSING() << model_ << " is absent (../shared not available)";
   }
   std::vector<Token> Prompt(Engine& e, const std::string& text) { return e.tokenizer().Encode(text, {.add_bos = true}); }
   std::string model_;

@@ -13,6 +13,7 @@
 #include "engine/model_fixtures.h"
 #include "engine/reference_forward.h"
 #include "kvstack/kv_cache.h"
+#include "common/requirement.h"
 
 namespace kvstack::engine {
 namespace {
@@ -29,7 +30,37 @@ double RelError(std::span<const float> got, const std::vector<double>& want) {
 struct Case {
   std::string model;  // a fixture name (see model_fixtures.h)
   int block_size;
+  KvDType kv = KvDType::kF32;
 };
+
+// The largest relative logit error each case may show: just under 10x the
+// largest that the code reached over block sizes 1, 16 and 32 when measured
+// (each run prints its figure; AVX-512 kernels, 2 threads):
+//   F32 KV, F32 weights (all rounding)      2.1e-7 .. 1.13e-6
+//   F16 KV (the cache's own rounding)       1.2e-4 .. 1.13e-3
+//   quantized weights (the reference uses   2.2e-7 .. 2.6e-7
+//   the same dequantized values)
+// so a 10x regression anywhere fails, and so does an error of 1e-5 relative
+// in one layer's attention output (checked by hand once).
+double Bound(const Case& c) {
+  static const std::map<std::pair<std::string, KvDType>, double> bounds = {
+      {{"stories260K", KvDType::kF32}, 1e-5},          // 1.13e-6
+      {{"tinyq-a-f32", KvDType::kF32}, 2e-6},          // 2.14e-7
+      {{"gen-llama-gqa", KvDType::kF32}, 8e-6},        // 8.56e-7
+      {{"gen-qwen2-bias", KvDType::kF32}, 3e-6},       // 3.37e-7
+      {{"gen-llama-mqa-rope3", KvDType::kF32}, 3.9e-6},  // 4.00e-7
+      {{"stories260K", KvDType::kF16}, 1e-2},          // 1.125e-3
+      {{"tinyq-a-f32", KvDType::kF16}, 1.1e-3},        // 1.16e-4
+      {{"gen-llama-gqa", KvDType::kF16}, 7.5e-3},      // 7.75e-4
+      {{"gen-qwen2-bias", KvDType::kF16}, 2.5e-3},     // 2.51e-4
+      {{"gen-llama-mqa-rope3", KvDType::kF16}, 4.5e-3},  // 4.53e-4
+      {{"tinyq-a-q8_0", KvDType::kF32}, 2.2e-6},       // 2.25e-7
+      {{"tinyq-a-q6_k", KvDType::kF32}, 2.3e-6},       // 2.34e-7
+      {{"tinyq-a-q4_k_m", KvDType::kF32}, 2.3e-6},     // 2.38e-7
+      {{"tinyq-a-q4_0", KvDType::kF32}, 2.6e-6},       // 2.63e-7
+  };
+  return bounds.at({c.model, c.kv});
+}
 
 class ForwardTest : public ::testing::TestWithParam<Case> {};
 
@@ -40,7 +71,12 @@ class ForwardTest : public ::testing::TestWithParam<Case> {};
 // the reference run of the same sequence.
 TEST_P(ForwardTest, PagedBatchedMatchesNaiveReference) {
   auto model = LoadFixture(GetParam().model);
-  if (!model.ok()) GTEST_SKIP() << model.status().ToString();
+  if (!model.ok()) {
+    // A model the test writes itself must load; only shared files may be absent.
+    ASSERT_FALSE(IsGeneratedFixture(GetParam().model)) << model.status().ToString();
+    ASSERT_EQ(model.status().code(), StatusCode::kNotFound) << model.status().ToString();
+    KVSTACK_SKIP_MISSING() << model.status().ToString();
+  }
   const LlamaModel& m = **model;
   const LlamaHParams& h = m.hparams();
   const int B = GetParam().block_size;
@@ -48,7 +84,7 @@ TEST_P(ForwardTest, PagedBatchedMatchesNaiveReference) {
   KvCacheConfig cfg;
   cfg.num_blocks = 4 * 96 / B + 16;
   cfg.shape = KvShape{.num_layers = static_cast<int32_t>(h.n_layer), .num_kv_heads = static_cast<int32_t>(h.n_head_kv),
-                      .head_dim = static_cast<int32_t>(h.head_dim), .block_size = B, .dtype = KvDType::kF32};
+                      .head_dim = static_cast<int32_t>(h.head_dim), .block_size = B, .dtype = GetParam().kv};
   auto cache = KvCache::Create(cfg);
   ASSERT_TRUE(cache.ok()) << cache.status().ToString();
   kernels::ThreadPool pool(2);
@@ -139,22 +175,29 @@ TEST_P(ForwardTest, PagedBatchedMatchesNaiveReference) {
   step({1, 1, 44 - sc->computed});  // C prefills only what missed
   for (int i = 0; i < 2; ++i) step({1, 1, 1});
   EXPECT_GE(compared, 57);
-  EXPECT_LE(worst, 1e-4) << "max relative logit error over " << compared << " positions";
+  EXPECT_LE(worst, Bound(GetParam())) << "max relative logit error over " << compared << " positions";
   RecordProperty("max_rel_error", std::to_string(worst));
-  std::cout << GetParam().model << " B=" << B << ": max relative logit error " << worst << " over " << compared
-            << " positions\n";
+  std::cout << GetParam().model << " B=" << B << (GetParam().kv == KvDType::kF16 ? " F16 KV" : "")
+            << ": max relative logit error " << worst << " over " << compared << " positions\n";
 }
 
 std::vector<Case> Cases() {
   std::vector<Case> out;
   for (const std::string& m : FixtureNames()) {
     for (int b : {1, 16, 32}) out.push_back({m, b});
+    for (int b : {1, 16}) out.push_back({m, b, KvDType::kF16});
+  }
+  // Quantized weights (the engine's quantized kernels) against the reference
+  // on the same dequantized weights.
+  for (const char* q : {"tinyq-a-q8_0", "tinyq-a-q6_k", "tinyq-a-q4_k_m", "tinyq-a-q4_0"}) {
+    for (int b : {1, 16}) out.push_back({q, b});
   }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ForwardTest, ::testing::ValuesIn(Cases()), [](const auto& info) {
-  std::string n = info.param.model + "_B" + std::to_string(info.param.block_size);
+  std::string n = info.param.model + "_B" + std::to_string(info.param.block_size) +
+                  (info.param.kv == KvDType::kF16 ? "_F16KV" : "");
   for (char& ch : n) {
     if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
   }

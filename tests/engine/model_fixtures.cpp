@@ -33,6 +33,8 @@ std::vector<std::string> FixtureNames() {
   return names;
 }
 
+bool IsGeneratedFixture(const std::string& name) { return GeneratedSpecs().count(name) > 0; }
+
 Result<std::unique_ptr<LlamaModel>> LoadFixture(const std::string& name) {
   auto gen = GeneratedSpecs().find(name);
   if (gen != GeneratedSpecs().end()) {

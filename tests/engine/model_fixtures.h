@@ -13,6 +13,9 @@
 namespace kvstack::engine {
 
 std::vector<std::string> FixtureNames();
+// True for the models written by the test itself (never absent: a failure to
+// load one is a bug, not a reason to skip).
+bool IsGeneratedFixture(const std::string& name);
 // NotFound (a reason to skip) when the fixture's file is not available.
 Result<std::unique_ptr<LlamaModel>> LoadFixture(const std::string& name);
 

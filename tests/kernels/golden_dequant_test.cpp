@@ -21,6 +21,7 @@
 #include "kernels/kernels_test_util.h"
 #include "kvstack/gguf.h"
 #include "kvstack/kernels.h"
+#include "common/requirement.h"
 
 namespace kvstack::kernels {
 namespace {
@@ -33,7 +34,7 @@ using test_util::Sha256Hex;
 using test_util::SharedPath;
 
 #define SKIP_IF_ABSENT(path) \
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << (path) << " is absent (shared test assets)"
+  if (!std::filesystem::exists(path)) KVSTACK_SKIP_MISSING() << (path) << " is absent (shared test assets)"
 
 json LoadGolden() {
   std::ifstream in(SharedPath("golden/tinyq-a_dequant.json"));

@@ -13,6 +13,7 @@
 #include "kernels/kernels_test_util.h"
 #include "kvstack/gguf.h"
 #include "kvstack/kernels.h"
+#include "common/requirement.h"
 
 namespace kvstack::kernels {
 namespace {
@@ -161,7 +162,7 @@ TEST(MatMulTest, TinyqAMatricesMatchReference) {
   int checked = 0;
   for (const char* name : {"f32", "q8_0", "q4_0", "q4_k_m", "q6_k"}) {
     const std::string path = SharedPath(std::string("models/tinyq-a-") + name + ".gguf");
-    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent (shared test assets)";
+    if (!std::filesystem::exists(path)) KVSTACK_SKIP_MISSING() << path << " is absent (shared test assets)";
     auto file = GgufFile::Open(path);
     ASSERT_TRUE(file.ok()) << file.status().ToString();
     for (const GgufTensorInfo& t : file->tensors()) {

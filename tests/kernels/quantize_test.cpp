@@ -15,6 +15,7 @@
 #include "kernels/kernels_test_util.h"
 #include "kvstack/gguf.h"
 #include "kvstack/kernels.h"
+#include "common/requirement.h"
 
 namespace kvstack::kernels {
 namespace {
@@ -203,7 +204,7 @@ TEST_P(MatchesLlamaQuantizeTest, SameBytesAsTheFile) {
   const std::string f32_path = SharedPath("models/tinyq-a-f32.gguf");
   const std::string q_path = SharedPath(std::string("models/tinyq-a-") + GetParam() + ".gguf");
   if (!std::filesystem::exists(f32_path) || !std::filesystem::exists(q_path)) {
-    GTEST_SKIP() << "tinyq-a models are absent (shared test assets)";
+    KVSTACK_SKIP_MISSING() << "tinyq-a models are absent (shared test assets)";
   }
   auto f32 = GgufFile::Open(f32_path);
   auto quantized = GgufFile::Open(q_path);

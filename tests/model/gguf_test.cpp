@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvstack/gguf.h"
+#include "common/requirement.h"
 
 namespace kvstack {
 namespace {
@@ -832,7 +833,7 @@ std::string SharedPath(std::string_view relative) { return std::string(KVSTACK_S
 
 #define SKIP_IF_ABSENT(path)                                                                       \
   do {                                                                                             \
-    if (!std::filesystem::exists(path)) GTEST_SKIP() << (path) << " is absent (shared test assets)"; \
+    if (!std::filesystem::exists(path)) KVSTACK_SKIP_MISSING() << (path) << " is absent (shared test assets)"; \
   } while (0)
 
 TEST(GgufSharedTest, Stories260K) {

@@ -37,6 +37,15 @@ TEST(ParseJsonObject, MalformedJsonSaysWhere) {
             "input; expected '[', '{', or a literal");
 }
 
+// Found by fuzz/request_fuzz.cpp: nlohmann throws out_of_range, not
+// parse_error, for a number no double holds; it must be a 400 too.
+TEST(ParseJsonObject, NumberTooLargeIsA400) {
+  auto r = ParseJsonObject("{\"max_tokens\": 5555e555}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().http_status, 400);
+  EXPECT_EQ(r.error().message, "invalid JSON: number overflow parsing '5555e555'");
+}
+
 TEST(ParseJsonObject, BodyMustBeAnObject) {
   auto r = ParseJsonObject("[1, 2]");
   ASSERT_FALSE(r.ok());

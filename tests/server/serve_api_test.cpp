@@ -7,6 +7,7 @@
 #include "kvstack/engine.h"
 #include "kvstack/tokenizer.h"
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -59,7 +60,7 @@ class ServeApiTest : public ::testing::Test {
     server_ = nullptr;
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     client_ = server_->Client();
   }

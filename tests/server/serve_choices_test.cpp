@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "common/requirement.h"
 #include "server/serve_process.h"
 
 namespace kvstack::testing {
@@ -33,11 +34,7 @@ class ServeChoicesTest : public ::testing::Test {
     server_ = nullptr;
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) {
-      const char* ci = std::getenv("CI");
-      if (ci != nullptr && std::string(ci) == "true") FAIL() << "../shared/models/stories260K.gguf is absent under CI";
-      GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
-    }
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
     ASSERT_TRUE(server_->ok()) << server_->error();
     client_ = server_->Client();
   }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -40,7 +41,7 @@ class ServeErrorsTest : public ::testing::Test {
     server_ = nullptr;
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     client_ = server_->Client(kKey);
   }
@@ -154,7 +155,7 @@ TEST_F(ServeErrorsTest, UnknownRouteIs404) {
 // runs, the next request is refused with 429; once it ends, requests go
 // through again.
 TEST(ServeQueue, FullQueueIs429) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--max-running", "1", "--max-queue", "0"});
   ASSERT_TRUE(server.ok()) << server.error();
   const json busy = Error("server busy: 1 requests in flight already (--max-running 1 plus --max-queue 0); retry later",

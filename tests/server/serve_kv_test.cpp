@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -36,7 +37,7 @@ class ServeKvTest : public ::testing::Test {
     server_ = nullptr;
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     client_ = server_->Client();
   }
@@ -149,7 +150,7 @@ TEST_F(ServeKvTest, PinsExpireAfterTheirTtl) {
 // A pool of 64 blocks, flooded with prompts five times its size: the pinned
 // system prompt still hits, the same prompt unpinned (another tenant) is gone.
 TEST(ServeKvFlood, PinSurvivesAFloodThatEvictsTheUnpinnedCopy) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   // stories260K's KV in f16: 5 layers x 2 x 4 heads x 8 x 2 bytes = 640 bytes per token, 10 KiB per block.
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--kv-memory", "640KiB"});
   ASSERT_TRUE(server.ok()) << server.error();

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -58,7 +59,7 @@ bool StreamThenHangUp(int port, const json& body) {
 }
 
 TEST(ServeLifecycle, ClientDisconnectCancelsTheRequestAndFreesItsBlocks) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1"});
   ASSERT_TRUE(server.ok()) << server.error();
   ASSERT_TRUE(StreamThenHangUp(server.port(), {{"prompt", "Once upon a time"},
@@ -141,7 +142,7 @@ TEST(ServeLifecycle, ClientDisconnectCancelsAWholeRequestToo) {
 }
 
 TEST(ServeLifecycle, SigtermFinishesRequestsInFlightThenExitsZero) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1"});
   ASSERT_TRUE(server.ok()) << server.error();
 

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -57,7 +58,7 @@ class ServeMemoryTest : public ::testing::Test {
     replies_.clear();
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     for (const JsonReply& r : replies_) ASSERT_EQ(r.status, 200) << r.raw;
     client_ = server_->Client(kAdminKey);  // /v1/memory is an operator view
@@ -161,7 +162,7 @@ const std::vector<std::string> kCharts = {"memory", "hit-rate", "ttft", "hot-pre
 
 TEST_F(ServeMemoryTest, HeadlessChromiumRendersEveryChartWithData) {
   const char* chromium = "/usr/bin/chromium";
-  if (!std::filesystem::exists(chromium)) GTEST_SKIP() << "needs Debian's chromium (/usr/bin/chromium)";
+  if (!std::filesystem::exists(chromium)) KVSTACK_SKIP_MISSING() << "needs Debian's chromium (/usr/bin/chromium)";
   const auto dir = std::filesystem::temp_directory_path() /
                    ("kvstack-chromium-" + std::to_string(::getpid()) + "-" + std::to_string(server_->port()));
   std::filesystem::create_directories(dir);
@@ -202,7 +203,7 @@ TEST_F(ServeMemoryTest, HeadlessChromiumRendersEveryChartWithData) {
 }
 
 TEST(ServeMemoryAuthTest, MemoryNeedsTheAdminKeyButTheDashboardPageDoesNot) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--api-key", "sekret", "--admin-key",
                        "admin-sekret"});
   ASSERT_TRUE(server.ok()) << server.error();

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <thread>
 
+#include "common/requirement.h"
 #include "server/serve_process.h"
 #include "tiers/redis_cluster.h"
 
@@ -44,13 +45,9 @@ json RedisLevel(httplib::Client& c) {
 class ServeRedisClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (Stories260KPath().empty()) {
-      if (tier_test::UnderCi()) FAIL() << "../shared/models/stories260K.gguf is required under CI";
-      GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
-    }
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
     if (!RedisCluster::Installed()) {
-      if (tier_test::UnderCi()) FAIL() << "redis-server and redis-cli are required under CI (scripts/install-deps)";
-      GTEST_SKIP() << "redis-server or redis-cli is not installed";
+      KVSTACK_SKIP_MISSING() << "redis-server or redis-cli is not installed (apt-get install redis-server redis-tools)";
     }
     std::string error;
     ASSERT_TRUE(cluster_.Start(&error)) << error;

@@ -23,6 +23,7 @@
 
 #include "kvstack/sim.h"
 #include "kvstack/trace.h"
+#include "common/requirement.h"
 #include "server/serve_process.h"
 #include "server/tenant_label.h"
 
@@ -114,7 +115,7 @@ class ServeTenantTest : public ::testing::Test {
     fs::remove(trace_path_);
   }
   void SetUp() override {
-    if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+    if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
     ASSERT_TRUE(server_->ok()) << server_->error();
     for (const JsonReply& r : replies_) ASSERT_EQ(r.status, 200) << r.raw;
     ASSERT_EQ(pin_.status, 200) << pin_.raw;
@@ -332,7 +333,7 @@ TEST_F(ServeTenantTest, EveryEndpointRefusesTheWrongKind) {
 // Client keys from a file and no admin key: no key opens the operator views,
 // but --public-metrics opens /metrics alone.
 TEST(ServeTenantAccess, ClientKeysWithoutAnAdminKeyCloseTheOperatorViews) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   const fs::path keys = fs::temp_directory_path() / ("kvstack_keys_" + std::to_string(::getpid()) + ".txt");
   std::ofstream(keys) << "# clients\nfile-key-one\n\n  file-key-two  \n";
   ServeProcess server({"--model", Stories260KPath(), "--threads", "1", "--api-keys-file", keys.string(),
@@ -354,7 +355,7 @@ TEST(ServeTenantAccess, ClientKeysWithoutAnAdminKeyCloseTheOperatorViews) {
 }
 
 TEST(ServeTenantAccess, BadAccessOptionsAreClearStartErrors) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   ServeProcess short_key({"--model", Stories260KPath(), "--tenant-label-key", "short"});
   EXPECT_FALSE(short_key.ok());
   EXPECT_NE(short_key.error().find("--tenant-label-key: 5 bytes is too short"), std::string::npos) << short_key.error();
@@ -380,7 +381,7 @@ TEST(ServeTenantAccess, BadAccessOptionsAreClearStartErrors) {
 // the name, two labels and "other", every figure summed, and promtool
 // accepts it.
 TEST(ServeTenantMetrics, CappedTenantLabelsPassPromtool) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << kSkip;
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << kSkip;
   const fs::path names = fs::temp_directory_path() / ("kvstack_names_" + std::to_string(::getpid()) + ".txt");
   std::ofstream(names) << "# name  sha256(salt)\nacme " << server::Sha256Hex("named-salt-0001") << "\n";
   const fs::path label_key = fs::temp_directory_path() / ("kvstack_label_key_" + std::to_string(::getpid()));
@@ -426,7 +427,7 @@ TEST(ServeTenantMetrics, CappedTenantLabelsPassPromtool) {
   if (!fs::exists("/usr/bin/promtool")) {
     const char* ci = std::getenv("CI");
     if (ci != nullptr && std::string(ci) == "true") FAIL() << "CI=true but /usr/bin/promtool is absent";
-    GTEST_SKIP() << "promtool check: /usr/bin/promtool is absent (apt-get install prometheus)";
+    KVSTACK_SKIP_MISSING() << "promtool check: /usr/bin/promtool is absent (apt-get install prometheus)";
   }
   const std::string path = (fs::temp_directory_path() / ("kvstack_capped_metrics_" + std::to_string(::getpid()) + ".txt")).string();
   std::ofstream(path) << body;

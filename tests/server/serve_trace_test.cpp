@@ -11,6 +11,7 @@
 
 #include "kvstack/trace.h"
 #include "server/serve_process.h"
+#include "common/requirement.h"
 
 namespace kvstack::testing {
 namespace {
@@ -19,7 +20,7 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 TEST(ServeTraceTest, RecordsEveryFinishedRequest) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
   const fs::path file = fs::temp_directory_path() / ("kvstack-trace-" + std::to_string(::getpid()) + ".jsonl");
   const std::string prompt = "Once upon a time there was a little cat named Tom. He liked to play in the garden.";
   std::vector<JsonReply> replies;
@@ -67,7 +68,7 @@ TEST(ServeTraceTest, RecordsEveryFinishedRequest) {
 }
 
 TEST(ServeTraceTest, AnUnwritableTraceFileIsAClearStartError) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
   ServeProcess server({"--model", Stories260KPath(), "--record-trace", "/nonexistent-dir/trace.jsonl"});
   EXPECT_FALSE(server.ok());
   EXPECT_NE(server.error().find("--record-trace /nonexistent-dir/trace.jsonl"), std::string::npos) << server.error();

@@ -13,6 +13,7 @@
 #include "common/run_kvstack.h"
 #include "kvstack/sim.h"
 #include "sim/fixed_cost.h"
+#include "common/requirement.h"
 
 namespace kvstack::sim {
 namespace {
@@ -65,7 +66,7 @@ TEST(HtmlReportTest, SelfContainedWithFourCharts) {
 
 TEST(HtmlReportTest, ChromiumRendersEveryChartWithData) {
   const char* chromium = "/usr/bin/chromium";
-  if (::access(chromium, X_OK) != 0) GTEST_SKIP() << "no " << chromium << ": the headless rendering check is skipped";
+  if (::access(chromium, X_OK) != 0) KVSTACK_SKIP_MISSING() << "no " << chromium << ": the headless rendering check is skipped";
   testing::FixedCost cost;
   SimOptions o;
   o.block_size = 4;

@@ -15,6 +15,7 @@
 
 #include "common/run_kvstack.h"
 #include "kvstack/sizing.h"
+#include "common/requirement.h"
 
 namespace kvstack::sizing {
 namespace {
@@ -463,7 +464,7 @@ std::filesystem::path Stories260K() {
 TEST(SizingGguf, Stories260K) {
   if (!GgufSupported()) GTEST_SKIP() << "this build has no GGUF reader (src/model is absent)";
   if (!std::filesystem::exists(Stories260K())) {
-    GTEST_SKIP() << Stories260K() << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
+    KVSTACK_SKIP_MISSING() << Stories260K() << " is absent; set KVSTACK_SHARED_DIR to the shared test assets";
   }
   auto m = ResolveModel(Catalog(), Stories260K().string());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -648,7 +649,7 @@ TEST(SizingCommand, ConfigJsonStandsInForAPreset) {
 
 TEST(SizingCommand, GgufStandsInForAPreset) {
   if (!GgufSupported()) GTEST_SKIP() << "this build has no GGUF reader (src/model is absent)";
-  if (!std::filesystem::exists(Stories260K())) GTEST_SKIP() << Stories260K() << " is absent";
+  if (!std::filesystem::exists(Stories260K())) KVSTACK_SKIP_MISSING() << Stories260K() << " is absent";
   const CommandRun run = RunKvstack("size --model " + Stories260K().string() + " --gpu L40S --kv f32 --json");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto j = nlohmann::json::parse(run.output, nullptr, false);

@@ -26,13 +26,6 @@ namespace kvstack::tier_test {
 
 inline constexpr const char* kRedisCliBinary = "/usr/bin/redis-cli";
 
-// Outside CI a missing tool is a skip with the reason; under CI=true (where
-// scripts/install-deps installed it) it is a failure.
-inline bool UnderCi() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
-
 class RedisCluster {
  public:
   static bool Installed() { return RedisServerInstalled() && ::access(kRedisCliBinary, X_OK) == 0; }

@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "common/requirement.h"
 #include "kvstack/tiers.h"
 #include "redis_cluster.h"
 #include "tier_test_util.h"
@@ -100,8 +101,7 @@ class RedisClusterTierTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!RedisCluster::Installed()) {
-      if (tier_test::UnderCi()) FAIL() << "redis-server and redis-cli are required under CI (scripts/install-deps)";
-      GTEST_SKIP() << "redis-server or redis-cli is not installed (apt-get install redis-server redis-tools)";
+      KVSTACK_SKIP_MISSING() << "redis-server or redis-cli is not installed (apt-get install redis-server redis-tools)";
     }
     std::string error;
     ASSERT_TRUE(cluster_.Start(&error)) << error;

@@ -13,6 +13,7 @@
 #include "redis_server.h"
 #include "tier_test_util.h"
 #include "tiers/consistent_hash.h"
+#include "common/requirement.h"
 
 namespace kvstack {
 namespace {
@@ -29,7 +30,7 @@ class RedisTierTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!tier_test::RedisServerInstalled()) {
-      GTEST_SKIP() << tier_test::kRedisServerBinary << " is not installed (apt-get install redis-server)";
+      KVSTACK_SKIP_MISSING() << tier_test::kRedisServerBinary << " is not installed (apt-get install redis-server)";
     }
     ASSERT_TRUE(server_.Start()) << "redis-server did not start";
   }

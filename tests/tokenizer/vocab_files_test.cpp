@@ -15,6 +15,7 @@
 
 #include "kvstack/gguf.h"
 #include "kvstack/tokenizer.h"
+#include "common/requirement.h"
 
 namespace kvstack {
 namespace {
@@ -71,7 +72,7 @@ std::unique_ptr<Tokenizer> Open(const std::filesystem::path& path) {
 // text) and decodes back to its text.
 void CheckVocabFile(const std::string& name, size_t expected_cases) {
   const auto gguf = SharedDir() / "vocab" / name;
-  if (!std::filesystem::exists(gguf)) GTEST_SKIP() << gguf << " not found: shared vocabulary files are absent";
+  if (!std::filesystem::exists(gguf)) KVSTACK_SKIP_MISSING() << gguf << " not found: shared vocabulary files are absent";
   std::unique_ptr<Tokenizer> tokenizer = Open(gguf);
   ASSERT_NE(tokenizer, nullptr);
   const std::vector<VocabCase> cases = ReadCases(gguf.string() + ".inp", gguf.string() + ".out");
@@ -108,7 +109,7 @@ TEST(VocabFilesTest, Stories260KMatchesLlamaServer) {
   const auto model = SharedDir() / "models" / "stories260K.gguf";
   const auto golden_path = SharedDir() / "golden" / "stories260K_tokenize.json";
   if (!std::filesystem::exists(model) || !std::filesystem::exists(golden_path)) {
-    GTEST_SKIP() << model << " or " << golden_path << " not found: shared model files are absent";
+    KVSTACK_SKIP_MISSING() << model << " or " << golden_path << " not found: shared model files are absent";
   }
   std::unique_ptr<Tokenizer> tokenizer = Open(model);
   ASSERT_NE(tokenizer, nullptr);
@@ -146,7 +147,7 @@ TEST(VocabFilesTest, Stories260KCompletionTextMatchesLlamaServer) {
   const auto model = SharedDir() / "models" / "stories260K.gguf";
   const auto golden_path = SharedDir() / "golden" / "stories260K_greedy.json";
   if (!std::filesystem::exists(model) || !std::filesystem::exists(golden_path)) {
-    GTEST_SKIP() << model << " or " << golden_path << " not found: shared model files are absent";
+    KVSTACK_SKIP_MISSING() << model << " or " << golden_path << " not found: shared model files are absent";
   }
   std::unique_ptr<Tokenizer> tokenizer = Open(model);
   ASSERT_NE(tokenizer, nullptr);
