@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/requirement.h"
 #include "kvstack/engine.h"
 #include "kvstack/tokenizer.h"
 
