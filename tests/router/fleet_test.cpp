@@ -1,0 +1,279 @@
+// A real fleet on 127.0.0.1: four `kvstack serve --kv-events` workers
+// (stories260K) behind `kvstack router`, ports picked at run time. A repeated
+// prefix lands on the worker that holds it (learned from its events); two
+// tenants are never credited with each other's blocks; a worker killed
+// mid-run loses no request that had not started streaming, and a broken
+// stream ends with an error event; gaps forced by dropping event batches are
+// recovered through replay and through the snapshot; a restarted router
+// rebuilds its index from the snapshots.
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "server/serve_process.h"
+
+namespace kvstack::testing {
+namespace {
+
+constexpr int kWorkers = 4;
+constexpr int kBlock = 16;
+
+class FleetTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = Stories260KPath();
+    if (model_.empty()) {
+      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
+      GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+    }
+  }
+
+  void StartWorkers(const std::vector<std::string>& extra = {}) {
+    for (int i = 0; i < kWorkers; ++i) {
+      std::vector<std::string> args = {"--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock),
+                                       "--kv-memory", "2MiB", "--kv-events", "tcp://127.0.0.1:*",
+                                       "--kv-events-replay", "tcp://127.0.0.1:*"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      workers_.push_back(std::make_unique<ServeProcess>(args));
+      ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+    }
+  }
+
+  std::unique_ptr<ServeProcess> StartRouter(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"--host", "127.0.0.1", "--port", "0", "--model", model_};
+    for (const auto& w : workers_) {
+      args.push_back("--worker");
+      args.push_back(Url(*w));
+    }
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = std::make_unique<ServeProcess>("router", args);
+    EXPECT_TRUE(r->ok()) << r->error();
+    return r;
+  }
+
+  static std::string Url(const ServeProcess& p) { return "http://127.0.0.1:" + std::to_string(p.port()); }
+
+  int WorkerIndex(const std::string& url) const {
+    for (int i = 0; i < kWorkers; ++i) {
+      if (Url(*workers_[static_cast<size_t>(i)]) == url) return i;
+    }
+    return -1;
+  }
+
+  // A non-streamed completion through the router: status, worker, cached tokens.
+  struct Answer {
+    int status = -1;
+    int worker = -1;
+    int cached = -1;
+    std::string body;
+  };
+  Answer Complete(ServeProcess& router, const std::vector<int>& prompt, const std::string& salt = "") {
+    auto c = router.Client();
+    nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+    if (!salt.empty()) body["cache_salt"] = salt;
+    auto r = c->Post("/v1/completions", body.dump(), "application/json");
+    Answer a;
+    if (!r) return a;
+    a.status = r->status;
+    a.body = r->body;
+    a.worker = WorkerIndex(r->get_header_value("X-Kvstack-Worker"));
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (j.is_object() && j.contains("usage")) {
+      a.cached = j["usage"].value("prompt_tokens_details", nlohmann::json::object()).value("cached_tokens", 0);
+    }
+    return a;
+  }
+
+  nlohmann::json Fleet(ServeProcess& router) { return GetJson(*router.Client(), "/v1/fleet").body; }
+
+  // Waits until the router's index holds at least `blocks` device blocks of
+  // worker `w` (its events arrived).
+  bool WaitForBlocks(ServeProcess& router, int w, int64_t blocks) {
+    for (int i = 0; i < 200; ++i) {
+      const nlohmann::json f = Fleet(router);
+      if (f.is_object() && f["workers"][w]["blocks"]["GPU"].get<int64_t>() >= blocks) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+
+  static std::vector<int> Prompt(int seed, int tokens = 4 * kBlock) {
+    std::vector<int> p;
+    for (int i = 0; i < tokens; ++i) p.push_back(3 + (seed * 131 + i * 17) % 490);
+    return p;
+  }
+
+  std::string model_;
+  std::vector<std::unique_ptr<ServeProcess>> workers_;
+};
+
+TEST_F(FleetTest, RepeatedPrefixLandsOnItsHolderFromEvents) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  // Predictions expire at once: only the workers' events can steer.
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  const auto p = Prompt(1);
+  const Answer first = Complete(*router, p);
+  ASSERT_EQ(first.status, 200) << first.body;
+  ASSERT_GE(first.worker, 0);
+  ASSERT_TRUE(WaitForBlocks(*router, first.worker, 4));
+  // Cold prompts in between spread over the fleet; the repeated one sticks.
+  for (int i = 0; i < 6; ++i) {
+    const Answer cold = Complete(*router, Prompt(100 + i));
+    ASSERT_EQ(cold.status, 200);
+    const Answer again = Complete(*router, p);
+    ASSERT_EQ(again.status, 200);
+    EXPECT_EQ(again.worker, first.worker);
+    EXPECT_EQ(again.cached, 3 * kBlock);  // all but the block holding the last prompt token
+  }
+  const nlohmann::json f = Fleet(*router);
+  EXPECT_GE(f["decisions"]["kv_hit"].get<int>(), 6);
+  std::set<int> used;
+  for (int w = 0; w < kWorkers; ++w) {
+    if (f["workers"][w]["requests"].get<int>() > 0) used.insert(w);
+  }
+  EXPECT_GE(used.size(), 3u) << f.dump();
+  // The router's own metrics.
+  auto m = router->Client()->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("kvstack_router_decisions_total{reason=\"kv_hit\"}"), std::string::npos);
+  EXPECT_NE(m->body.find("kvstack_router_reported_hit_tokens_total"), std::string::npos);
+  auto page = router->Client()->Get("/");
+  ASSERT_TRUE(page);
+  EXPECT_NE(page->body.find("kvstack fleet"), std::string::npos);
+}
+
+TEST_F(FleetTest, TenantsAreNeverCreditedWithEachOthersBlocks) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  const auto p = Prompt(2);
+  const Answer a = Complete(*router, p, "tenant-secret-alpha");
+  ASSERT_EQ(a.status, 200);
+  ASSERT_TRUE(WaitForBlocks(*router, a.worker, 4));
+  const int hits_before = Fleet(*router)["decisions"]["kv_hit"].get<int>();
+  const Answer b = Complete(*router, p, "tenant-secret-beta");
+  ASSERT_EQ(b.status, 200);
+  EXPECT_EQ(b.cached, 0);
+  const nlohmann::json f = Fleet(*router);
+  EXPECT_EQ(f["decisions"]["kv_hit"].get<int>(), hits_before);
+  // Tenant a again: credited with its own blocks.
+  const Answer a2 = Complete(*router, p, "tenant-secret-alpha");
+  EXPECT_EQ(a2.worker, a.worker);
+  EXPECT_EQ(a2.cached, 3 * kBlock);
+  // No view names a tenant.
+  for (const char* path : {"/v1/fleet", "/metrics", "/"}) {
+    auto r = router->Client()->Get(path);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body.find("tenant-secret"), std::string::npos) << path;
+  }
+}
+
+TEST_F(FleetTest, KilledWorkerLosesNoUnstartedRequestAndBreaksStreamsWithAnError) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  auto router = StartRouter();
+  ASSERT_TRUE(router->ok());
+  const auto p = Prompt(3);
+  const Answer first = Complete(*router, p);
+  ASSERT_EQ(first.status, 200);
+  ASSERT_TRUE(WaitForBlocks(*router, first.worker, 4));
+
+  // A stream on the holder; kill it at the first chunk.
+  auto c = router->Client();
+  nlohmann::json body = {{"prompt", p}, {"max_tokens", 400}, {"temperature", 0}, {"stream", true},
+                         {"ignore_eos", true}};
+  ServeProcess& holder = *workers_[static_cast<size_t>(first.worker)];
+  const StreamReply s = PostStream(*c, "/v1/completions", body, [&] { holder.Signal(SIGKILL); });
+  EXPECT_EQ(s.status, 200);
+  ASSERT_FALSE(s.data.empty());
+  EXPECT_NE(s.data.back().find("worker_failed"), std::string::npos) << s.data.back();
+
+  // Requests that had not started: every one answered, by the others.
+  for (int i = 0; i < 8; ++i) {
+    const Answer a = Complete(*router, i % 2 ? p : Prompt(200 + i));
+    EXPECT_EQ(a.status, 200) << a.body;
+    EXPECT_NE(a.worker, first.worker);
+  }
+  const nlohmann::json f = Fleet(*router);
+  EXPECT_FALSE(f["workers"][first.worker]["healthy"].get<bool>());
+}
+
+TEST_F(FleetTest, GapsAreRecoveredThroughReplay) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  auto router = StartRouter({"--fault-drop-events", "3"});
+  ASSERT_TRUE(router->ok());
+  for (int i = 0; i < 12; ++i) ASSERT_EQ(Complete(*router, Prompt(300 + i)).status, 200);
+  // The index equals each worker's own snapshot once the events settle.
+  for (int w = 0; w < kWorkers; ++w) {
+    const auto snap = GetJson(*workers_[static_cast<size_t>(w)]->Client(), "/v1/cache/blocks").body;
+    const int64_t held = static_cast<int64_t>(snap["tiers"]["GPU"].size());
+    bool equal = false;
+    for (int t = 0; t < 200 && !equal; ++t) {
+      equal = Fleet(*router)["workers"][w]["blocks"]["GPU"].get<int64_t>() == held;
+      if (!equal) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    EXPECT_TRUE(equal) << "worker " << w << ": " << Fleet(*router).dump();
+  }
+  const nlohmann::json f = Fleet(*router);
+  int64_t gaps = 0, replays = 0;
+  for (const auto& w : f["workers"]) gaps += w["events"]["gaps"].get<int64_t>(), replays += w["events"]["replays"].get<int64_t>();
+  // Every third batch was dropped: each drop is noticed (by the next batch's
+  // sequence number, or, for a last batch, by asking the worker) and replayed.
+  EXPECT_GT(replays, 0) << "gaps seen by sequence number: " << gaps;
+}
+
+TEST_F(FleetTest, GapsBeyondTheReplayBufferAreRecoveredThroughTheSnapshot) {
+  // A replay buffer of one batch cannot fill a gap: the snapshot must.
+  ASSERT_NO_FATAL_FAILURE(StartWorkers({"--kv-events-buffer", "1"}));
+  auto router = StartRouter({"--fault-drop-events", "2"});
+  ASSERT_TRUE(router->ok());
+  for (int i = 0; i < 12; ++i) ASSERT_EQ(Complete(*router, Prompt(400 + i)).status, 200);
+  int64_t snapshots = 0;
+  for (int w = 0; w < kWorkers; ++w) {
+    const auto snap = GetJson(*workers_[static_cast<size_t>(w)]->Client(), "/v1/cache/blocks").body;
+    const int64_t held = static_cast<int64_t>(snap["tiers"]["GPU"].size());
+    bool equal = false;
+    for (int t = 0; t < 200 && !equal; ++t) {
+      equal = Fleet(*router)["workers"][w]["blocks"]["GPU"].get<int64_t>() == held;
+      if (!equal) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    EXPECT_TRUE(equal) << "worker " << w;
+    snapshots += Fleet(*router)["workers"][w]["events"]["snapshots"].get<int64_t>();
+  }
+  EXPECT_GT(snapshots, kWorkers);  // one each at start, more for the gaps
+}
+
+TEST_F(FleetTest, RestartedRouterRebuildsItsIndexFromSnapshots) {
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  int holder = -1;
+  const auto p = Prompt(5);
+  {
+    auto router = StartRouter();
+    ASSERT_TRUE(router->ok());
+    const Answer a = Complete(*router, p);
+    ASSERT_EQ(a.status, 200);
+    holder = a.worker;
+    ASSERT_TRUE(WaitForBlocks(*router, holder, 4));
+  }
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  ASSERT_TRUE(WaitForBlocks(*router, holder, 4));
+  const Answer again = Complete(*router, p);
+  EXPECT_EQ(again.worker, holder);
+  EXPECT_EQ(again.cached, 3 * kBlock);
+}
+
+TEST_F(FleetTest, RefusesWorkersWithoutEventsOrWithAnotherBlockSize) {
+  std::vector<std::string> args = {"--model", model_, "--threads", "1"};
+  workers_.push_back(std::make_unique<ServeProcess>(args));
+  ASSERT_TRUE(workers_.back()->ok());
+  ServeProcess r("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_.back())});
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.error().find("--kv-events"), std::string::npos) << r.error();
+}
+
+}  // namespace
+}  // namespace kvstack::testing
