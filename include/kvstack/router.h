@@ -19,7 +19,7 @@
 // worker its session last went to, for `affinity_ttl`, unless that worker is
 // down or has `overload_in_flight` requests or more.
 // After a kv-aware pick, the request's keys become predicted blocks of the
-// chosen worker for `prediction_ttl`, so siblings arriving before its events
+// chosen worker for `prediction_ttl` (0: no predictions), so siblings arriving before its events
 // follow it instead of scattering.
 //
 // Thread safety: none; the caller serializes Route() with the index's
@@ -60,6 +60,10 @@ struct RouterOptions {
   Micros affinity_ttl = 300'000'000;
   int32_t overload_in_flight = 64;  // affinity yields to load at this many
   uint64_t seed = 1;                // random and softmax choices
+  // Equal kv-aware costs: kRotate prefers the fewest in flight, then takes
+  // workers in turn (spreads cold requests); kLowestId takes the first (the
+  // simulator's deterministic choice).
+  enum class TieBreak : uint8_t { kRotate, kLowestId } tie_break = TieBreak::kRotate;
 };
 
 // What the router knows of a worker's load now.

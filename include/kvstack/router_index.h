@@ -62,6 +62,10 @@ struct IndexEvent {
   Priority priority = kDefaultPriority;
 };
 
+// A cache's drained events as the index applies them (what `kvstack sim`
+// feeds its index from each simulated instance).
+std::vector<IndexEvent> ToIndexEvents(const KvEventBatch& batch);
+
 // The longest prefix of a request's keys a worker holds, block by block in
 // order, stopping at the first key it holds in no tier.
 struct IndexMatch {

@@ -16,6 +16,18 @@ constexpr uint8_t kAllTiers = (1u << kNumStorageTiers) - 1;
 
 }  // namespace
 
+std::vector<IndexEvent> ToIndexEvents(const KvEventBatch& batch) {
+  std::vector<IndexEvent> out;
+  out.reserve(batch.events.size());
+  for (const KvEvent& e : batch.events) {
+    IndexEvent ie{.kind = e.kind, .tier = e.tier, .hash = e.hash, .priority = e.priority};
+    // The device pool's reset is a whole-worker clear, as on the wire.
+    if (e.kind == KvEventKind::kAllCleared && e.tier == StorageTier::kDevice) ie.tier.reset();
+    out.push_back(ie);
+  }
+  return out;
+}
+
 BlockIndex::BlockIndex(Options options)
     : options_(std::move(options)),
       hasher_(options_.hash_seed),

@@ -120,13 +120,15 @@ RouteDecision Router::Route(const RouteQuery& q, std::span<const WorkerLoad> loa
         std::vector<double> cost(n, std::numeric_limits<double>::infinity());
         double best = cost[0];
         double best_credit = 0;
+        const bool rotate = options_.tie_break == RouterOptions::TieBreak::kRotate;
         for (size_t k = 0; k < n; ++k) {
-          const size_t i = (round_robin_ + k) % n;
+          const size_t i = rotate ? (round_robin_ + k) % n : k;
           if (!loads[i].healthy) continue;
           double credit = 0;
           cost[i] = Cost(q, static_cast<WorkerId>(i), loads[i], nullptr, &credit);
-          const bool better = cost[i] < best - 1e-9 ||
-                              (cost[i] < best + 1e-9 && d.worker >= 0 && loads[i].in_flight() < loads[d.worker].in_flight());
+          const bool better = rotate ? cost[i] < best - 1e-9 || (cost[i] < best + 1e-9 && d.worker >= 0 &&
+                                                                  loads[i].in_flight() < loads[d.worker].in_flight())
+                                     : cost[i] < best;
           if (better) best = cost[i], best_credit = credit, d.worker = static_cast<WorkerId>(i);
         }
         ++round_robin_;
@@ -146,7 +148,7 @@ RouteDecision Router::Route(const RouteQuery& q, std::span<const WorkerLoad> loa
   if (d.worker < 0) return d;
 
   d.cost = Cost(q, d.worker, loads[d.worker], &d.match, &d.credited_blocks);
-  if (options_.policy == RoutingPolicy::kKvAware) index_->Predict(d.worker, q.keys, now + options_.prediction_ttl);
+  if (options_.policy == RoutingPolicy::kKvAware && options_.prediction_ttl > 0) index_->Predict(d.worker, q.keys, now + options_.prediction_ttl);
   if (!q.session_id.empty()) sessions_[q.session_id] = Session{d.worker, now + options_.affinity_ttl};
   return d;
 }

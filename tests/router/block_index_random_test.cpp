@@ -196,7 +196,9 @@ TEST(BlockIndexRandomTest, MatchesReferenceModelOver100kEvents) {
       for (auto& m : model.workers) n += static_cast<int64_t>(m.size());
       return n;
     }());
-    if (events % 97 == 0) ASSERT_TRUE(index.CheckInvariants().ok()) << index.CheckInvariants().ToString();
+    if (events % 97 == 0) {
+      ASSERT_TRUE(index.CheckInvariants().ok()) << index.CheckInvariants().ToString();
+    }
   }
   ASSERT_TRUE(index.CheckInvariants().ok()) << index.CheckInvariants().ToString();
   // The stream exercised every path.
