@@ -277,3 +277,34 @@ TEST_F(FleetTest, RefusesWorkersWithoutEventsOrWithAnotherBlockSize) {
 
 }  // namespace
 }  // namespace kvstack::testing
+
+namespace kvstack::testing {
+namespace {
+
+// `kvstack fleet` starts its workers and a router, serves through them, and
+// stops them all on SIGTERM.
+TEST(FleetCommandTest, StartsServesAndStopsEverything) {
+  const std::string model = Stories260KPath();
+  if (model.empty()) {
+    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
+    GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+  }
+  ServeProcess fleet("fleet", {"--workers", "2", "--model", model, "--port", "0", "--kv-memory", "2MiB"});
+  ASSERT_TRUE(fleet.ok()) << fleet.error();
+  const auto f = GetJson(*fleet.Client(), "/v1/fleet").body;
+  ASSERT_EQ(f["workers"].size(), 2u);
+  auto r = PostJson(*fleet.Client(), "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 4}});
+  EXPECT_EQ(r.status, 200) << r.raw;
+  fleet.Signal(SIGTERM);
+  EXPECT_EQ(fleet.WaitExit(std::chrono::seconds(30)), 0) << fleet.Output();
+  // The workers are gone too.
+  for (const auto& w : f["workers"]) {
+    const std::string url = w["url"];
+    httplib::Client c(url);
+    c.set_connection_timeout(std::chrono::milliseconds(300));
+    EXPECT_FALSE(c.Get("/health")) << url << " still answers";
+  }
+}
+
+}  // namespace
+}  // namespace kvstack::testing
