@@ -42,9 +42,7 @@ WorkerId BlockIndex::AddWorker(bool foreign, int64_t first_seq) {
 }
 
 void BlockIndex::Account(Worker& w, const Entry& e, int sign) const {
-  for (int t = 0; t < kNumStorageTiers; ++t) {
-    if (e.tiers & (1u << t)) w.stats.blocks[t] += sign;
-  }
+  for (unsigned m = e.tiers; m != 0; m &= m - 1) w.stats.blocks[std::countr_zero(m)] += sign;
   if (e.tiers != 0 && e.priority >= options_.durable_priority) w.stats.durable += sign;
   if (e.predicted_until != 0) w.stats.predicted += sign;
 }
@@ -81,7 +79,15 @@ void BlockIndex::Apply(Worker& w, const IndexEvent& ev) {
       const StorageTier tier = ev.tier.value_or(StorageTier::kDevice);
       auto [it, inserted] = w.blocks.try_emplace(ev.hash);
       Entry& e = it->second;
-      if (!inserted) Account(w, e, -1);
+      if (inserted) {
+        // The common case, a new block: count it without a recount.
+        e.tiers = Bit(tier);
+        e.priority = ev.priority;
+        ++w.stats.blocks[static_cast<int>(tier)];
+        if (e.priority >= options_.durable_priority) ++w.stats.durable;
+        return;
+      }
+      Account(w, e, -1);
       e.tiers |= Bit(tier);
       e.priority = ev.priority;
       if (tier == StorageTier::kDevice) e.predicted_until = 0;  // confirmed
