@@ -92,7 +92,7 @@ class FleetTest : public ::testing::Test {
   // Waits until the router's index holds at least `blocks` device blocks of
   // worker `w` (its events arrived).
   bool WaitForBlocks(ServeProcess& router, int w, int64_t blocks) {
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 400; ++i) {
       const nlohmann::json f = Fleet(router);
       if (f.is_object() && f["workers"][w]["blocks"]["GPU"].get<int64_t>() >= blocks) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -211,7 +211,7 @@ TEST_F(FleetTest, GapsAreRecoveredThroughReplay) {
     const auto snap = GetJson(*workers_[static_cast<size_t>(w)]->Client(), "/v1/cache/blocks").body;
     const int64_t held = static_cast<int64_t>(snap["tiers"]["GPU"].size());
     bool equal = false;
-    for (int t = 0; t < 200 && !equal; ++t) {
+    for (int t = 0; t < 400 && !equal; ++t) {
       equal = Fleet(*router)["workers"][w]["blocks"]["GPU"].get<int64_t>() == held;
       if (!equal) std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
@@ -236,7 +236,7 @@ TEST_F(FleetTest, GapsBeyondTheReplayBufferAreRecoveredThroughTheSnapshot) {
     const auto snap = GetJson(*workers_[static_cast<size_t>(w)]->Client(), "/v1/cache/blocks").body;
     const int64_t held = static_cast<int64_t>(snap["tiers"]["GPU"].size());
     bool equal = false;
-    for (int t = 0; t < 200 && !equal; ++t) {
+    for (int t = 0; t < 400 && !equal; ++t) {
       equal = Fleet(*router)["workers"][w]["blocks"]["GPU"].get<int64_t>() == held;
       if (!equal) std::this_thread::sleep_for(std::chrono::milliseconds(25));
     }
