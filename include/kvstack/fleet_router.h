@@ -42,6 +42,12 @@ namespace kvstack {
 
 struct FleetRouterOptions {
   std::vector<std::string> workers;  // http://host:port, one per worker
+  // Workers of another engine (vLLM, SGLang) that publish vLLM's events:
+  // "http://HOST:PORT=tcp://EVENTS[,tcp://REPLAY]". Their blocks are keyed by
+  // chaining kvstack's keys over the token ids each BlockStored carries (see
+  // router_index.h), so they match requests without a cache_salt only; they
+  // have no snapshot (a gap replay cannot fill clears their entries).
+  std::vector<std::string> foreign_workers;
   std::string model_path;            // the workers' GGUF
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port

@@ -64,6 +64,11 @@ CommandRunner AddRouterCommand(CLI::App& app) {
                   "--kv-events-replay); the router asks it where its events are.")
       ->required()
       ->type_name("URL");
+  cmd->add_option("--foreign-worker", o.foreign_workers,
+                  "A worker of another engine (vLLM, SGLang) publishing vLLM's KV events: "
+                  "http://HOST:PORT=tcp://EVENTS[,tcp://REPLAY]. Its blocks are keyed by their token ids; they match "
+                  "requests without a cache_salt.")
+      ->type_name("URL=ENDPOINT");
   cmd->add_option("-m,--model", o.model_path,
                   "The workers' GGUF: the router tokenizes and keys each request as the workers will, and refuses "
                   "workers that serve another model.")

@@ -136,6 +136,7 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
   bool need_snapshot = true;
   uint64_t received = 0;
   auto last_check = std::chrono::steady_clock::now();
+  bool foreign_restart = false;
   while (!impl.stopping.load()) {
     if (w.resubscribe.exchange(false) || !sub) {
       {
@@ -144,7 +145,7 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
       }
       sub.emplace(ctx, zmq::socket_type::sub);
       sub->set(zmq::sockopt::linger, 0);
-      sub->set(zmq::sockopt::subscribe, info.topic);
+      sub->set(zmq::sockopt::subscribe, w.foreign ? std::string() : info.topic);
       try {
         sub->connect(info.endpoint);
       } catch (const zmq::error_t& e) {
@@ -154,6 +155,11 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
         continue;
       }
       need_snapshot = true;
+    }
+    if (need_snapshot && w.foreign) {
+      // No snapshot to be had: start afresh from the next batch that comes.
+      foreign_restart = true;
+      need_snapshot = false;
     }
     if (need_snapshot) {
       // After subscribing, so no batch falls between the snapshot and the
@@ -169,7 +175,7 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
     if (!(item.revents & ZMQ_POLLIN)) {
       // Quiet: a lost last batch shows no gap until the next one comes, so
       // ask the worker how far it has published.
-      if (std::chrono::steady_clock::now() - last_check < kQuietCheck) continue;
+      if (w.foreign || std::chrono::steady_clock::now() - last_check < kQuietCheck) continue;
       last_check = std::chrono::steady_clock::now();
       const auto published = PublishedSeq(w);
       int64_t expected;
@@ -208,6 +214,10 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
     BatchOutcome out;
     {
       std::lock_guard<std::mutex> lock(impl.mu);
+      if (foreign_restart) {
+        impl.index->ApplySnapshot(w.id, *seq, {});
+        foreign_restart = false;
+      }
       // A worker that restarted numbers from 0 again, starting with AllBlocksCleared.
       if (*seq == 0 && !batch->events.empty() && batch->events.front().kind == KvEventKind::kAllCleared &&
           impl.index->Stats(w.id).next_seq > 0) {
@@ -241,7 +251,9 @@ void RunHealth(FleetRouter::Impl& impl) {
         if (j.is_object()) w.reported_in_flight.store(j.value("requests_in_flight", 0));
       }
       const bool was = w.healthy.load();
-      if (up && !was) {
+      if (up && !was && w.foreign) {
+        w.resubscribe.store(true);
+      } else if (up && !was) {
         // Back: its event endpoints may have moved (a restart on other ports).
         auto info = FetchEventInfo(w);
         if (!info.ok()) continue;

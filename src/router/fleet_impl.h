@@ -38,6 +38,7 @@ struct EventInfo {
 struct Worker {
   WorkerId id = 0;
   std::string url;  // as given
+  bool foreign = false;  // another engine: no /v1/kv-events, no snapshot
   std::string host;
   int port = 0;
   EventInfo events;  // GUARDED_BY(Impl::mu)

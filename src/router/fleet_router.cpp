@@ -92,10 +92,33 @@ Result<std::unique_ptr<FleetRouter>> FleetRouter::Start(const FleetRouterOptions
     w->events = *info;
     impl->workers.push_back(std::move(w));
   }
+  for (const std::string& spec : o.foreign_workers) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos) {
+      return InvalidArgument(fmt::format("--foreign-worker {}: expected http://HOST:PORT=tcp://EVENTS[,tcp://REPLAY]",
+                                         spec));
+    }
+    auto hp = ParseWorkerUrl(spec.substr(0, eq));
+    if (!hp.ok()) return hp.status();
+    auto w = std::make_unique<fleet::Worker>();
+    w->id = static_cast<WorkerId>(impl->workers.size());
+    w->url = spec.substr(0, eq);
+    w->host = hp->first;
+    w->port = hp->second;
+    w->foreign = true;
+    const std::string endpoints = spec.substr(eq + 1);
+    const size_t comma = endpoints.find(',');
+    w->events.endpoint = endpoints.substr(0, comma);
+    if (comma != std::string::npos) w->events.replay_endpoint = endpoints.substr(comma + 1);
+    impl->workers.push_back(std::move(w));
+  }
+  if (impl->block_size == 0) {
+    return InvalidArgument("--worker: give at least one kvstack worker (its block size and hash seed set the keys)");
+  }
   impl->index = std::make_unique<BlockIndex>(BlockIndex::Options{.hash_seed = impl->hasher.seed(),
                                                                  .model_id = impl->model_identity,
                                                                  .durable_priority = 50});
-  for (size_t i = 0; i < impl->workers.size(); ++i) impl->index->AddWorker();
+  for (const auto& w : impl->workers) impl->index->AddWorker(w->foreign);
   impl->router = std::make_unique<Router>(o.routing, impl->index.get(), nullptr);
 
   fleet::AddProxyRoutes(*impl);

@@ -308,3 +308,130 @@ TEST(FleetCommandTest, StartsServesAndStopsEverything) {
 
 }  // namespace
 }  // namespace kvstack::testing
+
+#include <zmq.hpp>
+
+#include "kvstack/kv_event_wire.h"
+
+namespace kvstack::testing {
+namespace {
+
+// A stand-in for a vLLM worker: an HTTP server that answers completions and
+// publishes vLLM's events with its own 32-byte hashes and token ids (no
+// kvstack priority, no /v1/kv-events, no snapshot).
+class FakeVllmWorker {
+ public:
+  FakeVllmWorker() {
+    pub_.bind("tcp://127.0.0.1:*");
+    endpoint_ = pub_.get(zmq::sockopt::last_endpoint);
+    http_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    });
+    http_.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      const auto body = nlohmann::json::parse(req.body);
+      const std::vector<int> prompt = body["prompt"].get<std::vector<int>>();
+      Publish(prompt);
+      ++requests_;
+      res.set_content(nlohmann::json{{"object", "text_completion"},
+                                     {"choices", {{{"index", 0}, {"text", "x"}, {"finish_reason", "length"}}}},
+                                     {"usage", {{"prompt_tokens", prompt.size()}, {"completion_tokens", 1}}}}
+                          .dump(),
+                      "application/json");
+    });
+    port_ = http_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { http_.listen_after_bind(); });
+    while (!http_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~FakeVllmWorker() {
+    http_.stop();
+    thread_.join();
+  }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string Spec() const { return Url() + "=" + endpoint_; }
+  int requests() const { return requests_.load(); }
+
+ private:
+  void Publish(const std::vector<int>& prompt) {
+    WireEvent e{.kind = KvEventKind::kBlockStored, .block_size = 16, .medium = "GPU"};
+    std::string parent;
+    for (size_t b = 0; b + 16 <= prompt.size(); b += 16) {
+      std::string h(32, '\0');
+      uint64_t x = std::hash<std::string>{}(parent) ^ (b * 0x9e3779b97f4a7c15ull);
+      for (size_t i = 0; i < 16; ++i) x = x * 1099511628211ull ^ static_cast<uint64_t>(prompt[b + i]);
+      for (size_t i = 0; i < 32; ++i) h[i] = static_cast<char>(x >> (8 * (i % 8)));
+      e.block_hashes.push_back(h);
+      e.token_ids.insert(e.token_ids.end(), prompt.begin() + static_cast<long>(b), prompt.begin() + static_cast<long>(b) + 16);
+      parent = h;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string payload = EncodeWireBatch(WireBatch{.ts = 1.0, .events = {e}});
+    const std::string seq = SeqFrame(seq_++);
+    pub_.send(zmq::buffer(std::string("vllm")), zmq::send_flags::sndmore);
+    pub_.send(zmq::buffer(seq), zmq::send_flags::sndmore);
+    pub_.send(zmq::buffer(payload), zmq::send_flags::none);
+  }
+
+  zmq::context_t ctx_{1};
+  zmq::socket_t pub_{ctx_, zmq::socket_type::pub};
+  std::string endpoint_;
+  httplib::Server http_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  int64_t seq_ = 0;
+  std::atomic<int> requests_{0};
+};
+
+TEST(ForeignWorkerTest, RouterIndexesAVllmStreamAndRoutesARepeatedPrefixToIt) {
+  const std::string model = Stories260KPath();
+  if (model.empty()) {
+    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
+    GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+  }
+  std::vector<std::unique_ptr<ServeProcess>> workers;
+  for (int i = 0; i < 2; ++i) {
+    workers.push_back(std::make_unique<ServeProcess>(std::vector<std::string>{
+        "--model", model, "--threads", "1", "--kv-events", "tcp://127.0.0.1:*", "--kv-events-replay",
+        "tcp://127.0.0.1:*"}));
+    ASSERT_TRUE(workers.back()->ok()) << workers.back()->error();
+  }
+  FakeVllmWorker vllm;
+  ServeProcess router("router", {"--host", "127.0.0.1", "--port", "0", "--model", model, "--prediction-ttl", "0",
+                                 "--worker", "http://127.0.0.1:" + std::to_string(workers[0]->port()), "--worker",
+                                 "http://127.0.0.1:" + std::to_string(workers[1]->port()), "--foreign-worker",
+                                 vllm.Spec()});
+  ASSERT_TRUE(router.ok()) << router.error();
+  std::vector<int> p;
+  for (int i = 0; i < 4 * 16 + 5; ++i) p.push_back(3 + (i * 37) % 490);
+  // Warm the vLLM worker directly: its events reach the router's index.
+  httplib::Client direct("127.0.0.1", std::stoi(vllm.Url().substr(17)));
+  bool indexed = false;
+  for (int i = 0; i < 400 && !indexed; ++i) {
+    // Again every second: a PUB drops what it sends before the SUB joined.
+    if (i % 40 == 0) {
+      ASSERT_TRUE(direct.Post("/v1/completions", nlohmann::json{{"prompt", p}, {"max_tokens", 1}}.dump(),
+                              "application/json"));
+    }
+    const auto f = GetJson(*router.Client(), "/v1/fleet").body;
+    indexed = f["workers"][2]["blocks"]["GPU"].get<int>() == 4;
+    if (!indexed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  ASSERT_TRUE(indexed) << GetJson(*router.Client(), "/v1/fleet").raw;
+  auto r = router.Client()->Post("/v1/completions", nlohmann::json{{"prompt", p}, {"max_tokens", 1}}.dump(),
+                                 "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("X-Kvstack-Worker"), vllm.Url());
+  const int direct_requests = vllm.requests() - 1;
+  EXPECT_GE(direct_requests, 1);
+  // A salted request is never credited with the foreign worker's blocks.
+  const int hits = GetJson(*router.Client(), "/v1/fleet").body["decisions"]["kv_hit"].get<int>();
+  auto salted = router.Client()->Post(
+      "/v1/completions", nlohmann::json{{"prompt", p}, {"max_tokens", 1}, {"cache_salt", "t"}}.dump(),
+      "application/json");
+  ASSERT_TRUE(salted);
+  EXPECT_EQ(GetJson(*router.Client(), "/v1/fleet").body["decisions"]["kv_hit"].get<int>(), hits);
+}
+
+}  // namespace
+}  // namespace kvstack::testing
