@@ -104,6 +104,9 @@ class Router {
 
   // Forgets a session (its worker went down, say).
   void ForgetSession(const std::string& session_id) { sessions_.erase(session_id); }
+  // Drops sessions whose TTL has passed (call now and then: they are kept
+  // until then).
+  void ForgetExpiredSessions();
   size_t sessions() const { return sessions_.size(); }
   const RouterOptions& options() const { return options_; }
 

@@ -240,6 +240,12 @@ void RunSubscriber(FleetRouter::Impl& impl, Worker& w) {
 
 void RunHealth(FleetRouter::Impl& impl) {
   while (impl.SleepFor(impl.options.health_interval_ms)) {
+    {
+      // Predictions the workers never confirmed, and sessions past their TTL.
+      std::lock_guard<std::mutex> lock(impl.mu);
+      impl.index->ExpirePredictions(SteadyClock::Default().Now());
+      impl.router->ForgetExpiredSessions();
+    }
     for (auto& wp : impl.workers) {
       Worker& w = *wp;
       auto c = Client(w, 300);

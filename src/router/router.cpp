@@ -61,6 +61,11 @@ double Router::Cost(const RouteQuery& q, WorkerId worker, const WorkerLoad& load
          options_.running_weight * load.in_flight();
 }
 
+void Router::ForgetExpiredSessions() {
+  const Micros now = clock_->Now();
+  std::erase_if(sessions_, [now](const auto& kv) { return kv.second.until <= now; });
+}
+
 WorkerId Router::NextRoundRobin(std::span<const WorkerLoad> loads) {
   const size_t n = loads.size();
   for (size_t k = 0; k < n; ++k) {

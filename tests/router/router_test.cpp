@@ -130,6 +130,10 @@ TEST_F(RouterTest, SessionAffinityHoldsUntilOverloadedOrDown) {
   const WorkerId w2 = Route(r, keys, "s1").worker;
   loads_[static_cast<size_t>(w2)].healthy = false;
   EXPECT_NE(Route(r, keys, "s1").worker, w2);
+  EXPECT_EQ(r.sessions(), 1u);
+  clock_.Advance(o.affinity_ttl);
+  r.ForgetExpiredSessions();
+  EXPECT_EQ(r.sessions(), 0u);
 }
 
 TEST_F(RouterTest, PoliciesSkipUnhealthyWorkers) {
