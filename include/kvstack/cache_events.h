@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kvstack/block_hash.h"
+#include "kvstack/eviction_policy.h"
 
 namespace kvstack {
 
@@ -33,6 +34,9 @@ struct KvEvent {
   BlockHash parent;         // BlockStored: zero for a sequence's first block
   uint32_t token_offset = 0;  // BlockStored: the block's tokens in the batch
   uint32_t token_count = 0;
+  // BlockStored: the block's retention priority when stored, so a consumer
+  // can tell durable context (pinned, high priority) from one-off blocks.
+  Priority priority = kDefaultPriority;
 };
 
 struct KvEventBatch {
@@ -51,7 +55,8 @@ class KvEventLog {
   explicit KvEventLog(size_t capacity) : capacity_(capacity) {}
 
   bool enabled() const { return capacity_ > 0; }
-  void BlockStored(const BlockHash& hash, const BlockHash& parent, std::span<const Token> tokens, StorageTier tier);
+  void BlockStored(const BlockHash& hash, const BlockHash& parent, std::span<const Token> tokens, StorageTier tier,
+                   Priority priority = kDefaultPriority);
   void BlockRemoved(const BlockHash& hash, StorageTier tier);
   void AllCleared(StorageTier tier);
 

@@ -112,6 +112,17 @@ struct ServerOptions {
   std::vector<TenantName> tenant_names; // --tenant-names FILE
   int32_t max_tenant_labels = 100;      // --max-tenant-labels: /metrics sums the rest as "other"
 
+  // KV events out of the process (vLLM's ZeroMQ protocol, kv_event_wire.h),
+  // for KV-aware routers: off until given an endpoint. GET /v1/kv-events says
+  // where they are; GET /v1/cache/blocks is the snapshot to start from.
+  struct KvEvents {
+    std::string endpoint;         // --kv-events: the PUB socket, bound (tcp://*:5557, tcp://127.0.0.1:*)
+    std::string replay_endpoint;  // --kv-events-replay: the ROUTER socket; empty: no replay
+    std::string topic = "kv-events";
+    size_t replay_batches = 10000;  // batches kept for replay
+    bool enabled() const { return !endpoint.empty(); }
+  } kv_events;
+
   // Where log lines go (one line each, no trailing newline). Empty: stderr.
   std::function<void(std::string_view)> log;
 };

@@ -32,10 +32,10 @@ bool KvEventLog::Admit() {
 }
 
 void KvEventLog::BlockStored(const BlockHash& hash, const BlockHash& parent, std::span<const Token> tokens,
-                             StorageTier tier) {
+                             StorageTier tier, Priority priority) {
   if (!Admit()) return;
   KvEvent e{next_seq_++, KvEventKind::kBlockStored, tier, hash, parent,
-            static_cast<uint32_t>(pending_.tokens.size()), static_cast<uint32_t>(tokens.size())};
+            static_cast<uint32_t>(pending_.tokens.size()), static_cast<uint32_t>(tokens.size()), priority};
   pending_.tokens.insert(pending_.tokens.end(), tokens.begin(), tokens.end());
   pending_.events.push_back(e);
 }

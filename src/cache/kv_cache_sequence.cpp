@@ -72,7 +72,7 @@ void KvCache::Impl::CommitComputed(Sequence& s) {
     }
     cache->events_.BlockStored(s.hashes[b], b > 0 ? s.hashes[b - 1] : BlockHash{},
                                std::span<const Token>(s.tokens).subspan(static_cast<size_t>(b) * bs, bs),
-                               StorageTier::kDevice);
+                               StorageTier::kDevice, r.priority);
   }
   s.committed = full;
 }

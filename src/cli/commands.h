@@ -42,5 +42,7 @@ CommandRunner AddBenchCommand(CLI::App& app);
 CommandRunner AddServeCommand(CLI::App& app);
 CommandRunner AddSimCommand(CLI::App& app);
 CommandRunner AddPlanCommand(CLI::App& app);
+CommandRunner AddRouterCommand(CLI::App& app);
+CommandRunner AddFleetCommand(CLI::App& app);
 
 }  // namespace kvstack::cli

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   add(kvstack::cli::AddSizeCommand(app));
   add(kvstack::cli::AddSimCommand(app));
   add(kvstack::cli::AddPlanCommand(app));
+  add(kvstack::cli::AddRouterCommand(app));
+  add(kvstack::cli::AddFleetCommand(app));
 
   CLI11_PARSE(app, argc, argv);
   for (const CLI::App* sub : app.get_subcommands()) {

@@ -52,6 +52,10 @@ Endpoints (OpenAI-compatible, JSON):
                                 workspace), prompt-length and TTFT-by-hit percentiles,
                                 hit rates, hottest prefixes, evictions by priority [operator]
   GET    /metrics               Prometheus text [operator; --public-metrics opens it]
+  GET    /v1/kv-events          with --kv-events: where the events are, block size, model
+                                identity [operator]
+  GET    /v1/cache/blocks       with --kv-events: every block key held, per tier, and the
+                                event sequence number the snapshot covers [operator]
   GET    /                      live memory dashboard (with keys set: /#key=ADMIN_KEY)
 [operator]: every tenant's figures, tenants shown by label (never by salt); once any
 key is set these want --admin-key as the bearer token (401 otherwise).
@@ -280,6 +284,22 @@ CommandRunner AddServeCommand(CLI::App& app) {
                 "Bring tier blocks back even when recomputing them would be faster (by default the tiers' measured "
                 "bandwidth is compared with the measured prefill rate).")
       ->group(tiers);
+  const std::string fleet = "Fleet (KV events for a KV-aware router; off unless set)";
+  cmd->add_option("--kv-events", o.kv_events.endpoint,
+                  "Publish KV cache events (blocks stored/removed per tier) on this ZeroMQ PUB endpoint in vLLM's "
+                  "schema: tcp://*:5557, tcp://127.0.0.1:* (a free port; GET /v1/kv-events tells which).")
+      ->type_name("ENDPOINT")
+      ->group(fleet);
+  cmd->add_option("--kv-events-replay", o.kv_events.replay_endpoint,
+                  "ZeroMQ ROUTER endpoint that resends buffered event batches from a requested sequence number.")
+      ->type_name("ENDPOINT")
+      ->group(fleet);
+  cmd->add_option("--kv-events-topic", o.kv_events.topic, "Topic frame of every event message.")
+      ->capture_default_str()
+      ->group(fleet);
+  cmd->add_option("--kv-events-buffer", o.kv_events.replay_batches, "Event batches kept for replay.")
+      ->capture_default_str()
+      ->group(fleet);
   cmd->footer(kFooter);
   return [a] { return RunServe(*a); };
 }

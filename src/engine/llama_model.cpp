@@ -1,5 +1,7 @@
 #include "engine/llama_model.h"
 
+#include "kvstack/model_identity.h"
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -148,20 +150,7 @@ Status LlamaModel::Bind() {
   }
   for (const GgufTensorInfo& t : f.tensors()) weight_bytes_ += t.size_bytes;
 
-  // Identity: the shape plus a digest of every tensor's name, type and size,
-  // enough to keep two different models' cached KV apart.
-  uint64_t digest = 1469598103934665603ull;
-  auto mix = [&](const void* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) digest = (digest ^ static_cast<const unsigned char*>(p)[i]) * 1099511628211ull;
-  };
-  for (const GgufTensorInfo& t : f.tensors()) {
-    mix(t.name.data(), t.name.size());
-    mix(&t.type, sizeof t.type);
-    mix(&t.size_bytes, sizeof t.size_bytes);
-    // A sample of the bytes: files of equal shape but other weights differ.
-    mix(t.data.data(), std::min<size_t>(t.data.size(), 64));
-  }
-  identity_ = fmt::format("{}-{}x{}-{:016x}", h.architecture, h.n_layer, h.n_embd, digest);
+  identity_ = ModelIdentity(f, h);
   return Status::Ok();
 }
 

@@ -27,6 +27,7 @@
 #include "server/demo_model.h"
 #include "server/tier_setup.h"
 #include "server/engine_loop.h"
+#include "server/kv_event_feed.h"
 #include "server/lingering_server.h"
 #include "server/options.h"
 #include "server/server_context.h"
@@ -43,6 +44,7 @@ struct Server::Impl {
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<ServerContext> ctx;
   server::LingeringServer http;  // after ctx and loop: its handlers use them, so it goes first
+  std::unique_ptr<server::KvEventFeed> kv_events;  // --kv-events; its pump uses loop, so it goes before it
   int port = 0;
   std::string host;
 
@@ -194,6 +196,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   eo.max_context = o.max_context;
   eo.make_tiers = server::MakeTierFactory(o.tiers, log);
   eo.onboard_only_when_faster = !o.tiers.onboard_always;
+  // Drained every few milliseconds by the feed; sized for bursts far larger.
+  if (o.kv_events.enabled()) eo.event_buffer_limit = size_t{1} << 20;
   auto engine = Engine::Create(eo);
   if (!engine.ok()) return engine.status();
   const EngineInfo info = (*engine)->info();
@@ -226,6 +230,19 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     log(fmt::format("recording every finished request to {} (kvstack trace format)", o.record_trace));
   }
 
+  if (!o.kv_events.enabled() && !o.kv_events.replay_endpoint.empty()) {
+    impl->loop->Stop();
+    return InvalidArgument("--kv-events-replay needs --kv-events (the endpoint the events themselves go to)");
+  }
+  if (o.kv_events.enabled()) {
+    auto feed = server::KvEventFeed::Start(o.kv_events, impl->loop.get(), log);
+    if (!feed.ok()) {
+      impl->loop->Stop();
+      return feed.status();
+    }
+    impl->kv_events = std::move(feed).value();
+  }
+
   httplib::Server& http = impl->http;
   const int threads = server::HttpThreads(o);
   http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
@@ -237,6 +254,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   server::AddMetricsRoutes(http, ctx);
   server::AddMemoryRoutes(http, ctx);
   server::AddTokenizeRoutes(http, ctx);
+  server::AddKvEventRoutes(http, ctx, impl->kv_events.get());
 
   if (o.port == 0) {
     impl->port = http.bind_to_any_port(o.host);

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "kvstack/kv_cache.h"
+#include "kvstack/router.h"
+#include "kvstack/router_index.h"
 #include "kvstack/sim.h"
 
 namespace kvstack::sim {
@@ -122,6 +124,8 @@ class Replay {
         c.storage = KvStorageMode::kMetadataOnly;
         c.eviction_policy = o_.policy;
         c.clock = &in.clock;
+        // The kv-aware router sees the device pools only through their events.
+        if (t == 0 && o_.router == RouterKind::kKvAware) c.event_buffer_limit = size_t{1} << 20;
         auto cache = KvCache::Create(c);
         if (!cache.ok()) {
           if (cache.status().code() == StatusCode::kInvalidArgument) {
@@ -173,18 +177,38 @@ class Replay {
         }
         break;
       case RouterKind::kKvAware: {
-        // Dynamo's cost: prompt blocks still to compute after the device hit,
-        // plus the prefill queued ahead, plus one per running decode.
+        // The same index and scoring as `kvstack router`, fed by each
+        // instance's events (never by looking into its cache). Dynamo's cost:
+        // prompt blocks still to compute after the device hit, plus the
+        // prefill queued ahead, plus one per running request.
         if (instances_.size() == 1) break;
-        Tokens(index, &route_tokens_);
-        const int64_t blocks = static_cast<int64_t>(route_tokens_.size()) / o_.block_size;
-        double best = kInf;
-        for (size_t i = 0; i < instances_.size(); ++i) {
-          const Instance& in = instances_[i];
-          const PrefixMatch m = in.tiers[0]->Lookup(route_tokens_, keys_[r.tenant < keys_.size() ? r.tenant : 0]);
-          const double c = static_cast<double>(blocks - m.matched_blocks + in.waiting_blocks + in.admitted());
-          if (c < best) best = c, pick = i;
+        if (!index_) {
+          index_ = std::make_unique<BlockIndex>(BlockIndex::Options{});
+          for (size_t i = 0; i < instances_.size(); ++i) index_->AddWorker();
+          RouterOptions ro;
+          ro.oneoff_weight = 1.0;  // the trace's priorities do not sway the simulated router
+          ro.prediction_ttl = 0;   // events are applied before every decision: nothing to predict
+          ro.tie_break = RouterOptions::TieBreak::kLowestId;
+          router_ = std::make_unique<Router>(ro, index_.get(), &route_clock_);
         }
+        for (size_t i = 0; i < instances_.size(); ++i) {
+          index_->ApplyEvents(static_cast<WorkerId>(i), ToIndexEvents(instances_[i].tiers[0]->DrainEvents()));
+        }
+        Tokens(index, &route_tokens_);
+        route_keys_.clear();
+        const BlockHasher& hasher = index_->hasher();
+        hasher.ChainBlocks(hasher.Root(keys_[r.tenant < keys_.size() ? r.tenant : 0]), route_tokens_,
+                           static_cast<size_t>(o_.block_size), &route_keys_);
+        loads_.resize(instances_.size());
+        for (size_t i = 0; i < instances_.size(); ++i) {
+          loads_[i] = WorkerLoad{.healthy = true,
+                                 .running = instances_[i].admitted(),
+                                 .waiting = 0,
+                                 .queued_prefill_blocks = instances_[i].waiting_blocks};
+        }
+        const RouteDecision d = router_->Route(
+            RouteQuery{.keys = route_keys_, .prompt_blocks = static_cast<int32_t>(route_keys_.size())}, loads_);
+        pick = static_cast<size_t>(d.worker);
         break;
       }
     }
@@ -458,6 +482,11 @@ class Replay {
   std::vector<ExtraKeys> keys_;
   std::vector<RequestOutcome> outcomes_;
   std::vector<Token> tokens_, route_tokens_;
+  std::unique_ptr<BlockIndex> index_;  // kv-aware only
+  std::unique_ptr<Router> router_;
+  ManualClock route_clock_;
+  std::vector<BlockHash> route_keys_;
+  std::vector<WorkerLoad> loads_;
   RetentionSpec retention_;
   std::vector<Chunk> chunks_;
   size_t round_robin_ = 0;

@@ -34,12 +34,19 @@ std::string ReadFile(const std::string& path) {
 
 }  // namespace
 
-ServeProcess::ServeProcess(const std::vector<std::string>& args) {
+ServeProcess::ServeProcess(const std::vector<std::string>& args)
+    : ServeProcess("serve", [&] {
+        std::vector<std::string> all = {"--host", "127.0.0.1", "--port", "0"};
+        all.insert(all.end(), args.begin(), args.end());
+        return all;
+      }()) {}
+
+ServeProcess::ServeProcess(const std::string& command, const std::vector<std::string>& args) {
   static int counter = 0;
   log_path_ = (std::filesystem::temp_directory_path() /
                ("kvstack_serve_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".log"))
                   .string();
-  std::vector<std::string> argv_s = {KVSTACK_BINARY, "serve", "--host", "127.0.0.1", "--port", "0"};
+  std::vector<std::string> argv_s = {KVSTACK_BINARY, command};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& s : argv_s) argv.push_back(s.data());
@@ -55,7 +62,7 @@ ServeProcess::ServeProcess(const std::vector<std::string>& args) {
     ::_exit(127);
   }
   // Startup includes loading the model: generous, as this only bounds a hang.
-  const std::regex listening(R"(kvstack serve: listening on http://127\.0\.0\.1:(\d+))");
+  const std::regex listening("kvstack " + command + R"(: listening on http://127\.0\.0\.1:(\d+))");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < deadline) {
     std::smatch m;
@@ -67,12 +74,12 @@ ServeProcess::ServeProcess(const std::vector<std::string>& args) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       exited_ = true;
-      error_ = "kvstack serve exited before listening:\n" + ReadFile(log_path_);
+      error_ = "kvstack " + command + " exited before listening:\n" + ReadFile(log_path_);
       return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  error_ = "kvstack serve did not print its listening line in 120 s:\n" + ReadFile(log_path_);
+  error_ = "kvstack " + command + " did not print its listening line in 120 s:\n" + ReadFile(log_path_);
 }
 
 ServeProcess::~ServeProcess() {

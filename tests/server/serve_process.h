@@ -26,6 +26,9 @@ class ServeProcess {
   // Starts `kvstack serve --host 127.0.0.1 --port 0 <args>` and waits for its
   // listening line. On failure, error() says why (and includes its output).
   explicit ServeProcess(const std::vector<std::string>& args);
+  // Another kvstack command that prints "kvstack COMMAND: listening on
+  // http://127.0.0.1:PORT" (e.g. "router"), started with `args` only.
+  ServeProcess(const std::string& command, const std::vector<std::string>& args);
   ~ServeProcess();
   ServeProcess(const ServeProcess&) = delete;
   ServeProcess& operator=(const ServeProcess&) = delete;
