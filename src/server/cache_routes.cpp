@@ -43,7 +43,7 @@ void HandlePin(ServerContext& ctx, const httplib::Request& req, httplib::Respons
   }
   // A pin computes its prompt like a request does: it takes a place too.
   std::optional<AdmissionGate::Ticket> ticket = ctx.gate.TryEnter();
-  if (!ticket) return SendError(res, QueueFull(ctx.options.max_running, ctx.options.max_queue));
+  if (!ticket) return SendError(res, QueueFull(ctx.options.engine.max_running, ctx.options.max_queue));
   auto pin = ctx.loop->Pin({.tokens = std::move(tokens).value(), .cache_salt = body->cache_salt, .ttl = body->ttl});
   if (!pin.ok()) {
     // NotFound here would mean the blocks vanished between prefill and pin,

@@ -29,7 +29,7 @@ struct ServerContext {
         chat(std::move(c)),
         model_name(std::move(name)),
         log(std::move(lg)),
-        gate(int64_t{o.max_running} + o.max_queue) {}
+        gate(int64_t{o.engine.max_running} + o.max_queue) {}
 
   const ServerOptions options;
   EngineLoop* const loop;
