@@ -194,7 +194,7 @@ CommandRunner AddServeCommand(CLI::App& app) {
   AddKvTypeOptions(cmd, &a->kv_type);
   cmd->add_option("--eviction-policy", o.engine.eviction_policy,
                   "Which cached block is evicted first: priority-lru (retention priority, then least recently "
-                  "used) or lru.")
+                  "used), lru or lfu.")
       ->capture_default_str();
   cmd->add_option("--max-pinned-fraction", o.engine.max_pinned_fraction,
                   "Most of the KV pool that pinned prefixes may hold (0-1); pins beyond it are refused.")

@@ -75,7 +75,11 @@ float HalfScale(float amax, float levels, uint16_t* bits) {
   return Fp16ToFp32(h);
 }
 
+// Rounds to nearest, clamped to [lo, hi]; non-finite values (a model that
+// overflowed) clamp too instead of reaching an undefined conversion.
 int RoundClamp(float v, int lo, int hi) {
+  if (!(v > static_cast<float>(lo))) return v == v ? lo : 0;
+  if (!(v < static_cast<float>(hi))) return hi;
   return std::clamp(static_cast<int>(std::nearbyint(v)), lo, hi);
 }
 
@@ -157,6 +161,7 @@ struct KeyValues {
 // The smallest code whose scale S * code is at least `want` (at most 255).
 int CodeFor(float want, float S) {
   if (!(S > 0) || !(want > 0)) return 0;
+  if (!(want / S < 255.0f)) return 255;
   int c = std::min(255, static_cast<int>(std::ceil(want / S)));
   while (c < 255 && S * static_cast<float>(c) < want) ++c;
   return c;
