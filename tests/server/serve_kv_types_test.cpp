@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "server/serve_process.h"
 #include "tiers/redis_server.h"
@@ -69,7 +70,7 @@ TEST(ServeKvTypesTest, SharedTiersNeverCrossKvLayouts) {
 
   auto with_tiers = [&](const std::string& t) {
     std::vector<std::string> a = Base(t);
-    const std::vector<std::string> tiers = {"--host-tier", "32KiB", "--disk-tier", disk.string(), "--disk-tier-size",
+    const std::vector<std::string> tiers = {"--host-tier", "1MiB", "--disk-tier", disk.string(), "--disk-tier-size",
                                             "16MiB", "--redis", "127.0.0.1:" + std::to_string(redis.port()),
                                             "--offload-min-priority", "0", "--onboard-always"};
     a.insert(a.end(), tiers.begin(), tiers.end());
@@ -86,6 +87,16 @@ TEST(ServeKvTypesTest, SharedTiersNeverCrossKvLayouts) {
   const JsonReply f2 = Complete(*cf, kPrompt);
   EXPECT_GT(Cached(f2), 0) << "f16 never used its tiers: the test would prove nothing";
   EXPECT_EQ(Text(f2), alone["f16"]);
+  // The host tier writes through to disk and Redis in the background: wait
+  // until both hold f16's blocks, so that int8 below could see them.
+  bool written = false;
+  for (int i = 0; i < 200 && !written; ++i) {
+    const JsonReply m = GetJson(*cf, "/v1/memory");
+    const json& levels = m.body["tiers"]["levels"];
+    written = levels.size() == 3 && levels[1]["blocks"].get<int>() > 0 && levels[2]["blocks"].get<int>() > 0;
+    if (!written) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(written) << "f16's blocks never reached disk and Redis";
 
   // int8 next, on the same disk folder and Redis, while f16 still runs: its
   // first request finds nothing of f16's.
