@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,8 @@ struct EngineOptions {
   int32_t block_size = 16;         // tokens per KV block, a power of two 1..512
   int64_t kv_memory_bytes = 256ll << 20;  // KV pool size
   int32_t num_blocks = 0;          // if > 0, the pool size in blocks instead
-  KvDType kv_dtype = KvDType::kF16;
+  KvDType kv_dtype = KvDType::kF16;      // K's type, and V's unless kv_dtype_v is set
+  std::optional<KvDType> kv_dtype_v;     // V's type where it differs (kv_arena.h)
   int32_t max_batch_tokens = 256;  // token budget per step
   int32_t max_running = 64;        // sequences per batch
   int32_t max_context = 0;         // 0: the model's training context
@@ -52,7 +54,8 @@ struct EngineOptions {
 
   // Tiers below the device pool (host RAM, disk, Redis; see tier_chain.h).
   // Called once the model is loaded, with the bytes of one KV block and the
-  // model's identity (remote keys carry it). Unset, or returning a null
+  // cache identity (EngineInfo::cache_identity: the model's plus the KV
+  // layout; remote keys and disk folders carry it). Unset, or returning a null
   // chain: no tiers. An error fails Create().
   std::function<Result<std::unique_ptr<TierChain>>(size_t block_bytes, const std::string& model_identity)>
       make_tiers;
@@ -154,6 +157,12 @@ struct GenerationEvent {
 
 struct EngineInfo {
   std::string model_identity;
+  // The model's identity plus the KV layout (types, block size, heads, head
+  // dim): what block keys root in (ExtraKeys::model_id) and what prefixes the
+  // tiers' keys, so blocks of different layouts never meet in any tier.
+  std::string cache_identity;
+  std::string kv_types;  // "f16", "int8", "k=int8,v=int4"
+  uint64_t hash_seed = 0;  // EngineOptions::hash_seed: a router keys requests with it too
   std::string architecture;
   int32_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;
   // The most tokens one request may hold (prompt + generated): the smallest of

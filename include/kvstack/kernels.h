@@ -30,6 +30,7 @@
 #include <string_view>
 
 #include "kvstack/gguf.h"
+#include "kvstack/kv_arena.h"
 #include "kvstack/status.h"
 
 namespace kvstack::kernels {
@@ -128,5 +129,31 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
 // the type is not supported, n is negative or not a multiple of the block,
 // or (block types only) a value is infinite or NaN.
 Status QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
+
+// KV cache heads (one head of K or V of one block: `head` points at its
+// KvHeadBytes(type, part, block_size, head_dim) bytes, laid out as kv_arena.h
+// says). Callers: the engine's forward pass (store and attention), tests.
+//
+// Stores token `slot` (head_dim floats) into the head. int8, fp8 and int4 V
+// round to nearest (scales from the token's groups); int4 K may requantize
+// slots 0..slot-1 to wider channel scales (kv_arena.h), so slots must be
+// written in order from 0 within a block. REQUIRES: 0 <= slot < block_size;
+// the layout's REQUIRES (even head_dim for int4); finite x.
+void QuantizeKvRow(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim, int32_t slot,
+                   const float* x);
+// out[0..head_dim) = token `slot` of the head as floats (the reference the
+// attention kernels are tested against; tiers and tests read blocks with it).
+void DequantizeKvRow(KvDType type, KvPart part, const std::byte* head, int32_t block_size, int32_t head_dim,
+                     int32_t slot, float* out);
+// scores[j] = dot(q, key j) for j < len of a K head, dequantizing in
+// registers: no float copy of the keys is made. Dispatched per CpuLevel for
+// the quantized types (every level equals the reference up to summation
+// order); float types take the scalar path. REQUIRES: 0 <= len <= block_size.
+void KvScores(KvDType type, const std::byte* k_head, int32_t block_size, int32_t head_dim, int32_t len,
+              const float* q, float* scores);
+// out[d] += sum over j < len of w[j] * value j [d] for a V head, dequantizing
+// in registers. REQUIRES: as KvScores.
+void KvAccumulate(KvDType type, const std::byte* v_head, int32_t block_size, int32_t head_dim, int32_t len,
+                  const float* w, float* out);
 
 }  // namespace kvstack::kernels

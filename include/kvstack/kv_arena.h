@@ -6,13 +6,42 @@
 //   arena  = block[0] block[1] ... block[num_blocks-1]
 //   block  = layer[0] ... layer[L-1]                       block_bytes()
 //   layer  = K[kv_head 0..H-1] then V[kv_head 0..H-1]      layer_bytes()
-//   K or V of one head = token[0..B-1], each head_dim elements
+//   K or V of one head = KvHeadBytes(type, part, B, D) bytes (below)
 //
-// so K of (block b, layer l, kv head h, slot t) starts at
-//   b*block_bytes + l*layer_bytes + (h*B + t)*head_dim*elem
-// and V at the same place plus H*B*head_dim*elem. Within a head the tokens of a
-// block are adjacent: a kernel walking a sequence's block table streams each
-// head's keys block by block.
+// so K of (block b, layer l, kv head h) starts at
+//   b*block_bytes + l*layer_bytes + h*k_head_bytes
+// and V of the same head at b*block_bytes + l*layer_bytes + H*k_head_bytes +
+// h*v_head_bytes. K and V may have different types (shape.dtype for K,
+// shape.v_type() for V). Within a head the tokens of a block are adjacent: a
+// kernel walking a sequence's block table streams each head's keys block by
+// block.
+//
+// One head of one block (B tokens of D elements), by type. Every scale lives
+// inside these bytes, so a block stays one self-contained range:
+//   f32, f16, bf16   token[0..B-1], each D elements (4, 2, 2 bytes).
+//   fp8-e4m3/e5m2    token[0..B-1], each D bytes (OCP FP8: e4m3 bias 7, max
+//                    448, no infinities; e5m2 bias 15, max 57344). No scale:
+//                    values beyond the maximum saturate on store.
+//   int8, V          q[B][D] int8, then scale[B][D/G] binary16, G =
+//                    KvGroupSize(D): element d of token t = q[t][d] *
+//                    scale[t][d/G] (symmetric, |q| <= 127).
+//   int8, K          q[B][D] int8, then one float S and code[D] uint8:
+//                    channel d of every token has scale S * code[d] (per
+//                    channel, as int4 K below).
+//   int4, V          n[B][D/2] bytes, then scale[B][D/G] binary16. Byte i of
+//                    a token holds element i in its low nibble and element
+//                    i + D/2 in its high nibble; element = (nibble - 8) *
+//                    scale[t][element/G] (symmetric, nibbles 1..15). Per-token
+//                    groups, as KIVI does for values.
+//   int4, K          n[B][D/2] bytes packed as for V, then one float S and
+//                    code[D] uint8: channel d of every token in the block has
+//                    scale S * code[d] (per-channel grouping inside the block,
+//                    as KIVI does for keys: keys have outlier channels, and a
+//                    per-token scale would be set by them; the channel scales
+//                    are themselves 8-bit against the block's S so that they
+//                    cost one byte each). A token stored into a block whose
+//                    channel scales it exceeds widens them (geometrically) and
+//                    requantizes those channels of the earlier tokens.
 //
 // A metadata-only arena (simulator, router) has the same shape and sizes but no
 // bytes; asking it for a pointer is a bug.
@@ -26,27 +55,71 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "kvstack/status.h"
 
 namespace kvstack {
 
-enum class KvDType : uint8_t { kF32, kF16, kBF16 };
+enum class KvDType : uint8_t { kF32, kF16, kBF16, kInt8, kFp8E4M3, kFp8E5M2, kInt4 };
+// "f32", "f16", "bf16", "int8", "fp8-e4m3", "fp8-e5m2", "int4".
 std::string_view KvDTypeName(KvDType t);
+// Bytes per element of a float type, and 1 for the 8-bit ones. REQUIRES: not
+// int4 (half a byte: use KvHeadBytes, which also counts the scales).
 size_t KvDTypeBytes(KvDType t);
-Result<KvDType> ParseKvDType(std::string_view name);  // "f32", "f16", "bf16"
+// The names above ("fp8" is fp8-e4m3); InvalidArgument naming the bad one.
+Result<KvDType> ParseKvDType(std::string_view name);
+// Whether values are stored with less than 16 bits (int8, fp8, int4).
+inline bool IsQuantizedKv(KvDType t) { return t >= KvDType::kInt8; }
+
+// Which half of a layer: int4 groups keys per channel and values per token.
+enum class KvPart : uint8_t { kKey, kValue };
+
+// Elements per scale group of an int8 or int4 token row: 64 where D is a
+// multiple of 128 (so a group never spans the two nibble halves of int4),
+// else the whole row.
+inline int32_t KvGroupSize(int32_t head_dim) { return head_dim % 128 == 0 ? 64 : head_dim; }
+
+// Bytes of one head of K or V of one block of `block_size` tokens, scales
+// included (the layouts above). REQUIRES: head_dim even for int4.
+inline size_t KvHeadBytes(KvDType t, KvPart part, int32_t block_size, int32_t head_dim) {
+  const size_t B = static_cast<size_t>(block_size), D = static_cast<size_t>(head_dim);
+  const size_t groups = D / static_cast<size_t>(KvGroupSize(head_dim));
+  switch (t) {
+    case KvDType::kF32: return B * D * 4;
+    case KvDType::kF16:
+    case KvDType::kBF16: return B * D * 2;
+    case KvDType::kFp8E4M3:
+    case KvDType::kFp8E5M2: return B * D;
+    case KvDType::kInt8: return B * D + (part == KvPart::kKey ? 4 + D : B * groups * 2);
+    case KvDType::kInt4: return B * D / 2 + (part == KvPart::kKey ? 4 + D : B * groups * 2);
+  }
+  return 0;
+}
 
 struct KvShape {
   int32_t num_layers = 0;
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   int32_t block_size = 16;  // tokens per block
-  KvDType dtype = KvDType::kF16;
+  KvDType dtype = KvDType::kF16;     // K's type, and V's unless v_dtype is set
+  std::optional<KvDType> v_dtype;  // V's type where it differs from K's
 
-  size_t head_bytes() const;   // one head of K (or V) for one block
-  size_t layer_bytes() const;  // K and V of one layer for one block
-  size_t block_bytes() const;  // everything of one block
+  KvDType k_type() const { return dtype; }
+  KvDType v_type() const { return v_dtype.value_or(dtype); }
+  size_t k_head_bytes() const;  // one head of K for one block
+  size_t v_head_bytes() const;  // one head of V for one block
+  size_t layer_bytes() const;   // K and V of one layer for one block
+  size_t block_bytes() const;   // everything of one block
+  // "int8" when K and V share a type, else "k=int8,v=int4": what logs,
+  // metrics and identities name the layout by.
+  std::string types_name() const;
+  // The whole layout (types, block size, KV heads, head dim, layers) as one
+  // string, part of a block's identity: blocks of different layouts never
+  // share a key in any tier.
+  std::string layout_identity() const;
 };
 
 enum class KvStorageMode : uint8_t {

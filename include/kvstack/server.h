@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kvstack/engine.h"
 #include "kvstack/status.h"
 
 namespace kvstack {
@@ -58,16 +59,15 @@ struct ServerOptions {
   // want "Authorization: Bearer <key>" (see Access below).
   std::string api_key;
 
-  // The engine (see EngineOptions).
-  int threads = 0;
-  int64_t kv_memory_bytes = 256ll << 20;
-  int32_t block_size = 16;
-  int32_t max_context = 0;  // 0: the model's training context
-  int32_t max_batch_tokens = 256;
-  int32_t max_running = 64;
+  // The engine: every EngineOptions field reaches the server as it is
+  // (threads, KV memory, block size, KV types, context, batch budget,
+  // max_running, eviction policy, pin cap, hash seed, ...). The server sets
+  // model_path (from the field above, or the demo model), make_tiers (from
+  // `tiers` below) and onboard_only_when_faster itself.
+  EngineOptions engine;
 
   // Admission limits. A generation request is refused with 429 when
-  // max_running requests run and max_queue more wait already.
+  // engine.max_running requests run and max_queue more wait already.
   int32_t max_queue = 64;
   size_t max_body_bytes = 4u << 20;  // larger request bodies: 413
   int32_t max_tokens_limit = 4096;   // the most max_tokens a request may ask for

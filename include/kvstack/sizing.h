@@ -30,8 +30,9 @@ namespace kvstack::sizing {
 // ---------------------------------------------------------------------------
 // Precisions
 
-// How weights or KV values are stored. Scales of fp8 and int8 (one per tensor
-// or per channel) are negligible and not counted. int4 is counted with its
+// How weights or KV values are stored. For weights, scales of fp8 and int8
+// (one per tensor or per channel) are negligible and not counted; KV bytes
+// are kvstack's real layouts, scales included (KvBytesForValues). int4 is counted with its
 // group scales: 4 bits per value plus one 16-bit scale per group of 128 values
 // (the GPTQ/AWQ layout), 4.125 bits = 33/64 byte per value.
 enum class Precision { kF32, kBf16, kF16, kFp8, kInt8, kInt4 };
@@ -130,6 +131,15 @@ ParameterEstimate EstimateParameters(const ModelSpec& model);
 // kv_heads x head_dim; MLA layers x (kv_lora_rank + qk_rope_head_dim).
 // REQUIRES: ValidateModelSpec(model).ok().
 int64_t KvValuesPerToken(const ModelSpec& model);
+
+// The bytes kvstack's KV cache stores for `values` cached values in rows of
+// `row_width` (a head's head_dim; MLA's latent row), scales included, in
+// blocks of 16 tokens (kv_arena.h's layouts): fp8 1 byte per value; int8 1
+// plus a binary16 scale per group; int4 half a byte plus, for K, a byte per
+// channel per block and, for V, a binary16 scale per group (values are half
+// K, half V). Float precisions are their element size. Rounded up to a byte.
+// REQUIRES: values >= 0; row_width >= 1 (even for int4).
+int64_t KvBytesForValues(int64_t values, int64_t row_width, Precision kv);
 
 // A GPU's memory and speed. Rates are per second and dense (no sparsity).
 struct GpuSpec {

@@ -73,7 +73,7 @@ struct EngineBenchArgs {
   std::string sequences = "1,4,16";
   std::string prompt_tokens = "128";
   int gen_tokens = 64;
-  std::string kv_type = "f16";
+  KvTypeArgs kv_type;
   int block_size = 16;
   int batch_tokens = 0;
   int repeats = 3;
@@ -82,6 +82,13 @@ struct EngineBenchArgs {
   std::string profile;
   bool markdown = false;
 };
+
+// The KV types the flags name ("int8", "k=int8,v=int4"); flags already checked.
+std::string TypesOf(const KvTypeArgs& k) {
+  EngineOptions o;
+  (void)ApplyKvTypeOptions(k, &o);
+  return KvTypesName(o);
+}
 
 // One timed repeat: S requests submitted together and stepped to the end.
 struct RunFigures {
@@ -366,7 +373,7 @@ std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::v
   j += fmt::format("  \"memcpy_gbps\": {:.3f},\n  \"memcpy_bytes\": {},\n  \"memcpy_threads\": 1,\n", copy_gbps,
                    static_cast<int64_t>(a.copy_mib) << 20);
   j += fmt::format("  \"kv_type\": {},\n  \"block_size\": {},\n  \"repeats\": {},\n  \"seed\": {},\n",
-                   JsonString(a.kv_type), a.block_size, a.repeats, a.seed);
+                   JsonString(TypesOf(a.kv_type)), a.block_size, a.repeats, a.seed);
   j += "  \"results\": [";
   for (size_t i = 0; i < results.size(); ++i) {
     const ConfigResult& c = results[i];
@@ -478,7 +485,7 @@ void PrintTable(const EngineBenchArgs& a, double copy_gbps, const std::vector<Co
   }
   std::printf("memcpy %.1f GB/s (1 thread, best of 5 copies of %d MiB); prompt %s tokens, %d generated per "
               "sequence; KV %s, block %d; median of %d repeats\n",
-              copy_gbps, a.copy_mib, a.prompt_tokens.c_str(), a.gen_tokens, a.kv_type.c_str(), a.block_size, a.repeats);
+              copy_gbps, a.copy_mib, a.prompt_tokens.c_str(), a.gen_tokens, TypesOf(a.kv_type).c_str(), a.block_size, a.repeats);
   if (a.markdown) {
     std::string line = "|", rule = "|";
     for (size_t i = 0; i < header.size(); ++i) {
@@ -513,12 +520,13 @@ void PrintTable(const EngineBenchArgs& a, double copy_gbps, const std::vector<Co
 // `announce` prints the model's shape first. InvalidArgument / NotFound for
 // bad input (the model, a prompt that does not fit), other codes otherwise.
 Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& model, int threads, int prompt_tokens,
-                               int sequences, KvDType dtype, double copy_gbps, const std::string& progress, bool announce) {
+                               int sequences, const EngineOptions& kv, double copy_gbps, const std::string& progress, bool announce) {
   EngineOptions o;
   o.model_path = model;
   o.threads = threads;
   o.block_size = a.block_size;
-  o.kv_dtype = dtype;
+  o.kv_dtype = kv.kv_dtype;
+  o.kv_dtype_v = kv.kv_dtype_v;
   const int64_t batch = a.batch_tokens > 0 ? a.batch_tokens : static_cast<int64_t>(sequences) * prompt_tokens;
   o.max_batch_tokens = static_cast<int32_t>(std::min<int64_t>(batch, std::numeric_limits<int32_t>::max()));
   o.max_running = std::max(64, sequences);
@@ -580,8 +588,8 @@ int RunEngineBench(const EngineBenchArgs& a) {
   if (!sequences.ok()) return Fail(2, sequences.status().message());
   auto prompt_lengths = ParseIntList("--prompt-tokens", a.prompt_tokens, 1, 1 << 20);
   if (!prompt_lengths.ok()) return Fail(2, prompt_lengths.status().message());
-  auto dtype = ParseKvDType(a.kv_type);
-  if (!dtype.ok()) return Fail(2, "--kv-type: " + dtype.status().message());
+  EngineOptions kv;
+  if (Status st = ApplyKvTypeOptions(a.kv_type, &kv); !st.ok()) return Fail(2, st.message());
   for (const std::string& m : a.models) {
     if (!std::filesystem::is_regular_file(m)) {
       return Fail(2, fmt::format("--model {}: no such file (write one with `kvstack gen-model --out {}`)", m, m));
@@ -601,7 +609,7 @@ int RunEngineBench(const EngineBenchArgs& a) {
           const std::string progress = fmt::format("[{}/{}] {}, threads {}, prompt {}, sequences {}:",
                                                    results.size() + 1, total, Label(model), t, p, s);
           const bool announce = results.empty() || results.back().model_path != model;
-          auto c = RunConfig(a, model, t, p, s, *dtype, copy_gbps, progress, announce);
+          auto c = RunConfig(a, model, t, p, s, kv, copy_gbps, progress, announce);
           if (!c.ok()) {
             const StatusCode code = c.status().code();
             const bool input = code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound ||
@@ -674,7 +682,7 @@ CommandRunner AddBenchCommand(CLI::App& app) {
                                                         "the rest from decode steps)")
       ->capture_default_str()
       ->check(CLI::Range(2, 1 << 20));
-  engine->add_option("--kv-type", args->kv_type, "KV cache element type: f32, f16 or bf16")->capture_default_str();
+  AddKvTypeOptions(engine, &args->kv_type);
   engine->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")
       ->capture_default_str();
   engine->add_option("--batch-tokens", args->batch_tokens,
@@ -692,9 +700,11 @@ CommandRunner AddBenchCommand(CLI::App& app) {
                      "Write the results as JSON to this file: every configuration, and per model and thread count the "
                      "prefill cost per token and the decode step cost against batch size");
   engine->add_flag("--markdown", args->markdown, "Print the table as Markdown (for BENCHMARKS.md)");
-  return [args, engine] {
+  auto kv_accuracy = AddKvAccuracyBench(bench);
+  return [args, engine, kv_accuracy] {
     if (engine->parsed()) return RunEngineBench(*args);
-    std::fprintf(stderr, "kvstack bench: name a benchmark: engine (see kvstack bench engine --help)\n");
+    if (int rc = kv_accuracy(); rc >= 0) return rc;
+    std::fprintf(stderr, "kvstack bench: name a benchmark: engine or kv-accuracy (see kvstack bench engine --help)\n");
     return 2;
   };
 }

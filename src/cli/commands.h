@@ -11,6 +11,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "kvstack/engine.h"
 #include "kvstack/status.h"
 #include "kvstack/trace.h"
 
@@ -36,9 +37,23 @@ CommandRunner AddSizeCommand(CLI::App& app);
 // The value of --kv-memory ("256MiB", "1GiB", ...), in bytes; positive.
 // InvalidArgument names the option and quotes the text.
 Result<int64_t> ParseKvMemory(const std::string& text);
+
+// --kv-type (K and V), --kv-type-k, --kv-type-v (kv_type_options.cpp).
+struct KvTypeArgs {
+  std::string both = "f16";
+  std::string k, v;  // empty: --kv-type's
+};
+void AddKvTypeOptions(CLI::App* cmd, KvTypeArgs* args);
+// Sets kv_dtype / kv_dtype_v; InvalidArgument naming the flag and value.
+Status ApplyKvTypeOptions(const KvTypeArgs& args, EngineOptions* o);
+// "int8" or "k=int8,v=int4".
+std::string KvTypesName(const EngineOptions& o);
 CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);
+// `kvstack bench kv-accuracy` under `bench`; the runner returns -1 when that
+// subcommand was not chosen.
+CommandRunner AddKvAccuracyBench(CLI::App* bench);
 CommandRunner AddServeCommand(CLI::App& app);
 CommandRunner AddSimCommand(CLI::App& app);
 CommandRunner AddPlanCommand(CLI::App& app);

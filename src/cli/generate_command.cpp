@@ -21,7 +21,7 @@ struct GenerateArgs {
   int runs = 1;
   int threads = 0;
   int block_size = 16;
-  std::string kv_type = "f16";
+  KvTypeArgs kv_type;
   std::string kv_memory = "64MiB";
   float temperature = 0;
   int top_k = 0;
@@ -39,12 +39,10 @@ int RunGenerate(const GenerateArgs& a) {
   o.model_path = a.model;
   o.threads = a.threads;
   o.block_size = a.block_size;
-  auto dtype = ParseKvDType(a.kv_type);
-  if (!dtype.ok()) {
-    std::fprintf(stderr, "kvstack generate: --kv-type: %s\n", dtype.status().message().c_str());
+  if (Status st = ApplyKvTypeOptions(a.kv_type, &o); !st.ok()) {
+    std::fprintf(stderr, "kvstack generate: %s\n", st.message().c_str());
     return 2;
   }
-  o.kv_dtype = *dtype;
   auto mem = ParseKvMemory(a.kv_memory);
   if (!mem.ok()) {
     std::fprintf(stderr, "kvstack generate: %s\n", mem.status().message().c_str());
@@ -109,7 +107,7 @@ int RunGenerate(const GenerateArgs& a) {
                  run + 1, ttft_ms, metrics.prompt_tokens, metrics.cached_tokens,
                  prefill_s > 0 ? computed / prefill_s : 0.0, metrics.generated_tokens,
                  decode_s > 0 ? (metrics.generated_tokens - 1) / decode_s : 0.0, cm.in_use_blocks, cm.cached_blocks,
-                 cm.free_blocks, cm.total_blocks, cm.block_size, a.kv_type.c_str());
+                 cm.free_blocks, cm.total_blocks, cm.block_size, KvTypesName(o).c_str());
   }
   return 0;
 }
@@ -133,7 +131,7 @@ CommandRunner AddGenerateCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-t,--threads", args->threads, "Kernel threads (0: one per CPU)")->capture_default_str()->check(CLI::Range(0, 1024));
   cmd->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")->capture_default_str();
-  cmd->add_option("--kv-type", args->kv_type, "KV cache element type: f32, f16 or bf16")->capture_default_str();
+  AddKvTypeOptions(cmd, &args->kv_type);
   cmd->add_option("--kv-memory", args->kv_memory, "KV cache size (B, KiB, MiB, GiB)")->capture_default_str();
   cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 is greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", args->top_k, "Keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));

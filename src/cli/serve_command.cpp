@@ -29,6 +29,7 @@ struct ServeArgs {
   std::string host_tier = "0";
   std::string disk_tier_size = "4GiB";
   AccessFiles access;
+  KvTypeArgs kv_type;
 };
 
 constexpr char kFooter[] = R"(
@@ -108,7 +109,11 @@ int RunServe(ServeArgs& a) {
     return 2;
   }
   ServerOptions& o = a.options;
-  o.kv_memory_bytes = *kv;
+  o.engine.kv_memory_bytes = *kv;
+  if (Status st = ApplyKvTypeOptions(a.kv_type, &o.engine); !st.ok()) {
+    std::fprintf(stderr, "kvstack serve: %s\n", st.message().c_str());
+    return 2;
+  }
   for (auto [flag, text, out] : {std::tuple{"--host-tier", &a.host_tier, &o.tiers.host_bytes},
                                  std::tuple{"--disk-tier-size", &a.disk_tier_size, &o.tiers.disk_bytes}}) {
     auto bytes = sizing::ParseByteSize(*text);
@@ -200,19 +205,30 @@ CommandRunner AddServeCommand(CLI::App& app) {
                   "requests and cached prefixes.")
       ->capture_default_str()
       ->type_name("SIZE");
-  cmd->add_option("--block-size", o.block_size,
+  cmd->add_option("--block-size", o.engine.block_size,
                   "Tokens per KV block, a power of two from 1 to 512. Prefix hits are counted in whole blocks.")
       ->capture_default_str();
-  cmd->add_option("--max-context", o.max_context,
+  cmd->add_option("--max-context", o.engine.max_context,
                   "Most tokens a request may hold (prompt + generated); 0: the model's training context.")
       ->capture_default_str();
   AddAccessOptions(cmd, o, a->access);
-  cmd->add_option("-t,--threads", o.threads, "Kernel threads for the forward pass; 0: one per CPU.")
+  AddKvTypeOptions(cmd, &a->kv_type);
+  cmd->add_option("--eviction-policy", o.engine.eviction_policy,
+                  "Which cached block is evicted first: priority-lru (retention priority, then least recently "
+                  "used), lru or lfu.")
       ->capture_default_str();
-  cmd->add_option("--max-batch-tokens", o.max_batch_tokens,
+  cmd->add_option("--max-pinned-fraction", o.engine.max_pinned_fraction,
+                  "Most of the KV pool that pinned prefixes may hold (0-1); pins beyond it are refused.")
+      ->capture_default_str();
+  cmd->add_option("--hash-seed", o.engine.hash_seed,
+                  "Seed of the block hashes; every process of one deployment (servers, router, sim) must share it.")
+      ->capture_default_str();
+  cmd->add_option("-t,--threads", o.engine.threads, "Kernel threads for the forward pass; 0: one per CPU.")
+      ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o.engine.max_batch_tokens,
                   "Token budget of one engine step: decode tokens of running requests plus chunks of prompts.")
       ->capture_default_str();
-  cmd->add_option("--max-running", o.max_running, "Most requests decoded together in one batch.")
+  cmd->add_option("--max-running", o.engine.max_running, "Most requests decoded together in one batch.")
       ->capture_default_str();
   cmd->add_option("--max-queue", o.max_queue,
                   "Most requests waiting beyond --max-running; more get 429 (retry later).")

@@ -114,6 +114,12 @@ Engine::~Engine() {
   }
 }
 
+namespace {
+std::string CacheIdentity(const std::string& model_identity, const KvShape& shape) {
+  return model_identity + "/" + shape.layout_identity();
+}
+}  // namespace
+
 Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   auto impl = std::make_unique<Impl>();
   impl->options = o;
@@ -135,7 +141,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   impl->pool = std::make_unique<kernels::ThreadPool>(o.threads);
   KvCacheConfig c;
   c.shape = KvShape{.num_layers = static_cast<int32_t>(h.n_layer), .num_kv_heads = static_cast<int32_t>(h.n_head_kv),
-                    .head_dim = static_cast<int32_t>(h.head_dim), .block_size = o.block_size, .dtype = o.kv_dtype};
+                    .head_dim = static_cast<int32_t>(h.head_dim), .block_size = o.block_size, .dtype = o.kv_dtype,
+                    .v_dtype = o.kv_dtype_v};
   if (o.num_blocks > 0) {
     c.num_blocks = o.num_blocks;
   } else {
@@ -151,7 +158,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   c.event_buffer_limit = o.event_buffer_limit;
   c.clock = impl->clock;
   if (o.make_tiers) {
-    auto chain = o.make_tiers(c.shape.block_bytes(), impl->model->identity());
+    auto chain = o.make_tiers(c.shape.block_bytes(), CacheIdentity(impl->model->identity(), c.shape));
     if (!chain.ok()) return chain.status();
     if (*chain) {
       if ((*chain)->bytes_per_block() != c.shape.block_bytes()) {
@@ -175,6 +182,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
 
   EngineInfo& i = impl->info;
   i.model_identity = impl->model->identity();
+  i.cache_identity = CacheIdentity(i.model_identity, c.shape);
+  i.kv_types = c.shape.types_name();
+  i.hash_seed = o.hash_seed;
   i.architecture = h.architecture;
   i.n_layer = static_cast<int32_t>(h.n_layer);
   i.n_embd = static_cast<int32_t>(h.n_embd);
@@ -225,7 +235,7 @@ Result<RequestId> Engine::Submit(GenerationRequest r) {
   s.id = m.next_id++;
   s.tokens = std::move(r.prompt);
   s.priority = r.priority;
-  s.keys = ExtraKeys{.model_id = m.info.model_identity, .cache_salt = std::move(r.cache_salt)};
+  s.keys = ExtraKeys{.model_id = m.info.cache_identity, .cache_salt = std::move(r.cache_salt)};
   s.retention = std::move(r.retention);
   s.skip_prefix_hits = r.prompt_logprobs >= 0;
   const int32_t prompt_tokens = static_cast<int32_t>(s.tokens.size());

@@ -59,7 +59,7 @@ void Forward::StoreKv(const ForwardBatch& batch, int layer) {
   const LlamaHParams& h = model_.hparams();
   const int D = static_cast<int>(h.head_dim), KVH = static_cast<int>(h.n_head_kv);
   const KvShape& shape = arena_->shape();
-  const size_t elem = KvDTypeBytes(shape.dtype);
+  const size_t k_head = shape.k_head_bytes(), v_head = shape.v_head_bytes();
   const int B = shape.block_size;
   for (size_t i = 0; i < batch.tokens.size(); ++i) {
     const BatchToken& t = batch.tokens[i];
@@ -68,9 +68,20 @@ void Forward::StoreKv(const ForwardBatch& batch, int layer) {
     std::byte* kdst = arena_->K(block, layer);
     std::byte* vdst = arena_->V(block, layer);
     for (int kh = 0; kh < KVH; ++kh) {
-      const size_t off = (static_cast<size_t>(kh) * B + slot) * D * elem;
-      engine::StoreKv(shape.dtype, &k_[(i * KVH + kh) * D], kdst + off, D);
-      engine::StoreKv(shape.dtype, &v_[(i * KVH + kh) * D], vdst + off, D);
+      const float* k = &k_[(i * KVH + kh) * D];
+      const float* v = &v_[(i * KVH + kh) * D];
+      // Float types keep their original element-wise store (their results are
+      // pinned by goldens); quantized heads store through the kernels.
+      if (IsQuantizedKv(shape.k_type())) {
+        kernels::QuantizeKvRow(shape.k_type(), KvPart::kKey, kdst + kh * k_head, B, D, slot, k);
+      } else {
+        engine::StoreKv(shape.k_type(), k, kdst + kh * k_head + static_cast<size_t>(slot) * D * KvDTypeBytes(shape.k_type()), D);
+      }
+      if (IsQuantizedKv(shape.v_type())) {
+        kernels::QuantizeKvRow(shape.v_type(), KvPart::kValue, vdst + kh * v_head, B, D, slot, v);
+      } else {
+        engine::StoreKv(shape.v_type(), v, vdst + kh * v_head + static_cast<size_t>(slot) * D * KvDTypeBytes(shape.v_type()), D);
+      }
     }
   }
 }
@@ -80,17 +91,20 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
   const int D = static_cast<int>(h.head_dim), H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv);
   const int group = H / KVH;
   const KvShape& shape = arena_->shape();
-  const size_t elem = KvDTypeBytes(shape.dtype);
+  const KvDType k_type = shape.k_type(), v_type = shape.v_type();
+  const size_t k_head = shape.k_head_bytes(), v_head = shape.v_head_bytes();
   const int B = shape.block_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
   const int64_t items = static_cast<int64_t>(batch.tokens.size()) * H;
   // K and V rows of one block as floats: F32 blocks are read in place; F16
   // and BF16 blocks are widened with the kernels' dispatched converters.
-  auto rows = [&](const std::byte* src, int len, std::vector<float>& buf) -> const float* {
-    switch (shape.dtype) {
+  // Quantized blocks never come here: the KV kernels read them in place.
+  auto rows = [&](KvDType type, const std::byte* src, int len, std::vector<float>& buf) -> const float* {
+    switch (type) {
       case KvDType::kF32: return reinterpret_cast<const float*>(src);
       case KvDType::kF16: kernels::DequantizeRow(GgmlType::kF16, src, buf.data(), static_cast<int64_t>(len) * D); break;
       case KvDType::kBF16: kernels::DequantizeRow(GgmlType::kBF16, src, buf.data(), static_cast<int64_t>(len) * D); break;
+      default: break;
     }
     return buf.data();
   };
@@ -120,7 +134,13 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       for (int b0 = 0; b0 < n; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
-        const float* keys = rows(arena_->K(block, layer) + static_cast<size_t>(kh) * B * D * elem, len, kv);
+        const std::byte* src = arena_->K(block, layer) + static_cast<size_t>(kh) * k_head;
+        if (IsQuantizedKv(k_type)) {
+          kernels::KvScores(k_type, src, B, D, len, q, &scores[b0]);
+          for (int j = 0; j < len; ++j) scores[b0 + j] *= scale;
+          continue;
+        }
+        const float* keys = rows(k_type, src, len, kv);
         for (int j = 0; j < len; ++j) scores[b0 + j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
       }
       const float mx = *std::max_element(scores.begin(), scores.end());
@@ -135,7 +155,13 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       for (int b0 = 0; b0 < n; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
-        const float* values = rows(arena_->V(block, layer) + static_cast<size_t>(kh) * B * D * elem, len, kv);
+        const std::byte* src = arena_->V(block, layer) + static_cast<size_t>(kh) * v_head;
+        if (IsQuantizedKv(v_type)) {
+          for (int j = 0; j < len; ++j) scores[b0 + j] *= inv;
+          kernels::KvAccumulate(v_type, src, B, D, len, &scores[b0], out);
+          continue;
+        }
+        const float* values = rows(v_type, src, len, kv);
         for (int j = 0; j < len; ++j) {
           const float w = scores[b0 + j] * inv;
           const float* vr = values + static_cast<size_t>(j) * D;

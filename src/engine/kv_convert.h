@@ -22,7 +22,8 @@ inline uint16_t FloatToF16(float f) {
   std::memcpy(&u, &h, 2);
   return u;
 }
-// Stores n floats as `dtype` elements at dst.
+// Stores n floats as `dtype` elements at dst. REQUIRES: a float type
+// (quantized heads store through kernels::QuantizeKvRow: they hold scales).
 inline void StoreKv(KvDType dtype, const float* src, void* dst, int n) {
   switch (dtype) {
     case KvDType::kF32:
@@ -34,6 +35,8 @@ inline void StoreKv(KvDType dtype, const float* src, void* dst, int n) {
     case KvDType::kBF16:
       for (int i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = FloatToBf16(src[i]);
       return;
+    default:
+      return;  // unreachable: see REQUIRES
   }
 }
 

@@ -45,9 +45,26 @@ struct GemmKernel {
   GemmAccumulateFn accumulate;
 };
 
+// Attention over one head of one quantized KV block (simd_kv.h): head points
+// at the head's bytes (kv_arena.h), B tokens per block, D elements per token,
+// G elements per scale group, len <= B tokens used.
+// scores: out[j] = dot(q, key j). accumulate: out[d] += sum_j w[j] * value j[d].
+using KvScoresFn = void (*)(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out);
+using KvAccumulateFn = void (*)(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out);
+
+struct KvKernels {
+  KvScoresFn scores;            // of the type's K layout
+  KvAccumulateFn accumulate;    // of the type's V layout
+};
+
+struct KvKernelTable {
+  KvKernels int8, fp8_e4m3, fp8_e5m2, int4;
+};
+
 struct KernelTable {
   TypeKernels f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
   GemmKernel gemm;
+  KvKernelTable kv;
 };
 
 extern const KernelTable kPortableKernels;

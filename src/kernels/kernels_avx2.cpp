@@ -53,6 +53,17 @@ struct Avx2 {
   static I Sub(I v) { return _mm256_sub_epi32(v, _mm256_set1_epi32(N)); }
   static F ToFloat(I v) { return _mm256_cvtepi32_ps(v); }
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
+  // 8 FP8 bytes through binary16 (simd_kv.h says why that is exact).
+  static F LoadE5M2(const uint8_t* p) {
+    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_cvtph_ps(_mm_slli_epi16(w, 8));
+  }
+  static F LoadE4M3(const uint8_t* p) {
+    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+    const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x80)), 8),
+                                   _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x7f)), 7));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+  }
   // The value, in a register (an empty asm the compiler cannot see through).
   static F Pin(F v) {
     asm("" : "+v"(v));

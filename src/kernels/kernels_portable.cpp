@@ -67,6 +67,15 @@ struct Portable {
   static I Sub(I a) { return a - N; }
   static F ToFloat(I a) { return __builtin_convertvector(a, F); }
   static float HalfToFloat(uint16_t h) { return Fp16ToFp32(h); }
+  // 4 FP8 bytes through binary16 (simd_kv.h says why that is exact).
+  static F LoadE5M2(const uint8_t* p) {
+    return F{Fp16ToFp32(static_cast<uint16_t>(p[0] << 8)), Fp16ToFp32(static_cast<uint16_t>(p[1] << 8)),
+             Fp16ToFp32(static_cast<uint16_t>(p[2] << 8)), Fp16ToFp32(static_cast<uint16_t>(p[3] << 8))};
+  }
+  static float E4M3(uint8_t b) {
+    return Fp16ToFp32(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7))) * 256.0f;
+  }
+  static F LoadE4M3(const uint8_t* p) { return F{E4M3(p[0]), E4M3(p[1]), E4M3(p[2]), E4M3(p[3])}; }
   static F Pin(F v) { return v; }
 };
 

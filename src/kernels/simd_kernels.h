@@ -38,6 +38,7 @@
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
 #include "kernels/simd_gemm.h"
+#include "kernels/simd_kv.h"
 
 namespace kvstack::kernels::internal {
 namespace {
@@ -329,6 +330,7 @@ constexpr KernelTable MakeKernelTable() {
       .q4_k = MakeTypeKernels<V, Q4_KFormat>(),
       .q6_k = MakeTypeKernels<V, Q6_KFormat>(),
       .gemm = MakeGemmKernel<V>(),
+      .kv = MakeKvKernelTable<V>(),
   };
 }
 

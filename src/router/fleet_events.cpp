@@ -126,6 +126,7 @@ Result<EventInfo> FetchEventInfo(const Worker& w) {
   info.block_size = j.value("block_size", 0);
   info.hash_seed = j.value("hash_seed", uint64_t{0});
   info.model_identity = j.value("model_identity", "");
+  info.cache_identity = j.value("cache_identity", info.model_identity);
   return info;
 }
 

@@ -33,6 +33,7 @@ struct EventInfo {
   int32_t block_size = 0;
   uint64_t hash_seed = 0;
   std::string model_identity;
+  std::string cache_identity;  // the model's plus the KV layout: what block keys root in
 };
 
 struct Worker {
@@ -76,6 +77,7 @@ struct FleetRouter::Impl {
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<server::ChatFormat> chat;
   std::string model_identity;
+  std::string cache_identity;  // every kvstack worker's (the same): request keys root in it
   int32_t block_size = 0;
   BlockHasher hasher;
 

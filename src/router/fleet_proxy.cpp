@@ -105,7 +105,7 @@ Keyed KeyRequest(const FleetRouter::Impl& impl, const nlohmann::json& body, serv
   std::string salt;
   if (auto it = body.find("cache_salt"); it != body.end() && it->is_string()) salt = it->get<std::string>();
   k.prompt_tokens = static_cast<int32_t>(tokens->size());
-  impl.hasher.ChainBlocks(impl.hasher.Root(ExtraKeys{.model_id = impl.model_identity, .cache_salt = salt,
+  impl.hasher.ChainBlocks(impl.hasher.Root(ExtraKeys{.model_id = impl.cache_identity, .cache_salt = salt,
                                                      .adapter_id = ""}),
                           *tokens, static_cast<size_t>(impl.block_size), &k.keys);
   return k;

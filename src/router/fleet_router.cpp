@@ -83,6 +83,11 @@ Result<std::unique_ptr<FleetRouter>> FleetRouter::Start(const FleetRouterOptions
     if (i == 0) {
       impl->block_size = info->block_size;
       impl->hasher = BlockHasher(info->hash_seed);
+      impl->cache_identity = info->cache_identity;
+    } else if (info->cache_identity != impl->cache_identity) {
+      return FailedPrecondition(fmt::format("worker {} stores KV as {}, worker {} as {}: their block keys differ; "
+                                            "start every worker with the same --kv-type and --block-size",
+                                            w->url, info->cache_identity, o.workers[0], impl->cache_identity));
     } else if (info->block_size != impl->block_size || info->hash_seed != impl->hasher.seed()) {
       return FailedPrecondition(fmt::format("worker {} uses block size {} (hash seed {}), worker {} uses {} ({}): "
                                             "start every worker with the same --block-size",
@@ -116,7 +121,7 @@ Result<std::unique_ptr<FleetRouter>> FleetRouter::Start(const FleetRouterOptions
     return InvalidArgument("--worker: give at least one kvstack worker (its block size and hash seed set the keys)");
   }
   impl->index = std::make_unique<BlockIndex>(BlockIndex::Options{.hash_seed = impl->hasher.seed(),
-                                                                 .model_id = impl->model_identity,
+                                                                 .model_id = impl->cache_identity,
                                                                  .durable_priority = 50});
   for (const auto& w : impl->workers) impl->index->AddWorker(w->foreign);
   impl->router = std::make_unique<Router>(o.routing, impl->index.get(), nullptr);

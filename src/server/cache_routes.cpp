@@ -68,7 +68,7 @@ void HandlePin(ServerContext& ctx, const httplib::Request& req, httplib::Respons
   }
   // A pin computes its prompt like a request does: it takes a place too.
   std::optional<AdmissionGate::Ticket> ticket = ctx.gate.TryEnter();
-  if (!ticket) return SendError(res, QueueFull(ctx.options.max_running, ctx.options.max_queue));
+  if (!ticket) return SendError(res, QueueFull(ctx.options.engine.max_running, ctx.options.max_queue));
   TenantId tenant = ctx.tenants->Identify(body->cache_salt);
   const std::string label = tenant.label;
   auto pin = ctx.loop->Pin(

@@ -254,7 +254,7 @@ void Handle(ServerContext& ctx, const httplib::Request& req, httplib::Response& 
   std::optional<AdmissionGate::Ticket> ticket = ctx.gate.TryEnter();
   if (!ticket) {
     ++ctx.refused_busy;
-    return SendError(res, QueueFull(ctx.options.max_running, ctx.options.max_queue));
+    return SendError(res, QueueFull(ctx.options.engine.max_running, ctx.options.max_queue));
   }
   std::shared_ptr<RequestChannel> channel = ctx.loop->Submit(std::move(p->gen));
   if (Status accepted = channel->WaitAccepted(); !accepted.ok()) return SendError(res, FromStatus(accepted));

@@ -61,7 +61,7 @@ Result<PinInfo> EngineLoop::Pin(PinSpec spec) {
 }
 
 void EngineLoop::StartPin(PinSpec spec, std::shared_ptr<std::promise<Result<PinInfo>>> done) {
-  const ExtraKeys keys{.model_id = engine_->info().model_identity, .cache_salt = spec.cache_salt};
+  const ExtraKeys keys{.model_id = engine_->info().cache_identity, .cache_salt = spec.cache_salt};
   const PrefixMatch match = engine_->cache().Lookup(spec.tokens, keys);
   if (match.full_blocks == 0 || match.matched_blocks == match.full_blocks) {
     // Cached already (or too short, which Pin reports).

@@ -115,8 +115,11 @@ nlohmann::json KvEventFeed::Info() const {
           {"replay_endpoint", publisher_->replay_endpoint()},
           {"topic", publisher_->topic()},
           {"block_size", loop_->block_size()},
-          {"hash_seed", 0},
+          {"hash_seed", loop_->info().hash_seed},
           {"model_identity", loop_->info().model_identity},
+          // What block keys root in: the model plus the KV layout (a router
+          // keys requests with it, so they match this worker's blocks).
+          {"cache_identity", loop_->info().cache_identity},
           {"next_seq", publisher_->next_seq()},
           {"batches", s.batches},
           {"events", s.events},

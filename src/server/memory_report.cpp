@@ -75,6 +75,11 @@ nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const Onboard
 
 }  // namespace
 
+double KvCapacityVsF16(const EngineInfo& info) {
+  const double f16 = 2.0 * 2.0 * info.n_layer * info.n_head_kv * info.head_dim;
+  return info.kv_bytes_per_token > 0 ? f16 / double(info.kv_bytes_per_token) : 0.0;
+}
+
 nlohmann::json MemoryReport(const MemoryReportInputs& in) {
   const CacheMetrics& m = in.cache;
   const double block_bytes = double(m.kv_bytes_per_block);
@@ -158,7 +163,12 @@ nlohmann::json MemoryReport(const MemoryReportInputs& in) {
           {"pinned", m.pinned_blocks},
           {"free", m.free_blocks},
           {"block_size", m.block_size},
-          {"bytes_per_block", m.kv_bytes_per_block}}}}},
+          {"bytes_per_block", m.kv_bytes_per_block}}},
+        {"kv",
+         {{"types", in.info.kv_types},
+          {"bytes_per_token", in.info.kv_bytes_per_token},
+          {"capacity_tokens", int64_t{m.total_blocks} * m.block_size},
+          {"capacity_vs_f16", KvCapacityVsF16(in.info)}}}}},
       {"prompt_tokens", std::move(prompt)},
       {"prefix_cache",
        {{"query_tokens", m.prefix.query_tokens},

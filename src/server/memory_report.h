@@ -61,4 +61,8 @@ struct MemoryReportInputs {
 
 nlohmann::json MemoryReport(const MemoryReportInputs& in);
 
+// Tokens the KV pool holds per token f16 KV would hold in the same bytes
+// (scales included): 2.0 for f32 KV's inverse, ~1.94 for int8, ~3.6 for int4.
+double KvCapacityVsF16(const EngineInfo& info);
+
 }  // namespace kvstack::server

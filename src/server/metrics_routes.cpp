@@ -212,6 +212,9 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
   out.Sample("kvstack_memory_bytes", {{"kind", "kv_cached"}}, m.cached_blocks * block_bytes);
   out.Sample("kvstack_memory_bytes", {{"kind", "kv_pinned"}}, m.pinned_blocks * block_bytes);
   out.Sample("kvstack_memory_bytes", {{"kind", "kv_free"}}, m.free_blocks * block_bytes);
+  out.Family("kvstack_kv_bytes_per_token", "gauge",
+             "KV bytes one token takes in the pool (K and V, all layers, scales included), by KV types.");
+  out.Sample("kvstack_kv_bytes_per_token", {{"kv_types", info.kv_types}}, double(info.kv_bytes_per_token));
 
   out.Family("kvstack_time_to_first_token_seconds", "histogram",
              "Time from a request's arrival at the engine to its first token, in seconds.");

@@ -42,12 +42,12 @@ Status ValidateOptions(const ServerOptions& o) {
   if (o.model_path.empty() && o.model_cache_dir.empty()) {
     return InvalidArgument("--model-cache-dir: must be set when no --model is given (the demo model goes there)");
   }
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--threads", o.threads, 0));
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--kv-memory", o.kv_memory_bytes, 1));
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--block-size", o.block_size, 1));
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-context", o.max_context, 0));
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-batch-tokens", o.max_batch_tokens, 1));
-  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-running", o.max_running, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--threads", o.engine.threads, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--kv-memory", o.engine.kv_memory_bytes, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--block-size", o.engine.block_size, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-context", o.engine.max_context, 0));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-batch-tokens", o.engine.max_batch_tokens, 1));
+  KVSTACK_RETURN_IF_ERROR(AtLeast("--max-running", o.engine.max_running, 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-queue", o.max_queue, 0));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-body-bytes", static_cast<int64_t>(std::min<size_t>(o.max_body_bytes, INT64_MAX)), 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--max-tokens-limit", o.max_tokens_limit, 1));
@@ -97,7 +97,7 @@ Result<RedisServerAddress> ParseRedisAddress(const std::string& text, std::strin
 }
 
 int HttpThreads(const ServerOptions& o) {
-  const int64_t n = int64_t{o.max_running} + o.max_queue + 8;
+  const int64_t n = int64_t{o.engine.max_running} + o.max_queue + 8;
   return static_cast<int>(std::clamp<int64_t>(n, 8, 512));
 }
 

@@ -29,6 +29,7 @@
 #include "server/engine_loop.h"
 #include "server/kv_event_feed.h"
 #include "server/lingering_server.h"
+#include "server/memory_report.h"
 #include "server/options.h"
 #include "server/server_context.h"
 #include "server/tenant_label.h"
@@ -186,14 +187,8 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     if (!demo.ok()) return demo.status();
     path = *demo;
   }
-  EngineOptions eo;
+  EngineOptions eo = o.engine;
   eo.model_path = path;
-  eo.threads = o.threads;
-  eo.block_size = o.block_size;
-  eo.kv_memory_bytes = o.kv_memory_bytes;
-  eo.max_batch_tokens = o.max_batch_tokens;
-  eo.max_running = o.max_running;
-  eo.max_context = o.max_context;
   eo.make_tiers = server::MakeTierFactory(o.tiers, log);
   eo.onboard_only_when_faster = !o.tiers.onboard_always;
   // Drained every few milliseconds by the feed; sized for bursts far larger.
@@ -205,9 +200,11 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   log(fmt::format("model {}: {}, {} layers, {} heads ({} KV), vocab {}, context {} tokens; {} threads, {} kernels",
                   path, info.architecture, info.n_layer, info.n_head, info.n_head_kv, info.n_vocab, info.n_ctx,
                   info.threads, info.cpu_level));
-  log(fmt::format("KV cache: {} blocks of {} tokens ({:.1f} MiB, {} tokens)", kv.total_blocks, kv.block_size,
-                  double(kv.total_blocks) * double(kv.kv_bytes_per_block) / (1 << 20),
-                  int64_t{kv.total_blocks} * kv.block_size));
+  log(fmt::format("KV cache: {} blocks of {} tokens ({:.1f} MiB, {} tokens; KV {}, {} bytes per token, {:.2f}x the "
+                  "tokens of f16 KV)",
+                  kv.total_blocks, kv.block_size, double(kv.total_blocks) * double(kv.kv_bytes_per_block) / (1 << 20),
+                  int64_t{kv.total_blocks} * kv.block_size, info.kv_types, info.kv_bytes_per_token,
+                  server::KvCapacityVsF16(info)));
   auto chat = server::ChatFormatForModel(path, (*engine)->tokenizer(), log);
   if (!chat.ok()) return chat.status();
 

@@ -31,7 +31,7 @@ struct ServerContext {
         chat(std::move(c)),
         model_name(std::move(name)),
         log(std::move(lg)),
-        gate(int64_t{o.max_running} + o.max_queue),
+        gate(int64_t{o.engine.max_running} + o.max_queue),
         access(ClientKeys(o), o.admin_key, o.public_metrics),
         tenant_series(static_cast<size_t>(o.max_tenant_labels)) {}
 

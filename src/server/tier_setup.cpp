@@ -1,6 +1,7 @@
 #include "server/tier_setup.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -15,6 +16,19 @@ namespace {
 constexpr int64_t kStagingHostBytes = 64ll << 20;
 
 std::string Mib(int64_t bytes) { return fmt::format("{:.0f} MiB", double(bytes) / (1 << 20)); }
+
+// The disk tier's folder for one cache identity (model + KV layout) under
+// --disk-tier: servers of different KV types (or models) sharing one
+// --disk-tier never open each other's segments. FNV-1a: stable across
+// processes and builds.
+std::string LayoutFolder(const std::string& cache_identity) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : cache_identity) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return fmt::format("layout-{:016x}", h);
+}
 
 }  // namespace
 
@@ -43,7 +57,7 @@ TierFactory MakeTierFactory(const ServerOptions::Tiers& t, Log log) {
 
     if (!t.disk_dir.empty()) {
       DiskTierOptions d;
-      d.dir = t.disk_dir;
+      d.dir = (std::filesystem::path(t.disk_dir) / LayoutFolder(model_id)).string();
       d.bytes_per_block = block_bytes;
       d.capacity_bytes = static_cast<uint64_t>(t.disk_bytes);
       d.segment_bytes = std::min<uint64_t>(256ull << 20, static_cast<uint64_t>(t.disk_bytes));
@@ -51,7 +65,7 @@ TierFactory MakeTierFactory(const ServerOptions::Tiers& t, Log log) {
       auto disk = OpenDiskTier(d);
       if (!disk.ok()) return Status(disk.status().code(), "--disk-tier " + t.disk_dir + ": " + disk.status().message());
       const TierMetrics m = (*disk)->Metrics();
-      summary += fmt::format(", disk {} ({} of {} blocks warm)", t.disk_dir, m.blocks, m.capacity_blocks);
+      summary += fmt::format(", disk {} ({} of {} blocks warm)", d.dir, m.blocks, m.capacity_blocks);
       c.tiers.push_back(std::move(disk).value());
     }
     if (!t.redis.empty() || !t.redis_cluster.empty()) {

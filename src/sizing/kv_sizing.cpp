@@ -85,13 +85,17 @@ Result<SizingReport> ComputeSizing(const ModelSpec& model, const GpuSpec& gpu, c
   r.options = options;
 
   r.kv_values_per_token = KvValuesPerToken(model);
-  r.kv_bytes_per_token = BytesForValues(r.kv_values_per_token, options.kv);
+  // kvstack's real bytes: scales included (KvBytesForValues).
+  const int64_t row = model.attention == AttentionKind::kMultiLatent
+                          ? model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+                          : model.head_dim;
+  r.kv_bytes_per_token = KvBytesForValues(r.kv_values_per_token, row, options.kv);
   int64_t values_per_gpu = r.kv_values_per_token;
   if (model.attention == AttentionKind::kGroupedQuery) {
     r.kv_heads_per_gpu = std::max<int64_t>(1, model.kv_heads / options.gpus);
     values_per_gpu = model.layers * 2 * r.kv_heads_per_gpu * model.head_dim;
   }
-  r.kv_bytes_per_token_per_gpu = BytesForValues(values_per_gpu, options.kv);
+  r.kv_bytes_per_token_per_gpu = KvBytesForValues(values_per_gpu, row, options.kv);
 
   r.tokens_per_sequence = std::min(options.context_tokens, model.sliding_window.value_or(kMaxInt64));
   r.kv_bytes_per_sequence = SaturatingMul(r.tokens_per_sequence, r.kv_bytes_per_token);

@@ -4,6 +4,8 @@
 
 #include "kvstack/sizing.h"
 
+#include "kvstack/kv_arena.h"
+
 namespace kvstack::sizing {
 namespace {
 
@@ -52,6 +54,27 @@ BytesPerValue PrecisionBytes(Precision precision) {
     case Precision::kInt4: return {33, 64};
   }
   return {0, 1};
+}
+
+int64_t KvBytesForValues(int64_t values, int64_t row_width, Precision kv) {
+  KvDType t = KvDType::kF32;
+  switch (kv) {
+    case Precision::kF32: return BytesForValues(values, kv);
+    case Precision::kBf16:
+    case Precision::kF16: return BytesForValues(values, kv);
+    case Precision::kFp8: t = KvDType::kFp8E4M3; break;
+    case Precision::kInt8: t = KvDType::kInt8; break;
+    case Precision::kInt4: t = KvDType::kInt4; break;
+  }
+  constexpr int32_t kBlock = 16;
+  const int32_t d = static_cast<int32_t>(row_width);
+  // One K row and one V row of one token, in block-bytes / block tokens.
+  const int64_t pair_per_block = static_cast<int64_t>(KvHeadBytes(t, KvPart::kKey, kBlock, d) +
+                                                      KvHeadBytes(t, KvPart::kValue, kBlock, d));
+  const int64_t pairs = values / (2 * row_width);
+  const int64_t rest = values - pairs * 2 * row_width;  // an odd row (MLA): priced as K
+  return (pairs * pair_per_block + kBlock - 1) / kBlock +
+         (rest * static_cast<int64_t>(KvHeadBytes(t, KvPart::kKey, kBlock, d)) / row_width + kBlock - 1) / kBlock;
 }
 
 int64_t BytesForValues(int64_t count, Precision precision) {

@@ -14,7 +14,8 @@ TEST(KvArenaTest, LayoutMatchesTheDocumentedFormula) {
   const KvShape s{.num_layers = 3, .num_kv_heads = 2, .head_dim = 8, .block_size = 16, .dtype = KvDType::kF16};
   auto a = KvArena::Create(s, 5, KvStorageMode::kAllocate);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
-  EXPECT_EQ(s.head_bytes(), 16u * 8 * 2);
+  EXPECT_EQ(s.k_head_bytes(), 16u * 8 * 2);
+  EXPECT_EQ(s.v_head_bytes(), 16u * 8 * 2);
   EXPECT_EQ(s.layer_bytes(), 2u * 2 * 16 * 8 * 2);
   EXPECT_EQ(a->block_bytes(), 3u * 2 * 2 * 16 * 8 * 2);
   EXPECT_EQ(a->total_bytes(), 5 * a->block_bytes());
@@ -22,7 +23,7 @@ TEST(KvArenaTest, LayoutMatchesTheDocumentedFormula) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(base) % 64, 0u);
   // K(b, l) = b*block + l*layer; V = K + H*head.
   EXPECT_EQ(a->K(2, 1) - base, static_cast<ptrdiff_t>(2 * a->block_bytes() + s.layer_bytes()));
-  EXPECT_EQ(a->V(2, 1) - a->K(2, 1), static_cast<ptrdiff_t>(2 * s.head_bytes()));
+  EXPECT_EQ(a->V(2, 1) - a->K(2, 1), static_cast<ptrdiff_t>(2 * s.k_head_bytes()));
   EXPECT_EQ(a->Block(4) + a->block_bytes(), base + a->total_bytes());
 }
 
@@ -31,8 +32,35 @@ TEST(KvArenaTest, DTypesAndNames) {
   EXPECT_EQ(KvDTypeBytes(KvDType::kF16), 2u);
   EXPECT_EQ(KvDTypeBytes(KvDType::kBF16), 2u);
   EXPECT_EQ(*ParseKvDType("bf16"), KvDType::kBF16);
-  EXPECT_EQ(ParseKvDType("fp8").status().message(), "KV dtype 'fp8': must be f32, f16 or bf16");
-  for (KvDType t : {KvDType::kF32, KvDType::kF16, KvDType::kBF16}) EXPECT_EQ(*ParseKvDType(KvDTypeName(t)), t);
+  EXPECT_EQ(*ParseKvDType("fp8"), KvDType::kFp8E4M3);
+  EXPECT_EQ(ParseKvDType("q8").status().message(),
+            "KV dtype 'q8': must be f32, f16, bf16, int8, fp8-e4m3 (or fp8), fp8-e5m2 or int4");
+  for (KvDType t : {KvDType::kF32, KvDType::kF16, KvDType::kBF16, KvDType::kInt8, KvDType::kFp8E4M3,
+                    KvDType::kFp8E5M2, KvDType::kInt4}) {
+    EXPECT_EQ(*ParseKvDType(KvDTypeName(t)), t);
+  }
+}
+
+// K and V of different types: V starts after all heads of K, each head its
+// type's bytes (scales included), and the layout names both.
+TEST(KvArenaTest, MixedKAndVTypes) {
+  const KvShape s{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16, .dtype = KvDType::kInt8,
+                  .v_dtype = KvDType::kInt4};
+  EXPECT_EQ(s.k_head_bytes(), 16u * 128 + 4 + 128);
+  EXPECT_EQ(s.v_head_bytes(), 16u * 64 + 16 * 2 * 2);
+  EXPECT_EQ(s.layer_bytes(), 2 * (s.k_head_bytes() + s.v_head_bytes()));
+  EXPECT_EQ(s.types_name(), "k=int8,v=int4");
+  EXPECT_EQ(s.layout_identity(), "kv:k=int8,v=int4,B=16,H=2,D=128,L=2");
+  auto a = KvArena::Create(s, 2, KvStorageMode::kAllocate);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->V(1, 1) - a->K(1, 1), static_cast<ptrdiff_t>(2 * s.k_head_bytes()));
+  EXPECT_EQ(a->K(1, 1) - a->Block(1), static_cast<ptrdiff_t>(s.layer_bytes()));
+  const KvShape same{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16, .dtype = KvDType::kInt8};
+  EXPECT_EQ(same.types_name(), "int8");
+  EXPECT_NE(same.layout_identity(), s.layout_identity());
+  const KvShape odd{.num_layers = 1, .num_kv_heads = 1, .head_dim = 7, .block_size = 16, .dtype = KvDType::kInt4};
+  EXPECT_EQ(KvArena::Create(odd, 1, KvStorageMode::kAllocate).status().message(),
+            "KV shape: int4 needs an even head_dim, not 7");
 }
 
 TEST(KvArenaTest, CopyBlockCopiesEveryLayer) {

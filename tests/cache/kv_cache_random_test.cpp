@@ -54,6 +54,7 @@ struct Params {
   const char* policy;
   int32_t block_size;
   int steps;
+  KvDType kv = KvDType::kF32;  // the core never reads KV bytes, but sizes blocks by it
 };
 
 class KvCacheRandomTest : public ::testing::TestWithParam<Params> {
@@ -65,7 +66,7 @@ class KvCacheRandomTest : public ::testing::TestWithParam<Params> {
     policy_ = std::move(p).value();
     KvCacheConfig c;
     c.num_blocks = kBlocks;
-    c.shape = KvShape{.num_layers = 1, .num_kv_heads = 1, .head_dim = 2, .block_size = bs_, .dtype = KvDType::kF32};
+    c.shape = KvShape{.num_layers = 1, .num_kv_heads = 1, .head_dim = 2, .block_size = bs_, .dtype = GetParam().kv};
     c.eviction_policy = GetParam().policy;
     c.event_buffer_limit = 1 << 20;
     c.clock = &clock_;
@@ -525,11 +526,13 @@ TEST_P(KvCacheRandomTest, AgreesWithReferenceModel) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, KvCacheRandomTest,
                          ::testing::Values(Params{"priority-lru", 4, 200'000}, Params{"lru", 1, 30'000},
-                                           Params{"lfu", 16, 30'000}, Params{"priority-lru", 2, 30'000}),
+                                           Params{"lfu", 16, 30'000}, Params{"priority-lru", 2, 30'000},
+                                           Params{"priority-lru", 8, 30'000, KvDType::kInt8}),
                          [](const auto& info) {
                            std::string n = info.param.policy;
                            std::replace(n.begin(), n.end(), '-', '_');
-                           return n + "_B" + std::to_string(info.param.block_size);
+                           return n + "_B" + std::to_string(info.param.block_size) +
+                                  (info.param.kv == KvDType::kF32 ? "" : "_" + std::string(KvDTypeName(info.param.kv)));
                          });
 
 }  // namespace

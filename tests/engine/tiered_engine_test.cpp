@@ -61,9 +61,10 @@ struct TierSetup {
   bool only_when_faster = false;
 };
 
-std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks) {
+std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks, KvDType kv = KvDType::kF16) {
   EngineOptions o;
   o.model_path = ModelPath();
+  o.kv_dtype = kv;
   o.threads = 1;
   o.num_blocks = device_blocks;
   o.max_batch_tokens = 64;
@@ -200,6 +201,25 @@ TEST(TieredEngineTest, ThousandRequestsEqualWithTiersOnAndOff) {
   const TierChainMetrics chain = tiered->tiers()->Metrics();
   ASSERT_EQ(chain.tiers.size(), 2u);
   EXPECT_GT(chain.tiers[0].hits, 0u);
+}
+
+// The same with int8 KV blocks (scales inside each block): tiers move a
+// quantized block as its bytes, so onboarded KV equals computed KV exactly.
+TEST(TieredEngineTest, Int8KvEqualWithTiersOnAndOff) {
+  const auto prompts = MakePrompts(300, 20261204);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 48, KvDType::kInt8);
+  ASSERT_TRUE(plain);
+  const auto expected = RunPrompts(*plain, prompts, 6, &failures);
+  ASSERT_EQ(failures, 0);
+  TempDir disk("int8");
+  TierSetup tiers{.host_blocks = 24, .disk_dir = disk.path().string()};
+  auto tiered = MakeEngine(&tiers, 48, KvDType::kInt8);
+  ASSERT_TRUE(tiered);
+  const auto got = RunPrompts(*tiered, prompts, 6, &failures);
+  ASSERT_EQ(failures, 0);
+  for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "request " << i;
+  EXPECT_GT(tiered->onboard_metrics().onboarded_blocks, 0u) << "the tiers were never used: equality proves nothing";
 }
 
 // Onboarding is a choice: with the bandwidth check on, and a recompute rate

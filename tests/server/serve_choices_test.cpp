@@ -91,6 +91,30 @@ TEST_F(ServeChoicesTest, TopLogprobsEqualLlamaCppGolden) {
   }
 }
 
+// With an F32 KV cache (--kv-type f32) the server holds the 1e-3
+// against llama.cpp's F32-KV decode of the same prompts.
+TEST_F(ServeChoicesTest, TopLogprobsWithF32KvEqualLlamaCppWithin1e3) {
+  ServeProcess f32({"--model", Stories260KPath(), "--threads", "1", "--kv-type", "f32"});
+  ASSERT_TRUE(f32.ok()) << f32.error();
+  auto c = f32.Client();
+  for (const json& entry : Golden("stories260K_top5.json")["entries"]) {
+    const JsonReply r = PostJson(*c, "/v1/completions",
+                                 {{"prompt", entry["prompt"]}, {"max_tokens", 1}, {"logprobs", 5}, {"temperature", 0}});
+    ASSERT_EQ(r.status, 200) << r.raw;
+    const json& top = r.body["choices"][0]["logprobs"]["top_logprobs"][0];
+    const json& want = entry["raw_logits_top5_llamacpp_f32_kv_cache"]["top"];
+    ASSERT_EQ(top.size(), want.size()) << top.dump();
+    for (const json& w : want) {
+      // The golden names tokens by id: find this id's text through /detokenize.
+      const JsonReply text = PostJson(*c, "/detokenize", {{"tokens", {w["id"].get<int>()}}});
+      ASSERT_EQ(text.status, 200) << text.raw;
+      const std::string token = text.body["prompt"];
+      ASSERT_TRUE(top.contains(token)) << token << " missing from " << top.dump();
+      EXPECT_NEAR(top[token].get<double>(), w["logprob"].get<double>(), 1e-3) << token;
+    }
+  }
+}
+
 TEST_F(ServeChoicesTest, ChatLogprobsShape) {
   const JsonReply r = PostJson(*client_, "/v1/chat/completions",
                                {{"messages", {{{"role", "user"}, {"content", "Tell me a story"}}}},

@@ -1,0 +1,229 @@
+// Attention over quantized KV heads, written once over the vector
+// abstraction `V` of simd_kernels.h and compiled per instruction set: scores
+// of a query against a block's keys, and a weighted sum of its values, each
+// dequantizing in registers (no float copy of a block is ever made). Layouts:
+// include/kvstack/kv_arena.h; the scalar reference is kv_quant.cpp.
+//
+// V needs, beyond simd_kernels.h's list, LoadE4M3 / LoadE5M2 (kLanes FP8
+// bytes as floats, exact). Like simd_kernels.h this includes no library code
+// (see there why) and has internal linkage.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/kernel_table.h"
+
+namespace kvstack::kernels::internal {
+namespace {
+
+inline float KvReadF32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline uint16_t KvReadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// The FP8 codes through binary16, whose conversion every level has exactly:
+// e5m2 is the top byte of a half; e4m3 shifted into a half's fields has its
+// exponent biased by 15 instead of 7, which * 2^8 corrects (subnormals too).
+template <class V>
+float ScalarE4M3(uint8_t b) {
+  return V::HalfToFloat(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7))) * 256.0f;
+}
+template <class V>
+float ScalarE5M2(uint8_t b) {
+  return V::HalfToFloat(static_cast<uint16_t>(b << 8));
+}
+
+// Formats as decoders of one token row: Load(row + d) gives kLanes values of
+// elements d.., Scalar(row, d) one. (int8's scales and int4's halves are
+// handled by their kernels below.)
+template <class V>
+struct E4M3Row {
+  static typename V::F Load(const uint8_t* p) { return V::LoadE4M3(p); }
+  static float Scalar(const uint8_t* p) { return ScalarE4M3<V>(*p); }
+};
+template <class V>
+struct E5M2Row {
+  static typename V::F Load(const uint8_t* p) { return V::LoadE5M2(p); }
+  static float Scalar(const uint8_t* p) { return ScalarE5M2<V>(*p); }
+};
+template <class V>
+struct Int8Row {
+  static typename V::F Load(const uint8_t* p) { return V::ToFloat(V::LoadI8(p)); }
+  static float Scalar(const uint8_t* p) { return static_cast<float>(static_cast<int8_t>(*p)); }
+};
+
+// Unscaled 8-bit rows (FP8): scores and weighted sums.
+template <class V, class Row>
+void ScoresFp8(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out) {
+  (void)B;
+  (void)G;
+  constexpr int L = V::kLanes;
+  for (int j = 0; j < len; ++j) {
+    const uint8_t* row = head + static_cast<int64_t>(j) * D;
+    typename V::F a0 = V::Zero(), a1 = V::Zero();
+    int d = 0;
+    for (; d + 2 * L <= D; d += 2 * L) {
+      a0 = V::Fma(V::Load(q + d), Row::Load(row + d), a0);
+      a1 = V::Fma(V::Load(q + d + L), Row::Load(row + d + L), a1);
+    }
+    for (; d + L <= D; d += L) a0 = V::Fma(V::Load(q + d), Row::Load(row + d), a0);
+    float s = V::ReduceAdd(V::Add(a0, a1));
+    for (; d < D; ++d) s += q[d] * Row::Scalar(row + d);
+    out[j] = s;
+  }
+}
+
+template <class V, class Row>
+void AccumulateFp8(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
+  (void)B;
+  (void)G;
+  constexpr int L = V::kLanes;
+  for (int j = 0; j < len; ++j) {
+    const uint8_t* row = head + static_cast<int64_t>(j) * D;
+    const typename V::F wv = V::Set1(w[j]);
+    int d = 0;
+    for (; d + L <= D; d += L) V::Store(out + d, V::Fma(wv, Row::Load(row + d), V::Load(out + d)));
+    for (; d < D; ++d) out[d] += w[j] * Row::Scalar(row + d);
+  }
+}
+
+// int8 K: q[B][D], then float S and code[D]. The channel scales fold into
+// the query once per block, as for int4 K below.
+template <class V>
+void ScoresInt8Key(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out) {
+  (void)G;
+  constexpr int L = V::kLanes;
+  constexpr int kChunk = 256;
+  const uint8_t* tail = head + static_cast<int64_t>(B) * D;
+  const float S = KvReadF32(tail);
+  const uint8_t* code = tail + 4;
+  alignas(64) float qs[kChunk];
+  for (int j = 0; j < len; ++j) out[j] = 0;
+  for (int c0 = 0; c0 < D; c0 += kChunk) {
+    const int cn = D - c0 < kChunk ? D - c0 : kChunk;
+    for (int i = 0; i < cn; ++i) qs[i] = q[c0 + i] * (S * static_cast<float>(code[c0 + i]));
+    for (int j = 0; j < len; ++j) {
+      const uint8_t* row = head + static_cast<int64_t>(j) * D + c0;
+      typename V::F a0 = V::Zero(), a1 = V::Zero();
+      int i = 0;
+      for (; i + 2 * L <= cn; i += 2 * L) {
+        a0 = V::Fma(V::Load(qs + i), Int8Row<V>::Load(row + i), a0);
+        a1 = V::Fma(V::Load(qs + i + L), Int8Row<V>::Load(row + i + L), a1);
+      }
+      for (; i + L <= cn; i += L) a0 = V::Fma(V::Load(qs + i), Int8Row<V>::Load(row + i), a0);
+      float s = V::ReduceAdd(V::Add(a0, a1));
+      for (; i < cn; ++i) s += qs[i] * Int8Row<V>::Scalar(row + i);
+      out[j] += s;
+    }
+  }
+}
+
+// int8 V: q[B][D], then binary16 scale[B][D/G].
+template <class V>
+void AccumulateInt8(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
+  constexpr int L = V::kLanes;
+  const int groups = D / G;
+  const uint8_t* scales = head + static_cast<int64_t>(B) * D;
+  for (int j = 0; j < len; ++j) {
+    const uint8_t* row = head + static_cast<int64_t>(j) * D;
+    for (int g = 0; g < groups; ++g) {
+      const float ws = w[j] * V::HalfToFloat(KvReadU16(scales + (static_cast<int64_t>(j) * groups + g) * 2));
+      const typename V::F wv = V::Set1(ws);
+      int d = g * G;
+      const int end = d + G;
+      for (; d + L <= end; d += L) V::Store(out + d, V::Fma(wv, Int8Row<V>::Load(row + d), V::Load(out + d)));
+      for (; d < end; ++d) out[d] += ws * Int8Row<V>::Scalar(row + d);
+    }
+  }
+}
+
+// int4 K: n[B][D/2] (element i low nibble, i + D/2 high), then float S and
+// code[D]. The channel scales fold into the query once per block, so a
+// token costs a nibble decode and an FMA per element.
+template <class V>
+void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out) {
+  (void)G;
+  constexpr int L = V::kLanes;
+  constexpr int kChunk = 128;
+  const int half = D / 2;
+  const uint8_t* tail = head + static_cast<int64_t>(B) * half;
+  const float S = KvReadF32(tail);
+  const uint8_t* code = tail + 4;
+  alignas(64) float qlo[kChunk], qhi[kChunk];
+  for (int j = 0; j < len; ++j) out[j] = 0;
+  for (int c0 = 0; c0 < half; c0 += kChunk) {
+    const int cn = half - c0 < kChunk ? half - c0 : kChunk;
+    float bias = 0;  // the nibbles' offset of 8, summed once per block
+    for (int i = 0; i < cn; ++i) {
+      qlo[i] = q[c0 + i] * (S * static_cast<float>(code[c0 + i]));
+      qhi[i] = q[half + c0 + i] * (S * static_cast<float>(code[half + c0 + i]));
+      bias += qlo[i] + qhi[i];
+    }
+    bias *= -8.0f;
+    for (int j = 0; j < len; ++j) {
+      const uint8_t* row = head + static_cast<int64_t>(j) * half + c0;
+      typename V::F a0 = V::Zero(), a1 = V::Zero();
+      int i = 0;
+      for (; i + L <= cn; i += L) {
+        const typename V::I b = V::LoadU8(row + i);
+        a0 = V::Fma(V::Load(qlo + i), V::ToFloat(V::template And<15>(b)), a0);
+        a1 = V::Fma(V::Load(qhi + i), V::ToFloat(V::template Shr<4>(b)), a1);
+      }
+      float s = V::ReduceAdd(V::Add(a0, a1));
+      for (; i < cn; ++i) s += qlo[i] * static_cast<float>(row[i] & 15) + qhi[i] * static_cast<float>(row[i] >> 4);
+      out[j] += s + bias;
+    }
+  }
+}
+
+// int4 V: n[B][D/2] as for K, then binary16 scale[B][D/G] per token.
+template <class V>
+void AccumulateInt4Value(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
+  constexpr int L = V::kLanes;
+  const int half = D / 2, groups = D / G;
+  const uint8_t* scales = head + static_cast<int64_t>(B) * half;
+  for (int j = 0; j < len; ++j) {
+    const uint8_t* row = head + static_cast<int64_t>(j) * half;
+    const uint8_t* sc = scales + static_cast<int64_t>(j) * groups * 2;
+    int i = 0;
+    while (i < half) {
+      const int glo = i / G, ghi = (i + half) / G;
+      const float wlo = w[j] * V::HalfToFloat(KvReadU16(sc + 2 * glo));
+      const float whi = w[j] * V::HalfToFloat(KvReadU16(sc + 2 * ghi));
+      // The run of elements sharing both groups (G divides D/2, or G = D).
+      int end = (glo + 1) * G;
+      if (end > half) end = half;
+      const typename V::F wl = V::Set1(wlo), wh = V::Set1(whi);
+      for (; i + L <= end; i += L) {
+        const typename V::I b = V::LoadU8(row + i);
+        V::Store(out + i, V::Fma(wl, V::ToFloat(V::template Sub<8>(V::template And<15>(b))), V::Load(out + i)));
+        V::Store(out + half + i,
+                 V::Fma(wh, V::ToFloat(V::template Sub<8>(V::template Shr<4>(b))), V::Load(out + half + i)));
+      }
+      for (; i < end; ++i) {
+        out[i] += wlo * static_cast<float>((row[i] & 15) - 8);
+        out[half + i] += whi * static_cast<float>((row[i] >> 4) - 8);
+      }
+    }
+  }
+}
+
+template <class V>
+constexpr KvKernelTable MakeKvKernelTable() {
+  return KvKernelTable{
+      .int8 = {ScoresInt8Key<V>, AccumulateInt8<V>},
+      .fp8_e4m3 = {ScoresFp8<V, E4M3Row<V>>, AccumulateFp8<V, E4M3Row<V>>},
+      .fp8_e5m2 = {ScoresFp8<V, E5M2Row<V>>, AccumulateFp8<V, E5M2Row<V>>},
+      .int4 = {ScoresInt4Key<V>, AccumulateInt4Value<V>},
+  };
+}
+
+}  // namespace
+}  // namespace kvstack::kernels::internal
