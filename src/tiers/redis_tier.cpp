@@ -253,6 +253,11 @@ class RedisTier final : public Tier {
     lane.cv.notify_one();
   }
 
+  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_->set_on_forget(std::move(listener));
+  }
+
   TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {
