@@ -57,7 +57,7 @@ class FleetTest : public ::testing::Test {
   static std::string Url(const ServeProcess& p) { return "http://127.0.0.1:" + std::to_string(p.port()); }
 
   int WorkerIndex(const std::string& url) const {
-    for (int i = 0; i < kWorkers; ++i) {
+    for (int i = 0; i < static_cast<int>(workers_.size()); ++i) {
       if (Url(*workers_[static_cast<size_t>(i)]) == url) return i;
     }
     return -1;
@@ -273,6 +273,53 @@ TEST_F(FleetTest, RefusesWorkersWithoutEventsOrWithAnotherBlockSize) {
   ServeProcess r("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_.back())});
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error().find("--kv-events"), std::string::npos) << r.error();
+}
+
+// Workers started with --api-key: a router without the key refuses to start,
+// naming --worker-key; with it, its event info, snapshots and health calls get
+// through, and a client's request with the key is routed and answered.
+TEST_F(FleetTest, WorkerKeyLetsTheRouterReachWorkersStartedWithAnApiKey) {
+  for (int i = 0; i < 2; ++i) {
+    workers_.push_back(std::make_unique<ServeProcess>(std::vector<std::string>{
+        "--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock), "--kv-memory", "2MiB",
+        "--kv-events", "tcp://127.0.0.1:*", "--kv-events-replay", "tcp://127.0.0.1:*", "--api-key", "s3cret"}));
+    ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+  }
+  {
+    ServeProcess keyless("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_[0]), "--worker",
+                                    Url(*workers_[1])});
+    EXPECT_FALSE(keyless.ok());
+    EXPECT_NE(keyless.error().find("--worker-key"), std::string::npos) << keyless.error();
+  }
+  auto router = StartRouter({"--worker-key", "s3cret", "--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  const std::vector<int> prompt = Prompt(42);
+  nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+  auto c = router->Client();
+  auto first = c->Post("/v1/completions", httplib::Headers{{"Authorization", "Bearer s3cret"}}, body.dump(),
+                       "application/json");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200) << first->body;
+  const int holder = WorkerIndex(first->get_header_value("X-Kvstack-Worker"));
+  ASSERT_GE(holder, 0);
+  // Its events reached the router (subscribed after an authorized /v1/kv-events).
+  bool indexed = false;
+  for (int i = 0; i < 400 && !indexed; ++i) {
+    const nlohmann::json f = Fleet(*router);
+    indexed = f.is_object() && f["workers"][holder]["blocks"]["GPU"].get<int64_t>() >= 3 &&
+              f["workers"][holder]["healthy"].get<bool>();
+    if (!indexed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(indexed) << Fleet(*router).dump();
+  auto again = c->Post("/v1/completions", httplib::Headers{{"Authorization", "Bearer s3cret"}}, body.dump(),
+                       "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;
+  EXPECT_EQ(WorkerIndex(again->get_header_value("X-Kvstack-Worker")), holder);
+  // A client without the key gets the worker's 401, passed through unchanged.
+  auto denied = c->Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401) << denied->body;
 }
 
 }  // namespace
