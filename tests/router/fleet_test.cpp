@@ -275,6 +275,36 @@ TEST_F(FleetTest, RefusesWorkersWithoutEventsOrWithAnotherBlockSize) {
   EXPECT_NE(r.error().find("--kv-events"), std::string::npos) << r.error();
 }
 
+// A worker with a host tier: the device pool's evictions are offloaded into
+// host RAM, and its CPU-medium events reach the router's index, which counts
+// exactly the blocks the worker's snapshot lists in its CPU tier.
+TEST_F(FleetTest, HostTierBlocksReachTheRouterIndexAsCpuBlocks) {
+  workers_.push_back(std::make_unique<ServeProcess>(std::vector<std::string>{
+      "--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock), "--kv-memory", "200KiB",
+      "--host-tier", "400KiB", "--offload-min-priority", "0", "--kv-events", "tcp://127.0.0.1:*",
+      "--kv-events-replay", "tcp://127.0.0.1:*"}));
+  ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  for (int p = 0; p < 10; ++p) ASSERT_EQ(Complete(*router, Prompt(100 + p)).status, 200);
+  // Settled: the router's CPU count equals the worker's snapshot (which is
+  // taken with the events published up to it).
+  int64_t listed = -1, indexed = -2;
+  for (int i = 0; i < 400 && listed != indexed; ++i) {
+    const nlohmann::json snap = GetJson(*workers_[0]->Client(), "/v1/cache/blocks").body;
+    listed = snap["tiers"].contains("CPU") ? static_cast<int64_t>(snap["tiers"]["CPU"].size()) : 0;
+    indexed = Fleet(*router)["workers"][0]["blocks"]["CPU"].get<int64_t>();
+    if (listed != indexed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_GT(listed, 0) << "no block was offloaded into host RAM";
+  EXPECT_EQ(indexed, listed);
+  // The first prompt (likely evicted from the 20-block pool by the 40 blocks
+  // computed since) is served from the worker's cache again, device or host.
+  const Answer back = Complete(*router, Prompt(100));
+  EXPECT_EQ(back.status, 200);
+  EXPECT_GT(back.cached, 0) << back.body;
+}
+
 // Workers started with --api-key: a router without the key refuses to start,
 // naming --worker-key; with it, its event info, snapshots and health calls get
 // through, and a client's request with the key is routed and answered.
