@@ -29,6 +29,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -688,9 +689,10 @@ void DiskTier::FinishReads(std::vector<ReadJob>& jobs, std::vector<DiskIoOp>& op
     }
     const uint64_t total = job.state->ok.size();
     stats_.RecordGet(hits, total - hits, hits * o_.bytes_per_block, job.start_us);
+    // Counted before the waiter wakes: it may read Metrics() at once.
+    if (faults > 0) stats_.AddFaults(std::exchange(faults, 0));
     job.state->Finish();
   }
-  if (faults > 0) stats_.AddFaults(faults);
 }
 
 }  // namespace
