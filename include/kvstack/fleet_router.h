@@ -49,6 +49,10 @@ struct FleetRouterOptions {
   // have no snapshot (a gap replay cannot fill clears their entries).
   std::vector<std::string> foreign_workers;
   std::string model_path;            // the workers' GGUF
+  // Sent as "Authorization: Bearer KEY" on the router's own calls to its
+  // kvstack workers (event info, snapshots, health) when they run with
+  // --api-key; empty: none. Clients' requests pass their own header through.
+  std::string worker_key;
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port
   RouterOptions routing;

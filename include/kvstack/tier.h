@@ -171,6 +171,13 @@ class Tier {
 
   virtual TierMetrics Metrics() const = 0;
 
+  // Hears every block this tier stops holding: evicted by its policy, removed,
+  // or found missing or corrupt. Called on the tier's threads (or the
+  // caller's) with the tier's lock held: it must be quick and must not call
+  // back into the tier. An empty function detaches it. The default tier
+  // reports nothing.
+  virtual void SetRemovalListener(std::function<void(const BlockHash&)> listener) { (void)listener; }
+
   // Verifies the tier's index (see BlockPool::CheckInvariants) and its own
   // bookkeeping; the first violation is returned as Internal.
   virtual Status CheckInvariants() const = 0;

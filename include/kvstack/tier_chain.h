@@ -61,6 +61,25 @@ enum class OffloadOutcome : uint8_t {
   kRefused,  // tier 0 stored nothing (every slot busy, or a fault)
 };
 
+// Hears which blocks each tier (by index, fastest first) holds: a put that
+// stored a block (an offload into tier 0, the writer's put into a lower tier,
+// a fetched block promoted into tier 0) and a block a tier stopped holding
+// (evicted, removed, found missing). A put of a block already held reports it
+// again. Called from the engine thread, the chain's writer thread and the
+// tiers' own threads (removals, with the tier's lock held): implementations
+// are thread-safe, quick, and never call back into the chain or its tiers.
+// What it hears matches what the tiers hold, except when a block is removed
+// from outside (Tier::Remove, a fault found by a read) while the chain is
+// storing the same block: then the store may be heard last, and the listener
+// believes a block held that is gone (a router's stale entry: a miss, never a
+// wrong answer).
+class TierChainListener {
+ public:
+  virtual ~TierChainListener() = default;
+  virtual void OnTierStored(int tier, const BlockHash& hash, Priority priority) = 0;
+  virtual void OnTierRemoved(int tier, const BlockHash& hash) = 0;
+};
+
 // Where the leading blocks of a chain of hashes are.
 struct PrefixLocation {
   int32_t blocks = 0;           // leading hashes held by some tier
@@ -149,7 +168,13 @@ class TierChain {
 
   TierChainMetrics Metrics() const;
 
+  // Attaches a listener (nullptr detaches it); from any thread. Blocks the
+  // tiers held before it was attached are not reported.
+  void SetListener(std::shared_ptr<TierChainListener> listener);
+
  private:
+  std::shared_ptr<TierChainListener> listener() const;
+  void ReportStored(int tier, std::span<const TierPut> puts, const TierFuture& done) const;
   struct Writer;
   explicit TierChain(TierChainOptions options);
   void FinishFetch(FetchHandle& handle);

@@ -141,6 +141,12 @@ int RunFleet(FleetArgs& a) {
   o.host = a.host;
   o.port = a.port;
   o.routing.policy = *policy;
+  // Workers started with keys (passed after --): the router's own calls carry
+  // the admin key (its calls are operator views), else the client key.
+  for (size_t i = 0; i + 1 < a.serve_args.size(); ++i) {
+    if (a.serve_args[i] == "--admin-key") o.worker_key = a.serve_args[i + 1];
+    if (a.serve_args[i] == "--api-key" && o.worker_key.empty()) o.worker_key = a.serve_args[i + 1];
+  }
   auto router = FleetRouter::Start(o);
   if (!router.ok()) {
     StopAll(pids);

@@ -75,6 +75,10 @@ CommandRunner AddRouterCommand(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile)
       ->type_name("PATH");
+  cmd->add_option("--worker-key", o.worker_key,
+                  "The workers' --admin-key, for workers started with keys: sent on the router's own calls to "
+                  "them (event info and snapshots are operator views; health); clients' requests pass their own "
+                  "Authorization through.");
   cmd->add_option("--host", o.host, "Address to listen on.")->capture_default_str();
   cmd->add_option("--port", o.port, "TCP port; 0 picks a free one (printed on start).")->capture_default_str();
   cmd->add_option("--policy", a->policy, "kv-aware, round-robin, least-loaded or random.")->capture_default_str();

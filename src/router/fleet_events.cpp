@@ -29,6 +29,7 @@ std::unique_ptr<httplib::Client> Client(const Worker& w, int timeout_ms) {
   auto c = std::make_unique<httplib::Client>(w.host, w.port);
   c->set_connection_timeout(std::chrono::milliseconds(timeout_ms));
   c->set_read_timeout(std::chrono::milliseconds(timeout_ms * 10));
+  if (!w.key.empty()) c->set_bearer_token_auth(w.key);
   return c;
 }
 
@@ -111,6 +112,11 @@ Result<EventInfo> FetchEventInfo(const Worker& w) {
   auto res = Client(w, 1000)->Get("/v1/kv-events");
   if (!res) return FailedPrecondition(fmt::format("worker {}: not reachable (GET /v1/kv-events)", w.url));
   if (res->status != 200) {
+    if (res->status == 401) {
+      return FailedPrecondition(fmt::format("worker {}: GET /v1/kv-events answered 401: the worker runs with "
+                                            "keys; give the router their --admin-key with --worker-key KEY",
+                                            w.url));
+    }
     return FailedPrecondition(fmt::format("worker {}: GET /v1/kv-events answered {} (start it with --kv-events "
                                           "ENDPOINT --kv-events-replay ENDPOINT)",
                                           w.url, res->status));

@@ -42,6 +42,7 @@ struct Worker {
   bool foreign = false;  // another engine: no /v1/kv-events, no snapshot
   std::string host;
   int port = 0;
+  std::string key;  // --worker-key: bearer token of the router's own calls
   EventInfo events;  // GUARDED_BY(Impl::mu)
 
   std::atomic<bool> healthy{true};

@@ -73,6 +73,7 @@ Result<std::unique_ptr<FleetRouter>> FleetRouter::Start(const FleetRouterOptions
     w->url = o.workers[i];
     w->host = hp->first;
     w->port = hp->second;
+    w->key = o.worker_key;
     auto info = fleet::FetchEventInfo(*w);
     if (!info.ok()) return info.status();
     if (info->model_identity != impl->model_identity) {

@@ -40,19 +40,36 @@ Result<std::unique_ptr<KvEventFeed>> KvEventFeed::Start(const ServerOptions::KvE
                   (*publisher)->replay_endpoint().empty()
                       ? std::string()
                       : fmt::format(", replay on {}", (*publisher)->replay_endpoint())));
-  return std::unique_ptr<KvEventFeed>(new KvEventFeed(loop, std::move(publisher).value(), std::move(log)));
+  auto tiers = loop->Call([](Engine& e) { return e.tiers(); });
+  if (!tiers.ok()) return tiers.status();
+  return std::unique_ptr<KvEventFeed>(new KvEventFeed(loop, std::move(publisher).value(), std::move(log), *tiers));
 }
 
-KvEventFeed::KvEventFeed(EngineLoop* loop, std::unique_ptr<KvEventPublisher> publisher, Log log)
-    : loop_(loop), publisher_(std::move(publisher)), log_(std::move(log)) {
+namespace {
+std::shared_ptr<TierEventCollector> MakeCollector(TierChain* tiers) {
+  if (tiers == nullptr) return nullptr;
+  std::vector<StorageTier> media;
+  for (int t = 0; t < tiers->num_tiers(); ++t) media.push_back(TierMedium(tiers->tier(t).name()));
+  return std::make_shared<TierEventCollector>(std::move(media));
+}
+}  // namespace
+
+KvEventFeed::KvEventFeed(EngineLoop* loop, std::unique_ptr<KvEventPublisher> publisher, Log log, TierChain* tiers)
+    : loop_(loop),
+      publisher_(std::move(publisher)),
+      log_(std::move(log)),
+      tiers_(tiers),
+      tier_events_(MakeCollector(tiers)) {
   // A fresh worker holds nothing: subscribers drop what a previous life held.
   KvEventBatch cleared;
   cleared.events.push_back(KvEvent{.seq = 0, .kind = KvEventKind::kAllCleared});
   publisher_->Publish(std::move(cleared));
+  if (tiers_ != nullptr) tiers_->SetListener(tier_events_);
   pump_ = std::thread([this] { Pump(); });
 }
 
 KvEventFeed::~KvEventFeed() {
+  if (tiers_ != nullptr) tiers_->SetListener(nullptr);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -64,7 +81,10 @@ KvEventFeed::~KvEventFeed() {
 void KvEventFeed::DrainOnEngineThread(Engine& engine) {
   KvCache& cache = engine.cache();
   KvEventBatch batch = cache.DrainEvents();
-  if (batch.events.empty()) return;
+  if (batch.events.empty()) {
+    if (tier_events_ != nullptr) publisher_->Publish(tier_events_->Take());
+    return;
+  }
   const bool gap = batch.events.front().seq != next_event_seq_;
   next_event_seq_ = batch.events.back().seq + 1;
   if (gap) {
@@ -74,10 +94,20 @@ void KvEventFeed::DrainOnEngineThread(Engine& engine) {
     for (const auto& [hash, priority] : HeldBlocks(cache)) {
       resync.events.push_back(KvEvent{.seq = 0, .kind = KvEventKind::kBlockStored, .hash = hash, .priority = priority});
     }
+    if (tier_events_ != nullptr) {
+      // AllBlocksCleared empties every tier at the subscriber: tell it the tiers' blocks again.
+      for (const auto& [medium, blocks] : tier_events_->TakeAndList([](KvEventBatch) {})) {
+        for (const auto& [hash, priority] : blocks) {
+          resync.events.push_back(
+              KvEvent{.seq = 0, .kind = KvEventKind::kBlockStored, .tier = medium, .hash = hash, .priority = priority});
+        }
+      }
+    }
     resyncs_.fetch_add(1);
     batch = std::move(resync);
   }
   publisher_->Publish(std::move(batch));
+  if (tier_events_ != nullptr) publisher_->Publish(tier_events_->Take());
 }
 
 void KvEventFeed::Pump() {
@@ -95,17 +125,28 @@ void KvEventFeed::Pump() {
 }
 
 Result<nlohmann::json> KvEventFeed::Snapshot() {
+  using Listing = std::vector<std::pair<StorageTier, std::vector<std::pair<BlockHash, Priority>>>>;
   auto taken = loop_->Call([this](Engine& e) {
     DrainOnEngineThread(e);
-    return std::pair(publisher_->next_seq(), HeldBlocks(e.cache()));
+    Listing listing{{StorageTier::kDevice, HeldBlocks(e.cache())}};
+    if (tier_events_ != nullptr) {
+      // Under the collector's lock: no tier event slips between the publish and the listing.
+      Listing tiers = tier_events_->TakeAndList([this](KvEventBatch b) { publisher_->Publish(std::move(b)); });
+      listing.insert(listing.end(), tiers.begin(), tiers.end());
+    }
+    return std::pair(publisher_->next_seq(), std::move(listing));
   });
   if (!taken.ok()) return taken.status();
-  nlohmann::json gpu = nlohmann::json::array();
-  for (const auto& [hash, priority] : taken->second) gpu.push_back({{"hash", hash.ToHex()}, {"priority", priority}});
+  nlohmann::json tiers = nlohmann::json::object();
+  for (const auto& [medium, blocks] : taken->second) {
+    nlohmann::json& list = tiers[std::string(MediumName(medium))];
+    if (list.is_null()) list = nlohmann::json::array();
+    for (const auto& [hash, priority] : blocks) list.push_back({{"hash", hash.ToHex()}, {"priority", priority}});
+  }
   return nlohmann::json{{"object", "kv.blocks"},
                         {"next_seq", taken->first},
                         {"block_size", loop_->block_size()},
-                        {"tiers", {{std::string(MediumName(StorageTier::kDevice)), std::move(gpu)}}}};
+                        {"tiers", std::move(tiers)}};
 }
 
 nlohmann::json KvEventFeed::Info() const {

@@ -15,6 +15,10 @@
 // ever overflowed between two drains (a gap in its event numbers), the batch
 // published instead is AllBlocksCleared followed by every block held now.
 //
+// With tiers, the chain's stores and removals (TierEventCollector) go out in
+// the same pump, as events whose medium names the tier, and the snapshot lists
+// every tier's blocks beside the device pool's.
+//
 // Thread safety: Snapshot() and Info() from any thread.
 #pragma once
 
@@ -30,6 +34,7 @@
 #include "server/engine_loop.h"
 #include "server/kv_event_publisher.h"
 #include "server/log.h"
+#include "server/tier_event_collector.h"
 
 namespace httplib {
 class Server;
@@ -58,7 +63,7 @@ class KvEventFeed {
   nlohmann::json Info() const;
 
  private:
-  KvEventFeed(EngineLoop* loop, std::unique_ptr<KvEventPublisher> publisher, Log log);
+  KvEventFeed(EngineLoop* loop, std::unique_ptr<KvEventPublisher> publisher, Log log, TierChain* tiers);
   void Pump();
   // Engine thread: drains the cache's log into the publisher.
   void DrainOnEngineThread(Engine& engine);
@@ -68,6 +73,8 @@ class KvEventFeed {
   Log log_;
   uint64_t next_event_seq_ = 1;  // engine thread only: the cache log's next event number
   std::atomic<uint64_t> resyncs_{0};
+  TierChain* const tiers_;                               // the engine's; null without tiers
+  const std::shared_ptr<TierEventCollector> tier_events_;  // null without tiers
 
   std::mutex mu_;
   std::condition_variable cv_;

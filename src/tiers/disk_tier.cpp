@@ -29,6 +29,7 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -116,6 +117,11 @@ class DiskTier final : public Tier {
   // restart that finds it intact indexes it again (its bytes are still the
   // ones put under that key).
   void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
+
+  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_->set_on_forget(std::move(listener));
+  }
 
   TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
@@ -687,6 +693,8 @@ void DiskTier::FinishReads(std::vector<ReadJob>& jobs, std::vector<DiskIoOp>& op
     const uint64_t total = job.state->ok.size();
     if (faults > 0) stats_.AddFaults(faults);
     stats_.RecordGet(hits, total - hits, hits * o_.bytes_per_block, job.start_us);
+    // Counted before the waiter wakes: it may read Metrics() at once.
+    if (faults > 0) stats_.AddFaults(std::exchange(faults, 0));
     job.state->Finish();
   }
 }

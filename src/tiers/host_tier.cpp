@@ -113,6 +113,11 @@ class HostTier final : public Tier {
 
   void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
 
+  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_->set_on_forget(std::move(listener));
+  }
+
   TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {

@@ -289,6 +289,11 @@ class RedisTier final : public Tier {
     lane.cv.notify_one();
   }
 
+  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_->set_on_forget(std::move(listener));
+  }
+
   TierMetrics Metrics() const override {
     TierMetrics m = MetricsLocked(mu_, *index_, stats_);
     const size_t n = topology_->node_count();

@@ -36,6 +36,9 @@ struct TierChain::Writer {
 
   std::atomic<uint64_t> offloads{0}, skipped{0}, refused{0}, dropped{0}, done{0};
   std::atomic<uint64_t> fetches{0}, fetched_blocks{0}, promoted{0};
+
+  mutable std::mutex listener_mu;                // never held while calling the listener
+  std::shared_ptr<TierChainListener> listener;  // GUARDED_BY(listener_mu)
 };
 
 Result<std::unique_ptr<TierChain>> TierChain::Create(TierChainOptions options) {
@@ -92,6 +95,7 @@ TierChain::TierChain(TierChainOptions options)
       std::vector<TierFuture> futures;
       for (size_t t = 1; t < tiers_.size(); ++t) futures.push_back(tiers_[t]->Put(puts));
       for (auto& f : futures) f.Wait();  // the staged bytes were copied; wait for backpressure
+      for (size_t t = 1; t < tiers_.size(); ++t) ReportStored(static_cast<int>(t), puts, futures[t - 1]);
       w.done += items.size();
       items.clear();
       {
@@ -128,6 +132,7 @@ OffloadOutcome TierChain::Offload(const BlockHash& hash, Priority priority, uint
     ++w.refused;
     return OffloadOutcome::kRefused;
   }
+  ReportStored(0, std::span<const TierPut>(&put, 1), f);
   if (tiers_.size() < 2) return OffloadOutcome::kStored;
   {
     std::lock_guard<std::mutex> lock(w.mu);
@@ -225,6 +230,7 @@ void TierChain::FinishFetch(FetchHandle& h) {
   TierFuture f = tiers_[0]->Put(promote);
   f.Wait();
   writer_->promoted += f.num_ok();
+  ReportStored(0, promote, f);
 }
 
 void TierChain::Flush() {
@@ -245,6 +251,40 @@ TierChainMetrics TierChain::Metrics() const {
   m.promoted = w.promoted;
   for (const auto& t : tiers_) m.tiers.push_back(t->Metrics());
   return m;
+}
+
+void TierChain::SetListener(std::shared_ptr<TierChainListener> listener) {
+  {
+    std::lock_guard<std::mutex> lock(writer_->listener_mu);
+    writer_->listener = listener;
+  }
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    if (listener == nullptr) {
+      tiers_[t]->SetRemovalListener({});
+      continue;
+    }
+    tiers_[t]->SetRemovalListener(
+        [listener, t](const BlockHash& hash) { listener->OnTierRemoved(static_cast<int>(t), hash); });
+  }
+}
+
+std::shared_ptr<TierChainListener> TierChain::listener() const {
+  std::lock_guard<std::mutex> lock(writer_->listener_mu);
+  return writer_->listener;
+}
+
+void TierChain::ReportStored(int tier, std::span<const TierPut> puts, const TierFuture& done) const {
+  const std::shared_ptr<TierChainListener> l = listener();
+  if (l == nullptr) return;
+  for (size_t i = 0; i < puts.size() && i < done.size(); ++i) {
+    // Each tier has one putter (the engine thread for tier 0, the writer below),
+    // so a block this batch stored and then evicted is not there now: its
+    // removal was heard already, and reporting it stored would outlive it.
+    const BlockHash& hash = puts[i].block.hash;
+    if (done.ok(i) && tiers_[static_cast<size_t>(tier)]->Contains(hash)) {
+      l->OnTierStored(tier, hash, puts[i].block.priority);
+    }
+  }
 }
 
 }  // namespace kvstack

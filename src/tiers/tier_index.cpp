@@ -38,6 +38,7 @@ Result<std::unique_ptr<TierIndex>> TierIndex::Create(int64_t capacity, const Evi
 
 void TierIndex::OnEvict(int32_t id, const BlockMeta& meta) {
   if (on_evict_) on_evict_(id, meta.hash);
+  if (on_forget_ && !meta.hash.IsZero()) on_forget_(meta.hash);
 }
 
 std::optional<int32_t> TierIndex::Insert(const TierBlockInfo& block) {
@@ -64,7 +65,9 @@ void TierIndex::Release(int32_t slot) {
 
 void TierIndex::Remove(int32_t slot) {
   const bool busy = pool_->meta(slot).state == BlockState::kInUse;
+  const BlockHash hash = pool_->meta(slot).hash;
   pool_->Uncommit(slot);
+  if (on_forget_ && !hash.IsZero()) on_forget_(hash);
   if (busy) ++private_busy_;
 }
 

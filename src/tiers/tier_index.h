@@ -62,6 +62,10 @@ class TierIndex : private BlockPoolObserver {
 
   const BlockMeta& meta(int32_t slot) const { return pool_->meta(slot); }
 
+  // Hears every hash that leaves the index, evicted or removed (the tier's
+  // Tier::SetRemovalListener). Called with the tier's lock held.
+  void set_on_forget(std::function<void(const BlockHash&)> on_forget) { on_forget_ = std::move(on_forget); }
+
   // For re-indexing at open: takes every slot (a fresh index hands them out in
   // order 0, 1, 2, ...). Then Restore() the slots that hold a block, oldest
   // first, and Release() every slot; free slots are handed out lowest first
@@ -80,6 +84,7 @@ class TierIndex : private BlockPoolObserver {
   std::unique_ptr<EvictionPolicy> owned_policy_;
   std::unique_ptr<BlockPool> pool_;
   std::function<void(int32_t, const BlockHash&)> on_evict_;
+  std::function<void(const BlockHash&)> on_forget_;
   int64_t private_busy_ = 0;  // Busy slots removed while busy (no hash)
 };
 

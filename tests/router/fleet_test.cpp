@@ -57,7 +57,7 @@ class FleetTest : public ::testing::Test {
   static std::string Url(const ServeProcess& p) { return "http://127.0.0.1:" + std::to_string(p.port()); }
 
   int WorkerIndex(const std::string& url) const {
-    for (int i = 0; i < kWorkers; ++i) {
+    for (int i = 0; i < static_cast<int>(workers_.size()); ++i) {
       if (Url(*workers_[static_cast<size_t>(i)]) == url) return i;
     }
     return -1;
@@ -273,6 +273,92 @@ TEST_F(FleetTest, RefusesWorkersWithoutEventsOrWithAnotherBlockSize) {
   ServeProcess r("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_.back())});
   EXPECT_FALSE(r.ok());
   EXPECT_NE(r.error().find("--kv-events"), std::string::npos) << r.error();
+}
+
+// A worker with a host tier: the device pool's evictions are offloaded into
+// host RAM, and its CPU-medium events reach the router's index, which counts
+// exactly the blocks the worker's snapshot lists in its CPU tier.
+TEST_F(FleetTest, HostTierBlocksReachTheRouterIndexAsCpuBlocks) {
+  workers_.push_back(std::make_unique<ServeProcess>(std::vector<std::string>{
+      "--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock), "--kv-memory", "200KiB",
+      "--host-tier", "400KiB", "--offload-min-priority", "0", "--kv-events", "tcp://127.0.0.1:*",
+      "--kv-events-replay", "tcp://127.0.0.1:*"}));
+  ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  for (int p = 0; p < 10; ++p) ASSERT_EQ(Complete(*router, Prompt(100 + p)).status, 200);
+  // Settled: the router's CPU count equals the worker's snapshot (which is
+  // taken with the events published up to it).
+  int64_t listed = -1, indexed = -2;
+  for (int i = 0; i < 400 && listed != indexed; ++i) {
+    const nlohmann::json snap = GetJson(*workers_[0]->Client(), "/v1/cache/blocks").body;
+    listed = snap["tiers"].contains("CPU") ? static_cast<int64_t>(snap["tiers"]["CPU"].size()) : 0;
+    indexed = Fleet(*router)["workers"][0]["blocks"]["CPU"].get<int64_t>();
+    if (listed != indexed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_GT(listed, 0) << "no block was offloaded into host RAM";
+  EXPECT_EQ(indexed, listed);
+  // The first prompt (likely evicted from the 20-block pool by the 40 blocks
+  // computed since) is served from the worker's cache again, device or host.
+  const Answer back = Complete(*router, Prompt(100));
+  EXPECT_EQ(back.status, 200);
+  EXPECT_GT(back.cached, 0) << back.body;
+}
+
+// Workers started with a client key and an admin key: a router without the
+// admin key refuses to start, naming --worker-key; with it, its event info,
+// snapshots (operator views) and health calls get through, and a client's
+// request with the client key is routed and answered.
+TEST_F(FleetTest, WorkerKeyLetsTheRouterReachWorkersStartedWithAnApiKey) {
+  for (int i = 0; i < 2; ++i) {
+    workers_.push_back(std::make_unique<ServeProcess>(std::vector<std::string>{
+        "--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock), "--kv-memory", "2MiB",
+        "--kv-events", "tcp://127.0.0.1:*", "--kv-events-replay", "tcp://127.0.0.1:*", "--api-key", "s3cret",
+        "--admin-key", "adm1n"}));
+    ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+  }
+  {
+    ServeProcess keyless("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_[0]), "--worker",
+                                    Url(*workers_[1])});
+    EXPECT_FALSE(keyless.ok());
+    EXPECT_NE(keyless.error().find("--worker-key"), std::string::npos) << keyless.error();
+  }
+  {
+    // The client key opens no operator view: the router names the flag.
+    ServeProcess client_keyed("router", {"--port", "0", "--model", model_, "--worker", Url(*workers_[0]),
+                                         "--worker", Url(*workers_[1]), "--worker-key", "s3cret"});
+    EXPECT_FALSE(client_keyed.ok());
+    EXPECT_NE(client_keyed.error().find("--worker-key"), std::string::npos) << client_keyed.error();
+  }
+  auto router = StartRouter({"--worker-key", "adm1n", "--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  const std::vector<int> prompt = Prompt(42);
+  nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 4}, {"temperature", 0}};
+  auto c = router->Client();
+  auto first = c->Post("/v1/completions", httplib::Headers{{"Authorization", "Bearer s3cret"}}, body.dump(),
+                       "application/json");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200) << first->body;
+  const int holder = WorkerIndex(first->get_header_value("X-Kvstack-Worker"));
+  ASSERT_GE(holder, 0);
+  // Its events reached the router (subscribed after an authorized /v1/kv-events).
+  bool indexed = false;
+  for (int i = 0; i < 400 && !indexed; ++i) {
+    const nlohmann::json f = Fleet(*router);
+    indexed = f.is_object() && f["workers"][holder]["blocks"]["GPU"].get<int64_t>() >= 3 &&
+              f["workers"][holder]["healthy"].get<bool>();
+    if (!indexed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(indexed) << Fleet(*router).dump();
+  auto again = c->Post("/v1/completions", httplib::Headers{{"Authorization", "Bearer s3cret"}}, body.dump(),
+                       "application/json");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body;
+  EXPECT_EQ(WorkerIndex(again->get_header_value("X-Kvstack-Worker")), holder);
+  // A client without the key gets the worker's 401, passed through unchanged.
+  auto denied = c->Post("/v1/completions", body.dump(), "application/json");
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401) << denied->body;
 }
 
 }  // namespace

@@ -16,7 +16,12 @@ Debian's python3-zmq and python3-msgpack, against a real `kvstack serve`:
 
 Checks every field of every event, the sequence numbers, a replay from 0, and
 that the snapshot (GET /v1/cache/blocks) equals the events applied up to its
-next_seq. Exit 0: pass; 1: a check failed; 77: a requirement is missing
+next_seq. With --host-tier, blocks the device pool evicts are offloaded into
+host RAM: BlockStored/BlockRemoved with medium CPU (no token ids, no parent:
+the tier knows a block by key) must name blocks the device pool stored first,
+and the snapshot must list the CPU tier exactly as those events built it.
+With --disk-tier-size too, the same for DISK (the writer's write-through).
+Exit 0: pass; 1: a check failed; 77: a requirement is missing
 (CTest's SKIP_RETURN_CODE; under CI=true that is a failure instead).
 """
 import argparse
@@ -24,6 +29,7 @@ import json
 import os
 import random
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -68,10 +74,14 @@ def http_json(url, body=None):
         return json.loads(r.read())
 
 
-def start_server(binary, model, log):
+def start_server(binary, model, log, host_tier, disk_dir=None, disk_size=None):
     args = [binary, "serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--block-size", str(BLOCK),
             "--kv-memory", "200KiB", "--threads", "1", "--kv-events", "tcp://127.0.0.1:*",
             "--kv-events-replay", "tcp://127.0.0.1:*", "--kv-events-topic", "kvtest"]
+    if host_tier:
+        args += ["--host-tier", host_tier, "--offload-min-priority", "0"]
+    if disk_dir:
+        args += ["--disk-tier", disk_dir, "--disk-tier-size", disk_size]
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -91,7 +101,7 @@ def check_hash(h, where):
     check(isinstance(h, bytes) and len(h) == 16, f"{where}: a block hash must be 16 bytes, got {h!r}")
 
 
-def check_batch(payload, seq):
+def check_batch(payload, seq, tiers=False):
     batch = msgpack.unpackb(payload, raw=False, strict_map_key=False)
     check(isinstance(batch, list) and len(batch) == 3, f"batch {seq}: EventBatch must be [ts, events, dp_rank]")
     ts, events, rank = batch
@@ -111,16 +121,20 @@ def check_batch(payload, seq):
             if parent is not None:
                 check_hash(parent, where + " parent")
             check(block_size == BLOCK, f"{where}: block_size {block_size} != {BLOCK}")
-            check(isinstance(tokens, list) and len(tokens) == BLOCK * len(hashes)
-                  and all(isinstance(t, int) for t in tokens), f"{where}: token_ids must be block_size ints per hash")
             check(lora_id is None, f"{where}: lora_id {lora_id!r} must be nil")
-            check(medium == "GPU", f"{where}: medium {medium!r} must be GPU")
+            check(medium in (("GPU", "CPU", "DISK") if tiers else ("GPU",)), f"{where}: medium {medium!r}")
+            if medium != "GPU":
+                check(tokens == [] and parent is None, f"{where}: a tier's BlockStored has no tokens or parent")
+            else:
+                check(isinstance(tokens, list) and len(tokens) == BLOCK * len(hashes)
+                      and all(isinstance(t, int) for t in tokens),
+                      f"{where}: token_ids must be block_size ints per hash")
             check(isinstance(priority, int) and 0 <= priority <= 100, f"{where}: priority {priority!r} not in 0..100")
         elif tag == "BlockRemoved":
             check(len(e) == 3, f"{where}: BlockRemoved has {len(e)} fields, want 3")
             for h in e[1]:
                 check_hash(h, where)
-            check(e[2] == "GPU", f"{where}: medium {e[2]!r} must be GPU")
+            check(e[2] in (("GPU", "CPU", "DISK") if tiers else ("GPU",)), f"{where}: medium {e[2]!r}")
         elif tag == "AllBlocksCleared":
             check(len(e) == 1, f"{where}: the device pool's AllBlocksCleared has no fields")
         else:
@@ -132,12 +146,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kvstack", required=True)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--host-tier", help="e.g. 64KiB: offload evicted blocks into host RAM and check CPU events")
+    ap.add_argument("--disk-tier-size", help="with --host-tier: a disk tier this large; check DISK events too")
     a = ap.parse_args()
     if not os.path.exists(a.model):
         skip_or_fail(f"{a.model} is absent (../shared/models)")
 
     log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
-    proc, port = start_server(a.kvstack, a.model, log)
+    disk_dir = tempfile.mkdtemp(prefix="kvstack-decoder-disk-") if a.disk_tier_size else None
+    proc, port = start_server(a.kvstack, a.model, log, a.host_tier, disk_dir, a.disk_tier_size)
     base = f"http://127.0.0.1:{port}"
     ctx = zmq.Context()
     try:
@@ -196,18 +213,41 @@ def main():
         check(sorted(replayed) == list(range(0, max(replayed) + 1)), "replay: sequence numbers must run from 0")
         for s, payload in live.items():
             check(replayed.get(s) == payload, f"replay: batch {s} differs from the live one")
-        first = check_batch(replayed[0], 0)
+        tiers = bool(a.host_tier)
+        first = check_batch(replayed[0], 0, tiers)
         check(first == [["AllBlocksCleared"]], f"batch 0 must be AllBlocksCleared, got {first}")
 
         # Every event of every batch, and the index they build.
         held = {}  # hash -> priority
         stored_tokens = {}
         removed = 0
+        below = {"CPU": {}, "DISK": {}}  # medium -> hash -> priority
+        below_stored = {"CPU": 0, "DISK": 0}
+        below_removed = {"CPU": 0, "DISK": 0}
+        held_priority = {}
+        ever_gpu = set()
         for s in sorted(replayed):
             if s >= snapshot["next_seq"]:
                 break
-            for e in check_batch(replayed[s], s):
+            for e in check_batch(replayed[s], s, tiers):
+                medium = None if e[0] == "AllBlocksCleared" else e[-1 if e[0] == "BlockRemoved" else 6]
+                if medium in below:
+                    tier = below[medium]
+                    for h in e[1]:
+                        if e[0] == "BlockStored":
+                            check(h in ever_gpu, f"batch {s}: {medium} stored {h.hex()} the device pool never held")
+                            check(h not in tier, f"batch {s}: {medium} stored {h.hex()} twice")
+                            tier[h] = e[7]
+                            below_stored[medium] += 1
+                        else:
+                            check(h in tier, f"batch {s}: {medium} removed {h.hex()} that was never stored")
+                            del tier[h]
+                            below_removed[medium] += 1
+                    continue
                 if e[0] == "BlockStored":
+                    for h in e[1]:
+                        ever_gpu.add(h)
+                        held_priority[h] = e[7]
                     for i, h in enumerate(e[1]):
                         held[h] = e[7]
                         stored_tokens[h] = (e[2] if i == 0 else e[1][i - 1], e[3][i * BLOCK:(i + 1) * BLOCK])
@@ -218,6 +258,8 @@ def main():
                         removed += 1
                 else:
                     held.clear()
+                    for tier in below.values():
+                        tier.clear()
         check(removed > 0, "no BlockRemoved: the workload should have evicted blocks")
 
         # Chains: each prompt's full blocks were stored with its tokens, each
@@ -235,12 +277,24 @@ def main():
             raise Failure("a prompt's blocks were not stored as a chain with its token ids")
         durable_hashes = [by_tokens[tuple(durable[b * BLOCK:(b + 1) * BLOCK])][0] for b in range(2)]
         for s in sorted(replayed):
-            for e in check_batch(replayed[s], s):
+            for e in check_batch(replayed[s], s, tiers):
                 if e[0] == "BlockStored" and e[1][0] in durable_hashes:
                     check(e[7] == 90, f"the durable prompt's block has priority {e[7]}, want 90")
 
         snap = {bytes.fromhex(b["hash"]): b["priority"] for b in snapshot["tiers"]["GPU"]}
         check(set(snap) == set(held), f"snapshot holds {len(snap)} blocks, events say {len(held)}")
+        if tiers:
+            check(below_stored["CPU"] > 0, "no CPU BlockStored: evicted blocks should have been offloaded to host RAM")
+            check(below_removed["CPU"] > 0, "no CPU BlockRemoved: the host tier should have evicted blocks")
+            if disk_dir:
+                check(below_stored["DISK"] > 0, "no DISK BlockStored: offloaded blocks should be written to disk")
+            for medium, tier in below.items():
+                listed = {bytes.fromhex(b["hash"]): b["priority"] for b in snapshot["tiers"].get(medium, [])}
+                check(listed == tier, f"snapshot's {medium} tier holds {len(listed)} blocks, events say {len(tier)}")
+                print(f"{medium} tier: {below_stored[medium]} stored, {below_removed[medium]} removed, "
+                      f"{len(tier)} held")
+        else:
+            check(set(snapshot["tiers"]) == {"GPU"}, f"tiers {list(snapshot['tiers'])} without --host-tier")
         print(f"OK: {len(replayed)} batches, {len(held)} blocks held, {removed} removed, snapshot at "
               f"{snapshot['next_seq']}")
         return 0
@@ -257,6 +311,8 @@ def main():
             proc.kill()
         ctx.destroy(linger=0)
         os.unlink(log.name)
+        if disk_dir:
+            shutil.rmtree(disk_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
