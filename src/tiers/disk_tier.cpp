@@ -693,8 +693,6 @@ void DiskTier::FinishReads(std::vector<ReadJob>& jobs, std::vector<DiskIoOp>& op
     const uint64_t total = job.state->ok.size();
     if (faults > 0) stats_.AddFaults(faults);
     stats_.RecordGet(hits, total - hits, hits * o_.bytes_per_block, job.start_us);
-    // Counted before the waiter wakes: it may read Metrics() at once.
-    if (faults > 0) stats_.AddFaults(std::exchange(faults, 0));
     job.state->Finish();
   }
 }

@@ -205,18 +205,22 @@ TEST(TieredEngineTest, ThousandRequestsEqualWithTiersOnAndOff) {
 
 // The same with int8 KV blocks (scales inside each block): tiers move a
 // quantized block as its bytes, so onboarded KV equals computed KV exactly.
+// One request at a time: an int8 key block's per-channel scales depend on how
+// its tokens arrived (one prefill chunk, or several), so two schedules that
+// chunk a prompt differently may store different bytes for the same prefix;
+// run alone, a prompt is chunked the same way with tiers on and off.
 TEST(TieredEngineTest, Int8KvEqualWithTiersOnAndOff) {
   const auto prompts = MakePrompts(300, 20261204);
   int failures = 0;
   auto plain = MakeEngine(nullptr, 48, KvDType::kInt8);
   ASSERT_TRUE(plain);
-  const auto expected = RunPrompts(*plain, prompts, 6, &failures);
+  const auto expected = RunPrompts(*plain, prompts, 1, &failures);
   ASSERT_EQ(failures, 0);
   TempDir disk("int8");
   TierSetup tiers{.host_blocks = 24, .disk_dir = disk.path().string()};
   auto tiered = MakeEngine(&tiers, 48, KvDType::kInt8);
   ASSERT_TRUE(tiered);
-  const auto got = RunPrompts(*tiered, prompts, 6, &failures);
+  const auto got = RunPrompts(*tiered, prompts, 1, &failures);
   ASSERT_EQ(failures, 0);
   for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "request " << i;
   EXPECT_GT(tiered->onboard_metrics().onboarded_blocks, 0u) << "the tiers were never used: equality proves nothing";
@@ -359,7 +363,7 @@ TEST(TieredEngineTest, SessionPrefetchBringsTheLastContextUpBeforeTheNextTurn) {
   // The conversation's blocks, to check where they are.
   AdmissionRequest a;
   a.tokens = turn;
-  a.keys = ExtraKeys{.model_id = e->info().model_identity};
+  a.keys = ExtraKeys{.model_id = e->info().cache_identity};
   const std::vector<BlockHash> keys = e->cache().PlanAdmission(a).hashes;
   auto in_host = [&] {
     const PrefixLocation where = e->tiers()->LookupPrefix(keys);
