@@ -142,6 +142,9 @@ def check_batch(payload, seq, tiers=False):
     return events
 
 
+SALT = "tenant-salt-7f3c9a1e5b2d4c6f"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kvstack", required=True)
@@ -176,6 +179,10 @@ def main():
                                                                        "priority": 90}]}})
         for p in prompts[1:] + [prompts[1]]:
             http_json(base + "/v1/completions", {"prompt": p, "max_tokens": 4, "temperature": 0})
+        # A tenant's request: its salt is mixed into its block keys and must
+        # never appear in an event or the snapshot (issue 17).
+        http_json(base + "/v1/completions", {"prompt": prompts[2], "max_tokens": 4, "temperature": 0,
+                                             "cache_salt": SALT})
 
         live = {}
         deadline = time.time() + 5
@@ -213,6 +220,9 @@ def main():
         check(sorted(replayed) == list(range(0, max(replayed) + 1)), "replay: sequence numbers must run from 0")
         for s, payload in live.items():
             check(replayed.get(s) == payload, f"replay: batch {s} differs from the live one")
+        for s, payload in replayed.items():
+            check(SALT.encode() not in payload, f"batch {s} carries a tenant's cache_salt")
+        check(SALT not in json.dumps(snapshot), "the snapshot carries a tenant's cache_salt")
         tiers = bool(a.host_tier)
         first = check_batch(replayed[0], 0, tiers)
         check(first == [["AllBlocksCleared"]], f"batch 0 must be AllBlocksCleared, got {first}")
