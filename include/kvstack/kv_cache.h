@@ -217,6 +217,9 @@ class KvCache {
   // sequence as it was. A partial tail block shared with a fork is copied
   // first. NotFound for an unknown sequence.
   Status Append(SequenceId id, std::span<const Token> tokens);
+  // New blocks an Append of `count` tokens to `id` would take now (a copied
+  // shared tail included); 0 for an unknown sequence. Changes nothing.
+  int32_t BlocksToAppend(SequenceId id, int32_t count) const;
 
   // Tells the cache the KV of the first `num_computed_tokens` tokens is written.
   // Full blocks among them enter the prefix cache (BlockStored events), with

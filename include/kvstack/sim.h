@@ -7,15 +7,16 @@
 // engine --profile` measured), never from the host's clock, so a replay is
 // deterministic: the same trace and options give the same result.
 //
-// The scheduler of each instance is the engine's continuous batching: each
-// step decodes one token for every running request, continues prompts in
-// progress, and admits waiting requests in arrival order while their blocks
-// (prompt plus output, reserved at admission, so nothing is ever preempted)
-// fit, computing their uncached prompt tokens; with a token budget per step
-// (SimOptions::max_batch_tokens) prompts are prefilled in chunks across
-// steps, as the engine does, else whole in one step. Lower tiers (host, disk) are further metadata-only
-// KvCaches written through on every computed prompt; a device miss that the
-// tier holds is onboarded at the tier's bandwidth instead of recomputed.
+// Production code in a replay: each instance runs the engine's own
+// engine::Scheduler (admission, chunked prefill within max_batch_tokens,
+// preemption by priority then age, recompute) over a metadata-only KvCache,
+// and its lower tiers are a TierChain of metadata-only tiers (the offload
+// gate, tier eviction, promotion) with tier_policy.h's onboard-or-recompute
+// and prefetch rules; the kv-aware router is the Router `kvstack router`
+// runs, fed by the instances' events. Modelled: time (the cost model prices
+// each step and each transfer) and the sampled tokens (stand-ins unique to
+// each request). Decode-only stretches run at once
+// (Scheduler::DecodeStretch), so millions of decode steps cost little.
 //
 // Callers: `kvstack sim` (CLI), tests, the review and sweep below.
 // Thread safety: none needed; every function takes its inputs by value or
@@ -123,23 +124,39 @@ Result<RouterKind> ParseRouter(std::string_view text);
 std::string_view RouterName(RouterKind router);
 
 struct SimOptions {
-  std::string policy = "lru";  // an EvictionPolicy name (eviction_policy.h)
+  // The defaults are `kvstack serve`'s; ServeDifferences() lists every
+  // option where a replay departs from what the server would do.
+  std::string policy = "priority-lru";  // an EvictionPolicy name (eviction_policy.h)
   int32_t block_size = 16;     // tokens per cache block (a power of two, 1-512)
   int64_t device_tokens = 0;   // KV capacity per instance, in tokens (>= one block)
   int64_t host_tokens = 0;     // 0: no host tier
   int64_t disk_tokens = 0;     // 0: no disk tier
   int32_t instances = 1;
   RouterKind router = RouterKind::kRoundRobin;
-  int32_t max_batch = 256;     // running sequences per instance
-  // Tokens one step computes at most (decode tokens first, then prompt
-  // chunks), as the engine's --max-batch-tokens; 0: no budget, every
-  // admitted prompt is prefilled whole in its first step.
-  int32_t max_batch_tokens = 0;
+  int32_t max_batch = 64;      // running sequences per instance (the engine's max_running)
+  // Tokens one step computes at most (running requests first, oldest first,
+  // then admissions), as the engine's --max-batch-tokens; 0: no budget.
+  int32_t max_batch_tokens = 256;
+  // The tier chain's offload gate (TierChainOptions): an evicted device
+  // block goes down when its priority or its hits reach these.
+  Priority offload_min_priority = 50;
+  uint32_t offload_min_hits = 2;
+  // Onboard a tier's blocks only when the cost model says that is faster
+  // than recomputing them (the engine's rule, with measured rates).
+  bool onboard_only_when_faster = true;
+  // A queued request's blocks below the host tier are brought up to it.
+  bool prefetch = true;
+  // Keep one SimRequestRecord per completed request (tests, comparisons).
+  bool record_requests = false;
   // Occupancy samples kept (evenly spaced in simulated time, at step ends).
   int32_t occupancy_samples = 200;
   // Called now and then with the fraction of requests done (a progress bar).
   std::function<void(double)> progress;
 };
+
+// "--flag value (serve: value)" for every option of `options` that differs
+// from what `kvstack serve` runs with by default; empty when none does.
+std::vector<std::string> ServeDifferences(const SimOptions& options);
 
 struct Percentiles {
   double p50 = 0, p95 = 0, p99 = 0, mean = 0, max = 0;
@@ -160,6 +177,36 @@ struct OccupancySample {
   int32_t waiting = 0;
 };
 
+// One completed request, as the replay saw it (SimOptions::record_requests).
+struct SimRequestRecord {
+  int64_t index = 0;          // in the trace
+  int32_t instance = 0;
+  double admitted_s = 0;      // first admission (seconds since the first arrival)
+  double first_token_s = 0;
+  double finished_s = 0;
+  int32_t prompt_tokens = 0;
+  int32_t cached_tokens = 0;     // at first admission: device hits plus tier blocks onboarded
+  int32_t onboarded_tokens = 0;  // brought up from a tier (all admissions)
+  int32_t preemptions = 0;
+};
+
+// How far arrivals outran the fleet. The work is the cost model's seconds of
+// every step the instances ran; spread over the span of arrivals it says how
+// many instances of this kind were busy on average.
+struct LoadReport {
+  double arrival_span_s = 0;     // first to last arrival
+  double busy_seconds = 0;       // summed over instances
+  double utilization = 0;        // busy_seconds / (instances x arrival_span_s)
+  int32_t waiting_at_last_arrival = 0;  // queued requests (all instances) when the last one arrived
+  // Queueing grew without bound: more work arrived than the instances could
+  // do (utilization above 1) and requests were still waiting at the end of
+  // the arrivals.
+  bool overloaded = false;
+  // Instances that would have had the work at utilization <= 1: a lower
+  // bound, since smaller batches on more instances are less efficient.
+  int32_t instances_to_keep_up = 0;
+};
+
 struct SimResult {
   std::string policy;
   int64_t device_tokens = 0;  // per instance, after rounding to blocks
@@ -175,6 +222,12 @@ struct SimResult {
   uint64_t durable_tokens = 0, durable_hit_tokens = 0;
   uint64_t oneoff_tokens = 0, oneoff_hit_tokens = 0;
   uint64_t evictions = 0;
+  uint64_t preemptions = 0;        // running requests sent back to wait (recomputed later)
+  uint64_t offloaded_blocks = 0;   // evicted device blocks the tier chain kept
+  uint64_t onboarded_blocks = 0;   // blocks brought up from a tier at admission
+  uint64_t prefetched_blocks = 0;  // blocks brought up to the host tier while queued
+  LoadReport load;
+  std::vector<SimRequestRecord> records;  // with SimOptions::record_requests, in completion order
 
   Percentiles ttft_s, tpot_s, queue_s;
   std::vector<double> ttft_samples_s;  // every request's TTFT, sorted
@@ -280,6 +333,8 @@ Result<Review> RunReview(const Trace& trace, const CostModel& cost, const SimOpt
 
 // Plain-text renderings for the terminal.
 std::string FormatSimResult(const SimResult& result);
+// One line: the load, or how overloaded the replay was. Empty without arrivals.
+std::string FormatLoad(const LoadReport& load);
 std::string FormatSweep(const std::vector<SweepPoint>& sweep);
 std::string FormatReview(const Review& review);
 

@@ -53,6 +53,11 @@ struct TierChainOptions {
   // blocks after the prefix this process knows of: another server may have
   // put them there. Costs one pipelined round trip per admission that misses.
   bool ask_shared_tiers = true;
+  // Offload writes the lower tiers itself, on the caller's thread, before it
+  // returns (no writer thread, no queue): for the simulator, whose replay
+  // must not depend on thread timing, and whose metadata-only tiers complete
+  // every put at once. The engine keeps the writer thread.
+  bool inline_lower_writes = false;
 };
 
 enum class OffloadOutcome : uint8_t {
@@ -184,6 +189,7 @@ class TierChain {
   Priority min_priority_;
   uint32_t min_hits_;
   bool promote_on_fetch_;
+  bool inline_lower_writes_ = false;
   int shared_tier_ = -1;
   std::unique_ptr<Writer> writer_;
 };

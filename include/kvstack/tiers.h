@@ -33,10 +33,15 @@ namespace kvstack {
 class DiskIo;  // the disk tier's I/O seam (tiers/disk_io.h); tests inject faults
 
 struct HostTierOptions {
-  size_t bytes_per_block = 0;          // required, >= 1
+  size_t bytes_per_block = 0;          // required, >= 1 (0 exactly when metadata_only)
   int64_t capacity_blocks = 0;         // required, >= 1
   const EvictionPolicy* policy = nullptr;  // nullptr: priority-LRU; must outlive the tier
   const Clock* clock = nullptr;        // nullptr: the steady clock; orders LRU
+  // Keys only, no bytes (every put and get carries empty spans): the
+  // simulator's tiers, which must hold and evict exactly what a real tier of
+  // this capacity and policy would.
+  bool metadata_only = false;
+  std::string name = "host";           // in metrics and errors
 };
 Result<std::unique_ptr<Tier>> MakeHostTier(const HostTierOptions& options);
 

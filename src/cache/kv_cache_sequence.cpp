@@ -9,6 +9,18 @@
 
 namespace kvstack {
 
+int32_t KvCache::BlocksToAppend(SequenceId id, int32_t count) const {
+  const Sequence* s = impl_->Find(id);
+  if (s == nullptr || count <= 0) return 0;
+  const int64_t bs = block_size();
+  const int64_t old_n = static_cast<int64_t>(s->tokens.size());
+  const int64_t needed = std::max<int64_t>(0, (old_n + count + bs - 1) / bs - static_cast<int64_t>(s->blocks.size()));
+  const size_t next_slot_block = static_cast<size_t>(old_n / bs);
+  const bool copy_tail =
+      next_slot_block < s->blocks.size() && impl_->pool->meta(Idx(s->blocks[next_slot_block])).ref_count > 1;
+  return static_cast<int32_t>(needed + (copy_tail ? 1 : 0));
+}
+
 Status KvCache::Append(SequenceId id, std::span<const Token> tokens) {
   Impl& impl = *impl_;
   Sequence* s = impl.Find(id);

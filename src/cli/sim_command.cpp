@@ -34,13 +34,18 @@ struct SimArgs {
   double rate = 5;
   int tenants = 4;
   uint64_t seed = 1;
-  std::string policy = "lru";
+  // The replay's defaults are `kvstack serve`'s (SimOptions).
+  std::string policy = ks::SimOptions{}.policy;
   int block_size = 0;  // 0: auto (see the --block-size help)
   std::string device_tokens, host_tokens, disk_tokens;
   int instances = 1;
   std::string router = "round-robin";
-  int max_batch = 256;
-  int max_batch_tokens = 0;
+  int max_batch = ks::SimOptions{}.max_batch;
+  int max_batch_tokens = ks::SimOptions{}.max_batch_tokens;
+  int offload_min_priority = ks::SimOptions{}.offload_min_priority;
+  int offload_min_hits = static_cast<int>(ks::SimOptions{}.offload_min_hits);
+  bool onboard_always = false;
+  bool no_prefetch = false;
   std::string model = "Llama-3.1-8B";
   std::string gpu = "H100-80GB";
   int tp = 1;
@@ -193,11 +198,27 @@ int RunSim(const SimArgs& a) {
                                             a.max_batch_tokens)));
   }
   o.max_batch_tokens = a.max_batch_tokens;
+  if (a.offload_min_priority < 0 || a.offload_min_priority > 100) {
+    return Fail(InvalidArgument(fmt::format("--offload-min-priority {}: must be from 0 to 100", a.offload_min_priority)));
+  }
+  if (a.offload_min_hits < 0) {
+    return Fail(InvalidArgument(fmt::format("--offload-min-hits {}: must be 0 or more", a.offload_min_hits)));
+  }
+  o.offload_min_priority = static_cast<Priority>(a.offload_min_priority);
+  o.offload_min_hits = static_cast<uint32_t>(a.offload_min_hits);
+  o.onboard_only_when_faster = !a.onboard_always;
+  o.prefetch = !a.no_prefetch;
 
   std::printf("trace: %s (%s requests)\n", trace->source.c_str(), sz::FormatCount(trace->requests.size()).c_str());
   std::printf("device cache: %s tokens per instance (%s), %d instance%s, router %s\n\n",
               sz::FormatCount(o.device_tokens).c_str(), capacity_note.c_str(), o.instances, o.instances == 1 ? "" : "s",
               std::string(ks::RouterName(o.router)).c_str());
+  const std::vector<std::string> differences = ks::ServeDifferences(o);
+  if (!differences.empty()) {
+    std::printf("where this replay departs from `kvstack serve` defaults:\n");
+    for (const std::string& d : differences) std::printf("  %s\n", d.c_str());
+    std::printf("\n");
+  }
 
   ks::SimOptions main_options = o;
   main_options.progress = ProgressBar("replaying");
@@ -247,24 +268,30 @@ int RunSim(const SimArgs& a) {
 }
 
 constexpr char kFooter[] = R"(
-Replay: every request is admitted through KvCache (metadata-only: the same
-prefix matching, retention and eviction as the engine) on arrival order,
-with its output tokens reserved, prefilled (uncached tokens only) and decoded
-in continuous batching. Times come from the cost model printed with the
-results; nothing depends on this machine's speed. Mooncake hash ids become
-deterministic token blocks, so any --block-size works (a smaller block hits
-at a finer grain). Tiers (--host-tokens, --disk-tokens) are written through
-on every computed prompt and onboarded at their bandwidth on a device miss.
+Replay: each instance runs the engine's own scheduler (admission in arrival
+order, chunked prefill within --max-batch-tokens, preemption of the lowest
+priority then newest request when blocks run out, recompute) over a
+metadata-only KvCache (the same prefix matching, retention and eviction),
+and its tiers are the server's tier chain on metadata-only tiers (the same
+offload gate, tier eviction, onboard-or-recompute rule and prefetch). Only
+time is modelled: every step costs what the cost model printed with the
+results says; nothing depends on this machine's speed. Defaults are `kvstack
+serve`'s; the replay lists any option that departs from them. An overloaded
+replay (more work arriving than the instances can do) says by how much and
+how many instances would keep up. Mooncake hash ids become deterministic
+token blocks, so any --block-size works (a smaller block hits at a finer
+grain). For a GPU, raise --max-batch-tokens (vLLM's default is 8192).
 
 Examples:
   kvstack sim --trace ../shared/traces/mooncake_conversation_trace.jsonl --device-tokens 2M
   kvstack sim --trace mooncake.jsonl --device-tokens 1M --host-tokens 8M --policy lfu
   kvstack sim --trace mooncake.jsonl --device-tokens 1M --sweep capacity --html report.html
   kvstack sim --synthetic agent --requests 20000 --device-tokens 256k --review --html review.html
-  kvstack sim --trace azure_llm_2023_conv.csv --gpu H200-141GB --model Llama-3.1-70B --tp 2
+  kvstack sim --trace azure_llm_2023_conv.csv --gpu H200-141GB --model Llama-3.1-70B --tp 2 \
+      --max-batch 256 --max-batch-tokens 8192
   kvstack sim --trace t.jsonl --profile engine-profile.json --device-tokens 64k
   kvstack sim --trace recorded.jsonl --profile prof.json --block-size 16 --device-tokens 419424 \
-      --policy priority-lru --max-batch 64 --max-batch-tokens 256     (a `kvstack serve --record-trace`
+      (a `kvstack serve --record-trace`
       trace against the server's pool and scheduler; prints the TTFT it measured beside the prediction)
 Exit codes: 0 success, 1 a file could not be written, 2 bad input.)";
 
@@ -285,7 +312,7 @@ CommandRunner AddSimCommand(CLI::App& app) {
   cmd->add_option("--rate", a->rate, "Synthetic: arrivals per second (Poisson). Default: 5.");
   cmd->add_option("--tenants", a->tenants, "Synthetic: tenants. Default: 4.");
   cmd->add_option("--seed", a->seed, "Synthetic: random seed. Default: 1.");
-  cmd->add_option("--policy", a->policy, "Eviction policy: lru, priority-lru or lfu. Default: lru.");
+  cmd->add_option("--policy", a->policy, "Eviction policy: lru, priority-lru or lfu. Default: priority-lru (serve's).");
   cmd->add_option("--block-size", a->block_size,
                   "Tokens per cache block (power of two, 1-512). Default: the trace's block grain for traces of "
                   "block ids (512 for Mooncake), else 16.");
@@ -297,10 +324,17 @@ CommandRunner AddSimCommand(CLI::App& app) {
   cmd->add_option("--disk-tokens", a->disk_tokens, "Disk tier capacity in tokens. Default: none.")->type_name("TOKENS");
   cmd->add_option("--instances", a->instances, "Engine instances, each with its own cache. Default: 1.");
   cmd->add_option("--router", a->router, "round-robin, least-loaded or kv-aware. Default: round-robin.");
-  cmd->add_option("--max-batch", a->max_batch, "Running requests per instance at most. Default: 256.");
+  cmd->add_option("--max-batch", a->max_batch,
+                  "Running requests per instance at most (serve's --max-running). Default: 64.");
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens,
-                  "Token budget of one step (decode tokens, then prompt chunks), as `kvstack serve "
-                  "--max-batch-tokens`; 0: prompts are prefilled whole in one step. Default: 0.");
+                  "Token budget of one step (running requests first, then admissions), as `kvstack serve "
+                  "--max-batch-tokens`; 0: no budget. Default: 256.");
+  cmd->add_option("--offload-min-priority", a->offload_min_priority,
+                  "Tiers: an evicted block goes down if its priority is at least this... Default: 50.");
+  cmd->add_option("--offload-min-hits", a->offload_min_hits, "...or if it was hit at least this often. Default: 2.");
+  cmd->add_flag("--onboard-always", a->onboard_always,
+                "Tiers: onboard a tier's blocks even when the cost model says recomputing them is faster.");
+  cmd->add_flag("--no-prefetch", a->no_prefetch, "Tiers: do not bring a queued request's disk blocks up to the host tier.");
   cmd->add_option("-m,--model", a->model, "Model preset or file (as kvstack size). Default: Llama-3.1-8B.");
   cmd->add_option("-g,--gpu", a->gpu, "GPU preset (as kvstack size). Default: H100-80GB.");
   cmd->add_option("--tp", a->tp, "Tensor-parallel GPUs per instance. Default: 1.");

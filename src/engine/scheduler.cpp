@@ -59,6 +59,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   r.computed = cache_->Info(*seq)->hit_tokens;
   if (r.cached_tokens < 0) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
+    r.device_hit_tokens = r.cached_tokens;
     if (r.cached_tokens > 0) r.hit_prefix = last_hit;
   }
   if (onboarder_ && !r.skip_prefix_hits) {
@@ -233,6 +234,57 @@ Status Scheduler::Finish(RequestId id) {
   std::erase(waiting_, id);
   requests_.erase(it);
   return Status::Ok();
+}
+
+int64_t Scheduler::DecodeStretch(int64_t max_steps) const {
+  if (max_steps < 1 || running_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy())) return 0;
+  const int64_t batch = static_cast<int64_t>(running_.size());
+  if (batch > options_.max_batch_tokens) return 0;  // some would wait a step: not uniform
+  for (RequestId id : running_) {
+    const ScheduledRequest& r = requests_.at(id);
+    if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) return 0;  // prompt or recompute in progress
+  }
+  if (!waiting_.empty() && batch < options_.max_batch_tokens &&
+      static_cast<int32_t>(running_.size()) < options_.max_running &&
+      cache_->PlanAdmission(MakeAdmission(requests_.at(waiting_.front()))).fits) {
+    return 0;  // the next step admits
+  }
+  const int64_t available = cache_->num_available_blocks();
+  const auto fits = [&](int64_t steps) {
+    int64_t blocks = 0;
+    for (RequestId id : running_) {
+      blocks += cache_->BlocksToAppend(*requests_.at(id).seq, static_cast<int32_t>(steps));
+      if (blocks > available) return false;
+    }
+    return true;
+  };
+  // The blocks needed grow with the steps: the longest run that fits.
+  max_steps = std::min<int64_t>(max_steps, INT32_MAX / 4);
+  if (!fits(1)) return 0;
+  int64_t lo = 1, hi = max_steps;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+void Scheduler::RunDecodeStretch(int64_t steps, const std::function<Token(RequestId)>& sample) {
+  if (steps < 1) return;
+  steps_ += static_cast<uint64_t>(steps);
+  if (onboarder_) onboarder_->Progress();
+  for (RequestId id : running_) {
+    ScheduledRequest& r = requests_.at(id);
+    const size_t from = r.tokens.size() - 1;  // the last sampled token, not yet in the cache
+    for (int64_t i = 0; i < steps; ++i) r.tokens.push_back(sample(id));
+    const std::span<const Token> add(r.tokens.data() + from, static_cast<size_t>(steps));
+    Status s = cache_->Append(*r.seq, add);
+    KVSTACK_CHECK(s.ok(), "decode stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+    r.computed = static_cast<int32_t>(from + static_cast<size_t>(steps));
+    s = cache_->MarkComputed(*r.seq, r.computed);
+    KVSTACK_CHECK(s.ok(), "decode stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+  }
 }
 
 const ScheduledRequest* Scheduler::Find(RequestId id) const {

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -51,6 +52,7 @@ struct ScheduledRequest {
   RequestState state = RequestState::kWaiting;
   std::optional<SequenceId> seq;
   int32_t cached_tokens = -1;  // prompt tokens served by the cache at first admission
+  int32_t device_hit_tokens = -1;  // of those, by the device prefix cache (the rest came from tiers)
   BlockHash hit_prefix;        // key of the last hit block at first admission
   int32_t onboarded_tokens = 0;  // prompt tokens brought up from a tier (all admissions)
   int32_t preemptions = 0;
@@ -109,6 +111,29 @@ class Scheduler {
   // released. NotFound for an unknown or already finished id.
   Status Finish(RequestId id);
 
+  // Decode-only stretches, for a caller with no forward pass to wait for
+  // (the simulator jumps over them instead of stepping through each one).
+  // A stretch is a run of steps that would each schedule exactly one decode
+  // token for every running request and nothing else: none onboarding, no
+  // background read in flight, every running request computed up to its
+  // last token, the batch within the token budget, and no waiting request
+  // admissible (no slot or budget left, or its blocks do not fit; appends
+  // only shrink what is available, so that holds for the whole stretch).
+  // Returns how many such steps, at most `max_steps`, the pool can hold
+  // without preempting; 0 when the next step is not one of them.
+  int64_t DecodeStretch(int64_t max_steps) const;
+  // Runs `steps` (at most what DecodeStretch returned, nothing changed since)
+  // decode-only steps at once: the state after is what Schedule(),
+  // Computed() and AppendToken() one step at a time would have left, with
+  // each request's tokens from `sample(id)` in step order (blocks held,
+  // prefix-cache content, evictions and step count alike; only the order in
+  // which the blocks left the free list differs).
+  void RunDecodeStretch(int64_t steps, const std::function<Token(RequestId)>& sample);
+
+  // Admission order (the order Schedule() serves them in).
+  const std::vector<RequestId>& running() const { return running_; }
+  // Queue order (preempted requests first).
+  const std::deque<RequestId>& waiting() const { return waiting_; }
   const ScheduledRequest* Find(RequestId id) const;
   std::span<const BlockId> BlockTable(RequestId id) const;
   bool HasWork() const {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kvstack/tier_policy.h"
+
 namespace kvstack::engine {
 
 TierOnboarder::TierOnboarder(std::unique_ptr<TierChain> chain, const Options& options, const Clock* clock)
@@ -77,11 +79,10 @@ void TierOnboarder::ReapPrefetches() {
 
 void TierOnboarder::Prefetch(RequestId, std::span<const BlockHash> keys) {
   ReapPrefetches();
-  const PrefixLocation where = chain_->LookupPrefix(keys);
   std::vector<BlockHash> below;  // blocks not yet in the fastest tier nor staged
-  for (int32_t i = 0; i < where.blocks; ++i) {
+  for (int32_t i : BlocksToPrefetch(chain_->LookupPrefix(keys))) {
     const BlockHash& key = keys[static_cast<size_t>(i)];
-    if (where.tier[static_cast<size_t>(i)] > 0 && !staged_.count(key)) below.push_back(key);
+    if (!staged_.count(key)) below.push_back(key);
   }
   if (below.empty()) return;
   const size_t bytes = below.size() * chain_->bytes_per_block();
@@ -124,18 +125,11 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
   int32_t n = static_cast<int32_t>(source.size());
   if (n == 0) return 0;
   if (options_.only_when_faster && recompute_tokens_per_s_ > 0) {
-    // Cut the prefix at the first block whose tier is slower than recomputing
-    // (a staged block is a copy in RAM: always worth it).
     RefreshBandwidth();
-    const double recompute_s = double(options_.block_size) / recompute_tokens_per_s_;
-    for (int32_t i = 0; i < n; ++i) {
-      const int tier = source[static_cast<size_t>(i)];
-      if (tier >= 0 && FetchSecondsPerBlock(tier) > recompute_s) {
-        metrics_.recompute_chosen_blocks += static_cast<uint64_t>(std::max<int32_t>(0, std::min(n, known) - i));
-        n = i;
-        break;
-      }
-    }
+    const int32_t worth = BlocksWorthFetching(source, double(options_.block_size) / recompute_tokens_per_s_,
+                                              [this](int tier) { return FetchSecondsPerBlock(tier); });
+    if (worth < n) metrics_.recompute_chosen_blocks += static_cast<uint64_t>(std::max<int32_t>(0, std::min(n, known) - worth));
+    n = worth;
     if (n == 0) return 0;
   }
   Fetch f;

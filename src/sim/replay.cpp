@@ -1,23 +1,37 @@
-// The discrete-event replay: requests arrive, are routed to an instance,
-// admitted through KvCache (metadata-only) and timed by the cost model.
+// The discrete-event replay: requests arrive, are routed to an instance, and
+// each instance runs the engine's own Scheduler over a metadata-only KvCache
+// (and, with lower tiers, SimTiers); the cost model times every step.
 //
-// Each instance is a step loop (see sim.h). Between events nothing changes
-// but the decode position, so when a step admits nothing the loop jumps ahead
-// to the next completion or arrival in one go (the decode time of those steps
-// is taken at their mean context). This is what keeps a replay of millions of
-// decode steps to a few operations per request.
+// What is production code here: admission, chunked prefill, the decode
+// budget, preemption and recompute (engine::Scheduler); prefix matching,
+// retention and eviction (KvCache); offload, tier eviction, onboarding and
+// prefetch decisions (TierChain of metadata-only tiers, tier_policy.h); the
+// kv-aware router (Router over the instances' events). What is modelled: the
+// forward pass (a step's time from the cost model; the sampled token is a
+// stand-in unique to the request) and transfer times.
+//
+// Between events nothing changes but every running request's length, so when
+// the scheduler says the coming steps are a decode-only stretch
+// (Scheduler::DecodeStretch), the replay runs them at once, up to the next
+// completion or arrival (their time taken at the stretch's mean context).
+// This is what keeps a replay of millions of decode steps to a few
+// operations per request.
 #include <algorithm>
 #include <cmath>
 #include <deque>
 #include <limits>
-#include <queue>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "engine/scheduler.h"
+#include "kvstack/server.h"
 #include "kvstack/kv_cache.h"
 #include "kvstack/router.h"
 #include "kvstack/router_index.h"
 #include "kvstack/sim.h"
+#include "kvstack/tier_chain.h"
+#include "sim/sim_tiers.h"
 
 namespace kvstack::sim {
 namespace {
@@ -29,36 +43,29 @@ struct RequestOutcome {
   bool done = false;
 };
 
-struct Running {
-  SequenceId seq;
-  size_t request = 0;
-  double first_token_s = 0;
-};
-
-// An admitted request whose prompt is still being computed, a chunk a step
-// within the token budget (chunked prefill).
-struct Prefilling {
-  size_t slot = 0;
-  int32_t computed = 0;  // leading prompt tokens with KV (cache hits included)
-  int32_t tokens = 0;    // prompt length
+// A request an instance's scheduler holds.
+struct Live {
+  size_t index = 0;
+  int32_t output = 1;        // tokens to generate (at least one)
+  int32_t generated = 0;
+  int32_t prompt_blocks = 0; // for the router's queued-prefill load until admitted
+  double arrival_s = 0;
+  double admitted_s = -1;    // first admission
+  double first_token_s = -1;
 };
 
 struct Instance {
   ManualClock clock;
-  std::unique_ptr<KvCache> tiers[kNumTiers];
-  std::deque<size_t> waiting;
-  int64_t waiting_blocks = 0;  // prompt blocks queued (the kv-aware router's load)
-  std::vector<Running> running;  // slots; finished ones are recycled
-  std::vector<size_t> free_slots;
-  int32_t num_running = 0;           // decoding (past their first token)
-  std::deque<Prefilling> prefilling;  // admission order
-  // (decode step at which it finishes, slot), earliest first.
-  std::priority_queue<std::pair<int64_t, size_t>, std::vector<std::pair<int64_t, size_t>>, std::greater<>> finish;
-  int64_t decode_steps = 0;
-  int64_t context_sum = 0;  // tokens every running sequence attends over
+  std::unique_ptr<SimTiers> tiers;  // null: no tier below the device pool
+  std::unique_ptr<KvCache> device;
+  std::unique_ptr<engine::Scheduler> scheduler;
+  std::unordered_map<engine::RequestId, Live> live;
+  int64_t waiting_blocks = 0;  // prompt blocks queued, not yet admitted (the kv-aware router's load)
+  int32_t waiting = 0;         // requests queued, not yet admitted
   double now = 0;
-  int32_t admitted() const { return num_running + static_cast<int32_t>(prefilling.size()); }
-  bool busy() const { return num_running > 0 || !prefilling.empty() || !waiting.empty(); }
+  double busy_s = 0;           // cost-model seconds of the steps run
+  bool busy() const { return scheduler->HasWork(); }
+  int32_t admitted() const { return static_cast<int32_t>(live.size()) - waiting; }
 };
 
 class Replay {
@@ -70,30 +77,33 @@ class Replay {
     const size_t n = trace_.requests.size();
     outcomes_.resize(n);
     size_t next = 0;
-    const double t0 = n ? Seconds(trace_.requests[0].arrival_us) : 0;
-    const double span = n ? Seconds(trace_.requests[n - 1].arrival_us) - t0 : 0;
+    t0_ = n ? Seconds(trace_.requests[0].arrival_us) : 0;
+    const double span = n ? Seconds(trace_.requests[n - 1].arrival_us) - t0_ : 0;
     sample_every_ = o_.occupancy_samples > 0 ? std::max(span, 1e-3) / o_.occupancy_samples : kInf;
-    next_sample_ = t0;
+    next_sample_ = t0_;
     size_t progress_mark = 0;
     while (true) {
       const double ta = next < n ? Seconds(trace_.requests[next].arrival_us) : kInf;
-      Instance* busiest = nullptr;
+      Instance* earliest = nullptr;
       for (Instance& in : instances_) {
-        if (in.busy() && (busiest == nullptr || in.now < busiest->now)) busiest = &in;
+        if (in.busy() && (earliest == nullptr || in.now < earliest->now)) earliest = &in;
       }
-      if (next < n && (busiest == nullptr || ta <= busiest->now)) {
+      if (next < n && (earliest == nullptr || ta <= earliest->now)) {
         Route(next++, ta);
+        if (next == n) {
+          for (const Instance& in : instances_) result_.load.waiting_at_last_arrival += in.waiting;
+        }
         if (o_.progress && next >= progress_mark) {
           o_.progress(static_cast<double>(next) / static_cast<double>(n));
           progress_mark = next + std::max<size_t>(1, n / 200);
         }
         continue;
       }
-      if (busiest == nullptr) break;
-      Step(*busiest, ta);
-      Sample(busiest->now);
+      if (earliest == nullptr) break;
+      Step(*earliest, ta);
+      Sample(earliest->now);
     }
-    return Finish(t0);
+    return Finish(span);
   }
 
  private:
@@ -104,37 +114,68 @@ class Replay {
       return InvalidArgument(fmt::format("--block-size {}: must be a power of two from 1 to 512", o_.block_size));
     }
     if (o_.instances < 1) return InvalidArgument(fmt::format("--instances {}: must be at least 1", o_.instances));
-    if (o_.max_batch < 1) return InvalidArgument(fmt::format("max batch {}: must be at least 1", o_.max_batch));
-    const int64_t caps[kNumTiers] = {o_.device_tokens, o_.host_tokens, o_.disk_tokens};
+    if (o_.max_batch < 1) return InvalidArgument(fmt::format("--max-batch {}: must be at least 1", o_.max_batch));
+    if (o_.max_batch_tokens < 0) {
+      return InvalidArgument(fmt::format("--max-batch-tokens {}: must be 0 (no budget) or more", o_.max_batch_tokens));
+    }
     if (o_.device_tokens < o_.block_size) {
       return InvalidArgument(fmt::format("--device-tokens {}: must hold at least one block of {} tokens",
                                          o_.device_tokens, o_.block_size));
     }
+    const int64_t caps[kNumTiers] = {o_.device_tokens, o_.host_tokens, o_.disk_tokens};
+    for (int t = 0; t < kNumTiers; ++t) {
+      if (caps[t] / o_.block_size > INT32_MAX) {
+        return InvalidArgument(fmt::format("{} tier: {} tokens is more blocks than a pool holds", TierName(Tier(t)),
+                                           caps[t]));
+      }
+    }
+    auto policy = MakeEvictionPolicy(o_.policy);
+    if (!policy.ok()) return InvalidArgument(fmt::format("--policy {}: {}", o_.policy, policy.status().message()));
+    policy_ = std::move(policy).value();
+    const int32_t budget = o_.max_batch_tokens > 0 ? o_.max_batch_tokens : INT32_MAX / 2;
+    // What the engine compares a tier's transfer with: its prefill rate in a
+    // full step (tokens over the step's time), here the cost model's.
+    const int64_t T = std::min<int64_t>(budget, 4096);
+    const double recompute_per_block = cost_.PrefillSeconds(T, T * (T + 1) / 2) / double(T) * o_.block_size;
     instances_ = std::vector<Instance>(static_cast<size_t>(o_.instances));
     for (Instance& in : instances_) {
-      for (int t = 0; t < kNumTiers; ++t) {
-        if (caps[t] < o_.block_size) continue;  // no such tier
-        if (caps[t] / o_.block_size > INT32_MAX) {
-          return InvalidArgument(fmt::format("{} tier: {} tokens is more blocks than a pool holds", TierName(Tier(t)),
-                                             caps[t]));
-        }
-        KvCacheConfig c;
-        c.num_blocks = static_cast<int32_t>(caps[t] / o_.block_size);
-        c.shape.block_size = o_.block_size;
-        c.storage = KvStorageMode::kMetadataOnly;
-        c.eviction_policy = o_.policy;
-        c.clock = &in.clock;
-        // The kv-aware router sees the device pools only through their events.
-        if (t == 0 && o_.router == RouterKind::kKvAware) c.event_buffer_limit = size_t{1} << 20;
-        auto cache = KvCache::Create(c);
-        if (!cache.ok()) {
-          if (cache.status().code() == StatusCode::kInvalidArgument) {
-            return InvalidArgument(fmt::format("--policy {}: {}", o_.policy, cache.status().message()));
-          }
-          return cache.status();
-        }
-        in.tiers[t] = std::move(cache).value();
+      const int64_t host = o_.host_tokens / o_.block_size, disk = o_.disk_tokens / o_.block_size;
+      if (host > 0 || disk > 0) {
+        SimTiers::Options t;
+        t.block_size = o_.block_size;
+        t.host_blocks = host;
+        t.disk_blocks = disk;
+        t.policy = policy_.get();
+        t.clock = &in.clock;
+        t.min_priority = o_.offload_min_priority;
+        t.min_hits = o_.offload_min_hits;
+        t.only_when_faster = o_.onboard_only_when_faster;
+        t.recompute_seconds_per_block = recompute_per_block;
+        t.prefetch = o_.prefetch;
+        auto tiers = SimTiers::Create(t, &cost_);
+        if (!tiers.ok()) return tiers.status();
+        in.tiers = std::move(tiers).value();
       }
+      KvCacheConfig c;
+      c.num_blocks = static_cast<int32_t>(o_.device_tokens / o_.block_size);
+      c.shape.block_size = o_.block_size;
+      c.storage = KvStorageMode::kMetadataOnly;
+      c.eviction_policy = o_.policy;
+      c.clock = &in.clock;
+      c.eviction_listener = in.tiers.get();
+      // The kv-aware router sees the device pools only through their events.
+      if (o_.router == RouterKind::kKvAware) c.event_buffer_limit = size_t{1} << 20;
+      auto cache = KvCache::Create(c);
+      if (!cache.ok()) {
+        if (cache.status().code() == StatusCode::kInvalidArgument) {
+          return InvalidArgument(fmt::format("--policy {}: {}", o_.policy, cache.status().message()));
+        }
+        return cache.status();
+      }
+      in.device = std::move(cache).value();
+      in.scheduler = std::make_unique<engine::Scheduler>(
+          in.device.get(), engine::SchedulerOptions{.max_batch_tokens = budget, .max_running = o_.max_batch},
+          in.tiers.get());
     }
     keys_.resize(trace_.tenants.size());
     for (size_t t = 0; t < trace_.tenants.size(); ++t) keys_[t].cache_salt = trace_.tenants[t];
@@ -149,19 +190,11 @@ class Replay {
     if (out->empty()) out->push_back(0);  // an empty prompt still needs one token
   }
 
-  AdmissionRequest Request(size_t index, std::span<const Token> tokens, RetentionSpec* retention) const {
-    const TraceRequest& r = trace_.requests[index];
-    AdmissionRequest a;
-    a.tokens = tokens;
-    a.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
-    retention->ranges.clear();
-    for (const TracePriorityRange& range : r.ranges) {
-      const int32_t end = std::min<int32_t>(range.end, static_cast<int32_t>(tokens.size()));
-      if (range.begin < end) retention->ranges.push_back({{range.begin, end}, range.priority, std::nullopt});
-    }
-    a.retention = *retention;
-    return a;
-  }
+  // The stand-in for sampling: a token no prompt holds (prompt tokens are
+  // non-negative), the same for every step of a request and different
+  // between requests, so generated blocks are cached as the engine caches
+  // them but never match another request's prompt.
+  static Token Generated(size_t index) { return static_cast<Token>(-1 - static_cast<int64_t>(index & 0x3fffffff)); }
 
   void Route(size_t index, double ta) {
     const TraceRequest& r = trace_.requests[index];
@@ -172,7 +205,7 @@ class Replay {
         break;
       case RouterKind::kLeastLoaded:
         for (size_t i = 1; i < instances_.size(); ++i) {
-          const auto load = [&](const Instance& in) { return in.admitted() + static_cast<int64_t>(in.waiting.size()); };
+          const auto load = [](const Instance& in) { return static_cast<int64_t>(in.live.size()); };
           if (load(instances_[i]) < load(instances_[pick])) pick = i;
         }
         break;
@@ -192,7 +225,7 @@ class Replay {
           router_ = std::make_unique<Router>(ro, index_.get(), &route_clock_);
         }
         for (size_t i = 0; i < instances_.size(); ++i) {
-          index_->ApplyEvents(static_cast<WorkerId>(i), ToIndexEvents(instances_[i].tiers[0]->DrainEvents()));
+          index_->ApplyEvents(static_cast<WorkerId>(i), ToIndexEvents(instances_[i].device->DrainEvents()));
         }
         Tokens(index, &route_tokens_);
         route_keys_.clear();
@@ -213,195 +246,187 @@ class Replay {
       }
     }
     Instance& in = instances_[pick];
-    if (!in.busy()) in.now = std::max(in.now, ta);
-    in.waiting.push_back(index);
-    in.waiting_blocks += InputTokens(r) / o_.block_size;
-  }
-
-  // A prompt chunk of this step: tokens [begin, end) of prefilling[entry].
-  struct Chunk {
-    size_t entry = 0;
-    int32_t begin = 0, end = 0;
-  };
-
-  // One scheduler step of `in` (or several decode-only steps at once), as the
-  // engine's scheduler plans it: decoding requests first (one token each;
-  // they are the oldest), then the prompts in progress, then admissions in
-  // arrival order, each prompt taking what is left of the token budget.
-  void Step(Instance& in, double next_arrival) {
-    KvCache& device = *in.tiers[0];
     const int32_t bs = o_.block_size;
-    chunks_.clear();
-    int64_t budget = o_.max_batch_tokens > 0 ? o_.max_batch_tokens : std::numeric_limits<int64_t>::max();
-    const int64_t batch = in.num_running;
-    budget -= std::min(budget, batch);
-    const auto take = [&](size_t entry) {
-      const Prefilling& p = in.prefilling[entry];
-      const int32_t count = static_cast<int32_t>(std::min<int64_t>(budget, p.tokens - p.computed));
-      chunks_.push_back({entry, p.computed, p.computed + count});
-      budget -= count;
-    };
-    for (size_t e = 0; e < in.prefilling.size() && budget > 0; ++e) take(e);
-    double onboard = 0;
-    in.clock.Set(static_cast<Micros>(in.now * 1e6));
-    while (budget > 0 && !in.waiting.empty() && in.admitted() < o_.max_batch) {
-      const size_t index = in.waiting.front();
-      const TraceRequest& r = trace_.requests[index];
-      Tokens(index, &tokens_);
-      const AdmissionRequest req0 = Request(index, tokens_, &retention_);
-      AdmissionRequest req = req0;
-      req.reserve_tokens = std::max(0, r.output_tokens - 1);
-      AdmissionPlan plan = device.PlanAdmission(req);
-      const int64_t total_blocks = (static_cast<int64_t>(tokens_.size()) + req.reserve_tokens + bs - 1) / bs;
-      if (total_blocks > device.num_blocks()) {  // could never fit
-        ++rejected_;
-        PopWaiting(in);
-        continue;
-      }
-      if (!plan.fits) break;  // wait for running requests to finish
-      const int32_t device_hit_blocks = plan.hit_blocks;
-      auto seq = device.Admit(req, std::move(plan));
-      if (!seq.ok()) break;
-      PopWaiting(in);
-      const int32_t n = static_cast<int32_t>(tokens_.size());
-      const int32_t max_hit = (n - 1) / bs;
-      int32_t covered = device_hit_blocks;
-      int32_t tier_blocks[kNumTiers] = {device_hit_blocks, 0, 0};
-      for (int t = 1; t < kNumTiers; ++t) {
-        if (!in.tiers[t]) continue;
-        const int32_t m = std::min(max_hit, in.tiers[t]->Lookup(tokens_, req.keys).matched_blocks);
-        if (m > covered) {
-          tier_blocks[t] = m - covered;
-          onboard += cost_.OnboardSeconds(static_cast<Tier>(t), int64_t{tier_blocks[t]} * bs);
-          covered = m;
-        }
-      }
-      for (int t = 0; t < kNumTiers; ++t) {
-        result_.tiers[t].hit_blocks += static_cast<uint64_t>(tier_blocks[t]);
-        result_.tiers[t].hit_tokens += static_cast<uint64_t>(tier_blocks[t]) * bs;
-      }
-      result_.query_tokens += static_cast<uint64_t>(n);
-      result_.query_blocks += static_cast<uint64_t>(n / bs);
-      AccountRetention(r, n, device_hit_blocks * bs);
-      // Tier writes: every computed prompt is written through to each lower
-      // tier (LMCache's default), which its own policy then keeps or evicts.
-      for (int t = 1; t < kNumTiers; ++t) {
-        if (!in.tiers[t]) continue;
-        KvCache& tier = *in.tiers[t];
-        AdmissionPlan tp = tier.PlanAdmission(req0);
-        if (!tp.fits) continue;
-        auto ts = tier.Admit(req0, std::move(tp));
-        if (!ts.ok()) continue;
-        tier.MarkComputed(*ts, n).IgnoreError();
-        tier.Release(*ts).IgnoreError();
-      }
-      size_t slot;
-      if (!in.free_slots.empty()) {
-        slot = in.free_slots.back();
-        in.free_slots.pop_back();
-      } else {
-        slot = in.running.size();
-        in.running.emplace_back();
-      }
-      in.running[slot] = Running{*seq, index, 0};
-      outcomes_[index].queue = in.now - Seconds(r.arrival_us);
-      in.prefilling.push_back({slot, covered * bs, n});
-      take(in.prefilling.size() - 1);
-    }
-
-    if (chunks_.empty() && batch == 0) {
-      // Nothing runs and the head still does not fit: only a pool smaller
-      // than the request can do that (checked above), so this is unreachable
-      // in practice; reject rather than spin.
-      if (!in.waiting.empty()) ++rejected_, PopWaiting(in);
+    const int32_t output = std::max(1, r.output_tokens);
+    // A request whose prompt and output outgrow the whole pool would be
+    // preempted by itself forever (the engine bounds it by the context).
+    const int64_t total_blocks = (int64_t{InputTokens(r)} + output - 1 + bs - 1) / bs;
+    if (total_blocks > in.device->num_blocks()) {
+      ++rejected_;
       return;
     }
-    int64_t k = batch > 0 ? 1 : 0;
-    double step = onboard;
-    if (chunks_.empty() && batch > 0) {
-      // Decode only: jump to the next completion, or to the next arrival.
-      k = in.finish.top().first - in.decode_steps;
-      const double one = cost_.DecodeStepSeconds(batch, in.context_sum);
-      if (next_arrival < kInf && one > 0) {
-        const double until = std::ceil((next_arrival - in.now) / one);
-        if (until >= 1 && until < static_cast<double>(k)) k = static_cast<int64_t>(until);
-        else if (until < 1) k = 1;
+    if (!in.busy()) in.now = std::max(in.now, ta);
+    engine::ScheduledRequest q;
+    q.id = index;
+    Tokens(index, &q.tokens);
+    q.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
+    for (const TracePriorityRange& range : r.ranges) {
+      const int32_t end = std::min<int32_t>(range.end, static_cast<int32_t>(q.tokens.size()));
+      if (range.begin < end) q.retention.ranges.push_back({{range.begin, end}, range.priority, std::nullopt});
+    }
+    const int32_t prompt_blocks = static_cast<int32_t>(q.tokens.size()) / bs;
+    SetClock(in);
+    if (Status s = in.scheduler->Add(std::move(q)); !s.ok()) {
+      ++rejected_;
+      return;
+    }
+    in.live.emplace(index, Live{.index = index, .output = output, .prompt_blocks = prompt_blocks, .arrival_s = ta});
+    in.waiting_blocks += prompt_blocks;
+    ++in.waiting;
+  }
+
+  // The instance's clock follows its simulated time (never backwards).
+  static void SetClock(Instance& in) {
+    in.clock.Set(std::max(in.clock.Now(), static_cast<Micros>(std::llround(in.now * 1e6))));
+  }
+
+  void NoteAdmitted(Instance& in, engine::RequestId id) {
+    Live& l = in.live.at(id);
+    if (l.admitted_s >= 0) return;
+    l.admitted_s = in.now;
+    in.waiting_blocks -= l.prompt_blocks;
+    --in.waiting;
+  }
+
+  // One scheduler step of `in`, or a decode-only stretch of several.
+  void Step(Instance& in, double next_arrival) {
+    engine::Scheduler& sched = *in.scheduler;
+    SetClock(in);
+    if (!sched.running().empty() && Stretch(in, next_arrival)) return;
+
+    const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
+    for (const engine::ScheduledChunk& c : plan) NoteAdmitted(in, c.id);
+    if (in.tiers) {
+      for (engine::RequestId id : in.tiers->TakeStarted()) NoteAdmitted(in, id);
+    }
+    if (plan.empty()) {
+      // Only onboarding in flight: wait for the first to land (or an arrival).
+      const double ready = in.tiers ? in.tiers->NextReady() : kInf;
+      if (ready < kInf) {
+        in.now = std::max(in.now, std::min(ready, next_arrival));
+        if (in.now >= ready) in.clock.Set(std::max(in.clock.Now(), static_cast<Micros>(std::llround(ready * 1e6))));
+        return;
       }
-      k = std::max<int64_t>(k, 1);
-      const int64_t mean_context = in.context_sum + batch * (k - 1) / 2;
-      step += static_cast<double>(k) * cost_.DecodeStepSeconds(batch, mean_context);
-    } else {
-      StepWork work;
-      work.decode_batch = batch;
-      work.decode_context = in.context_sum;
-      for (const Chunk& c : chunks_) {
-        const int64_t b = c.begin, e = c.end;
+      // Nothing runs and the queue's head does not fit: only blocks held
+      // outside the scheduler could do that. Drop the head rather than spin.
+      if (!sched.waiting().empty()) {
+        const engine::RequestId head = sched.waiting().front();
+        NoteAdmitted(in, head);
+        sched.Finish(head).IgnoreError();
+        in.live.erase(head);
+        ++rejected_;
+      }
+      return;
+    }
+    StepWork work;
+    for (const engine::ScheduledChunk& c : plan) {
+      const engine::ScheduledRequest& r = *sched.Find(c.id);
+      const int64_t b = c.begin, e = c.begin + c.count;
+      if (c.count == 1 && b >= r.prompt_len && c.want_logits) {
+        ++work.decode_batch;
+        work.decode_context += e;
+      } else {
         work.prefill_tokens += e - b;
         work.prefill_context += e;
         work.prefill_attended += (e * (e + 1) - b * (b + 1)) / 2;
       }
-      step += cost_.StepSeconds(work);
     }
+    const double step = cost_.StepSeconds(work);
     in.now += step;
-    in.clock.Set(static_cast<Micros>(in.now * 1e6));
-    in.decode_steps += k;
-    in.context_sum += batch * k;
-
-    // Chunks went to the prompts in queue order, so those whose prompt is now
-    // complete are at the front.
-    for (const Chunk& c : chunks_) {
-      Prefilling& p = in.prefilling[c.entry];
-      p.computed = c.end;
-      Running& run = in.running[p.slot];
-      device.MarkComputed(run.seq, c.end).IgnoreError();
-      if (c.end < p.tokens) continue;
-      const TraceRequest& r = trace_.requests[run.request];
-      outcomes_[run.request].ttft = in.now - Seconds(r.arrival_us);
-      run.first_token_s = in.now;
-      if (r.output_tokens <= 1) {
-        Complete(in, p.slot);
-        continue;
-      }
-      ++in.num_running;
-      in.context_sum += p.tokens + 1;
-      in.finish.emplace(in.decode_steps + (r.output_tokens - 1), p.slot);
+    in.busy_s += step;
+    SetClock(in);
+    for (const engine::ScheduledChunk& c : plan) sched.Computed(c);
+    for (const engine::ScheduledChunk& c : plan) {
+      if (!c.want_logits) continue;
+      Live& l = in.live.at(c.id);
+      sched.AppendToken(c.id, Generated(l.index));
+      ++l.generated;
+      if (l.first_token_s < 0) l.first_token_s = in.now;
+      if (l.generated >= l.output) Complete(in, c.id);
     }
-    while (!in.prefilling.empty() && in.prefilling.front().computed == in.prefilling.front().tokens) {
-      in.prefilling.pop_front();
-    }
-    while (!in.finish.empty() && in.finish.top().first <= in.decode_steps) {
-      const size_t slot = in.finish.top().second;
-      in.finish.pop();
-      const Running& run = in.running[slot];
-      const TraceRequest& r = trace_.requests[run.request];
-      --in.num_running;
-      in.context_sum -= InputTokens(r) + r.output_tokens;
-      Complete(in, slot);
-    }
-    peak_running_ = std::max(peak_running_, in.num_running + static_cast<int32_t>(0));
-    peak_in_use_ = std::max(peak_in_use_, device.num_blocks() - device.num_available_blocks());
   }
 
-  void PopWaiting(Instance& in) {
-    in.waiting_blocks -= InputTokens(trace_.requests[in.waiting.front()]) / o_.block_size;
-    in.waiting.pop_front();
+  // A decode-only stretch up to the next completion or arrival, if the
+  // scheduler says the coming steps are one; false when they are not.
+  bool Stretch(Instance& in, double next_arrival) {
+    engine::Scheduler& sched = *in.scheduler;
+    int64_t steps = std::numeric_limits<int64_t>::max();
+    int64_t context = 0;
+    for (engine::RequestId id : sched.running()) {
+      const Live& l = in.live.at(id);
+      steps = std::min<int64_t>(steps, l.output - l.generated);
+      context += static_cast<int64_t>(sched.Find(id)->tokens.size());
+    }
+    const int64_t batch = static_cast<int64_t>(sched.running().size());
+    const double one = cost_.DecodeStepSeconds(batch, context);
+    if (next_arrival < kInf && one > 0) {
+      const double until = std::ceil((next_arrival - in.now) / one);
+      steps = std::min<int64_t>(steps, std::max<int64_t>(1, until < 9e18 ? static_cast<int64_t>(until) : steps));
+    }
+    steps = sched.DecodeStretch(steps);
+    if (steps < 1) return false;
+    const double took = static_cast<double>(steps) * cost_.DecodeStepSeconds(batch, context + batch * (steps - 1) / 2);
+    in.now += took;
+    in.busy_s += took;
+    SetClock(in);
+    sched.RunDecodeStretch(steps, [&](engine::RequestId id) { return Generated(in.live.at(id).index); });
+    const std::vector<engine::RequestId> running = sched.running();
+    for (engine::RequestId id : running) {
+      Live& l = in.live.at(id);
+      l.generated += static_cast<int32_t>(steps);
+      if (l.first_token_s < 0) l.first_token_s = in.now;  // cannot happen: decoding requests have one
+      if (l.generated >= l.output) Complete(in, id);
+    }
+    return true;
   }
 
-  void Complete(Instance& in, size_t slot) {
-    const Running& run = in.running[slot];
-    const TraceRequest& r = trace_.requests[run.request];
-    RequestOutcome& out = outcomes_[run.request];
+  void Complete(Instance& in, engine::RequestId id) {
+    engine::Scheduler& sched = *in.scheduler;
+    const engine::ScheduledRequest& s = *sched.Find(id);
+    Live& l = in.live.at(id);
+    const TraceRequest& r = trace_.requests[l.index];
+    RequestOutcome& out = outcomes_[l.index];
     out.done = true;
-    if (r.output_tokens > 1) out.tpot = (in.now - run.first_token_s) / (r.output_tokens - 1);
+    out.ttft = l.first_token_s - l.arrival_s;
+    out.queue = l.admitted_s - l.arrival_s;
+    if (l.output > 1) out.tpot = (in.now - l.first_token_s) / (l.output - 1);
+    const int32_t bs = o_.block_size;
+    const int32_t n = s.prompt_len;
+    std::array<int32_t, kNumTiers> tier_blocks{};
+    if (in.tiers) tier_blocks = in.tiers->FirstOnboard(id);
+    // Tier blocks count as hits when they arrived for the first admission
+    // (a request preempted while onboarding computed them instead).
+    if (s.cached_tokens == s.device_hit_tokens) tier_blocks = {};
+    const int32_t device_hit_tokens = s.device_hit_tokens;
+    tier_blocks[0] = device_hit_tokens / bs;
+    for (int t = 0; t < kNumTiers; ++t) {
+      result_.tiers[t].hit_blocks += static_cast<uint64_t>(tier_blocks[static_cast<size_t>(t)]);
+      result_.tiers[t].hit_tokens += static_cast<uint64_t>(tier_blocks[static_cast<size_t>(t)]) * bs;
+    }
+    result_.query_tokens += static_cast<uint64_t>(n);
+    result_.query_blocks += static_cast<uint64_t>(n / bs);
+    AccountRetention(r, n, device_hit_tokens);
     result_.output_tokens += static_cast<uint64_t>(std::max(r.output_tokens, 0));
     last_completion_ = std::max(last_completion_, in.now);
-    in.tiers[0]->Release(run.seq).IgnoreError();
-    in.free_slots.push_back(slot);
+    if (o_.record_requests) {
+      result_.records.push_back(SimRequestRecord{.index = static_cast<int64_t>(l.index),
+                                                 .instance = static_cast<int32_t>(&in - instances_.data()),
+                                                 .admitted_s = l.admitted_s - t0_,
+                                                 .first_token_s = l.first_token_s - t0_,
+                                                 .finished_s = in.now - t0_,
+                                                 .prompt_tokens = n,
+                                                 .cached_tokens = s.cached_tokens,
+                                                 .onboarded_tokens = s.onboarded_tokens,
+                                                 .preemptions = s.preemptions});
+    }
+    if (in.tiers) in.tiers->Forget(id);
+    sched.Finish(id).IgnoreError();
+    in.live.erase(id);
   }
 
   // Durable (priority above the default) vs one-off prompt tokens, per block
-  // as the cache classes them (a request without ranges is all default): a block takes the highest priority among its
-  // tokens' ranges.
+  // as the cache classes them (a request without ranges is all default): a
+  // block takes the highest priority among its tokens' ranges.
   void AccountRetention(const TraceRequest& r, int32_t n, int32_t hit_tokens) {
     if (!trace_.has_priorities) return;  // nothing marks durable context
     const int32_t bs = o_.block_size;
@@ -420,21 +445,27 @@ class Replay {
   }
 
   void Sample(double now) {
+    for (const Instance& in : instances_) {
+      const engine::SchedulerStats st = in.scheduler->stats();
+      peak_running_ = std::max(peak_running_, st.running);
+      peak_in_use_ = std::max(peak_in_use_, in.device->num_blocks() - in.device->num_available_blocks());
+    }
     if (now < next_sample_) return;
     while (next_sample_ <= now) next_sample_ += sample_every_;
     OccupancySample s;
     s.t_seconds = now;
     for (const Instance& in : instances_) {
-      const CacheMetrics m = in.tiers[0]->Metrics();
+      const CacheMetrics m = in.device->Metrics();
+      const engine::SchedulerStats st = in.scheduler->stats();
       s.in_use_blocks += m.in_use_blocks + m.pinned_blocks;
       s.cached_blocks += m.cached_blocks;
-      s.running += in.num_running;
-      s.waiting += static_cast<int32_t>(in.waiting.size());
+      s.running += st.running;
+      s.waiting += st.waiting;
     }
     result_.occupancy.push_back(s);
   }
 
-  Result<SimResult> Finish(double t0) {
+  Result<SimResult> Finish(double span) {
     SimResult& res = result_;
     res.policy = o_.policy;
     res.block_size = o_.block_size;
@@ -463,12 +494,28 @@ class Replay {
     res.measured_requests = static_cast<int64_t>(measured.size());
     res.measured_ttft_s = ComputePercentiles(&measured);
     res.measured_ttft_samples_s = std::move(measured);
-    res.makespan_s = res.requests ? last_completion_ - t0 : 0;
+    res.makespan_s = res.requests ? last_completion_ - t0_ : 0;
     if (res.makespan_s > 0) {
       res.requests_per_second = static_cast<double>(res.requests) / res.makespan_s;
       res.output_tokens_per_second = static_cast<double>(res.output_tokens) / res.makespan_s;
     }
-    for (const Instance& in : instances_) res.evictions += in.tiers[0]->Metrics().evictions;
+    for (const Instance& in : instances_) {
+      res.evictions += in.device->Metrics().evictions;
+      res.preemptions += in.scheduler->stats().preemptions;
+      res.load.busy_seconds += in.busy_s;
+      if (in.tiers) {
+        res.offloaded_blocks += in.tiers->offloaded_blocks();
+        res.onboarded_blocks += in.tiers->onboarded_blocks();
+        res.prefetched_blocks += in.tiers->prefetched_blocks();
+      }
+    }
+    LoadReport& load = res.load;
+    load.arrival_span_s = span;
+    if (span > 0) {
+      load.utilization = load.busy_seconds / (static_cast<double>(o_.instances) * span);
+      load.overloaded = load.utilization > 1.0 && load.waiting_at_last_arrival > 0;
+      load.instances_to_keep_up = static_cast<int32_t>(std::ceil(load.utilization * o_.instances - 1e-9));
+    }
     res.peak_running = peak_running_;
     res.peak_in_use_blocks = peak_in_use_;
     res.cost_model = cost_.Describe();
@@ -478,27 +525,44 @@ class Replay {
   const Trace& trace_;
   const CostModel& cost_;
   SimOptions o_;
+  std::unique_ptr<EvictionPolicy> policy_;
   std::vector<Instance> instances_;
   std::vector<ExtraKeys> keys_;
   std::vector<RequestOutcome> outcomes_;
-  std::vector<Token> tokens_, route_tokens_;
+  std::vector<Token> route_tokens_;
   std::unique_ptr<BlockIndex> index_;  // kv-aware only
   std::unique_ptr<Router> router_;
   ManualClock route_clock_;
   std::vector<BlockHash> route_keys_;
   std::vector<WorkerLoad> loads_;
-  RetentionSpec retention_;
-  std::vector<Chunk> chunks_;
   size_t round_robin_ = 0;
   int64_t rejected_ = 0;
   int32_t peak_running_ = 0;
   int32_t peak_in_use_ = 0;
+  double t0_ = 0;
   double last_completion_ = 0;
   double sample_every_ = kInf, next_sample_ = 0;
   SimResult result_;
 };
 
 }  // namespace
+
+std::vector<std::string> ServeDifferences(const SimOptions& o) {
+  const ServerOptions serve;
+  std::vector<std::string> d;
+  const auto differ = [&](std::string_view flag, const auto& sim, const auto& srv) {
+    if (sim != srv) d.push_back(fmt::format("{} {} (serve: {})", flag, sim, srv));
+  };
+  differ("--policy", o.policy, serve.engine.eviction_policy);
+  differ("--block-size", o.block_size, serve.engine.block_size);
+  differ("--max-batch", o.max_batch, serve.engine.max_running);
+  differ("--max-batch-tokens", o.max_batch_tokens, serve.engine.max_batch_tokens);
+  differ("--offload-min-priority", static_cast<int32_t>(o.offload_min_priority), serve.tiers.offload_min_priority);
+  differ("--offload-min-hits", static_cast<int32_t>(o.offload_min_hits), serve.tiers.offload_min_hits);
+  differ("--onboard-always", !o.onboard_only_when_faster, serve.tiers.onboard_always);
+  if (!o.prefetch) d.push_back("--no-prefetch (serve: a queued request's blocks are prefetched)");
+  return d;
+}
 
 Result<RouterKind> ParseRouter(std::string_view text) {
   if (text == "round-robin") return RouterKind::kRoundRobin;

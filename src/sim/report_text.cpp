@@ -16,6 +16,20 @@ std::string PercentilesText(const Percentiles& p) {
 
 }  // namespace
 
+std::string FormatLoad(const LoadReport& l) {
+  if (l.arrival_span_s <= 0) return "";
+  if (!l.overloaded) {
+    return fmt::format("load         {:.0f}% of the instances' time busy over the {:.1f} s of arrivals\n",
+                       l.utilization * 100, l.arrival_span_s);
+  }
+  return fmt::format(
+      "OVERLOADED   arrivals brought {:.2f}x the work these instances can do in the {:.1f} s they span ({} requests "
+      "still queued at the last arrival): queueing grows without bound, so the latencies below are mostly backlog. "
+      "At least {} instance{} would keep up.\n",
+      l.utilization, l.arrival_span_s, l.waiting_at_last_arrival, l.instances_to_keep_up,
+      l.instances_to_keep_up == 1 ? "" : "s");
+}
+
 std::string FormatSimResult(const SimResult& r) {
   std::string s;
   s += fmt::format("policy {}, {} tokens of device cache per instance ({} blocks of {})\n", r.policy,
@@ -23,6 +37,7 @@ std::string FormatSimResult(const SimResult& r) {
                    r.block_size);
   s += fmt::format("requests     {} completed, {} rejected (larger than the device cache)\n", sz::FormatCount(r.requests),
                    sz::FormatCount(r.rejected));
+  s += FormatLoad(r.load);
   s += "\nHit rate          tokens       blocks\n";
   for (int t = 0; t < kNumTiers; ++t) {
     if (t > 0 && r.tiers[t].hit_tokens == 0) continue;
@@ -65,6 +80,13 @@ std::string FormatSimResult(const SimResult& r) {
                                              static_cast<double>(r.device_tokens)
                                        : 0),
                    sz::FormatCount(static_cast<int64_t>(r.evictions)));
+  s += fmt::format("Scheduling     {} preemptions (recomputed later)\n", sz::FormatCount(static_cast<int64_t>(r.preemptions)));
+  if (r.offloaded_blocks + r.onboarded_blocks + r.prefetched_blocks > 0) {
+    s += fmt::format("Tiers          {} blocks offloaded, {} onboarded, {} prefetched to host\n",
+                     sz::FormatCount(static_cast<int64_t>(r.offloaded_blocks)),
+                     sz::FormatCount(static_cast<int64_t>(r.onboarded_blocks)),
+                     sz::FormatCount(static_cast<int64_t>(r.prefetched_blocks)));
+  }
   s += "\nCost model\n";
   for (const std::string& line : r.cost_model) s += "  " + line + "\n";
   return s;

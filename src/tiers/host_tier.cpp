@@ -24,8 +24,8 @@ using tiers_internal::WallMicros;
 
 class HostTier final : public Tier {
  public:
-  HostTier(size_t bytes_per_block, AlignedBuffer bytes)
-      : bytes_per_block_(bytes_per_block), bytes_(std::move(bytes)), stats_("host") {}
+  HostTier(size_t bytes_per_block, AlignedBuffer bytes, std::string name)
+      : bytes_per_block_(bytes_per_block), name_(std::move(name)), bytes_(std::move(bytes)), stats_(name_) {}
 
   Status Init(const HostTierOptions& o) {
     auto index = TierIndex::Create(o.capacity_blocks, o.policy, o.clock,
@@ -35,7 +35,7 @@ class HostTier final : public Tier {
     return Status::Ok();
   }
 
-  std::string_view name() const override { return "host"; }
+  std::string_view name() const override { return name_; }
   size_t bytes_per_block() const override { return bytes_per_block_; }
   int64_t capacity_blocks() const override { return index_->capacity(); }
 
@@ -62,7 +62,7 @@ class HostTier final : public Tier {
         }
         auto slot = index_->Insert(p.block);
         if (!slot) continue;
-        std::memcpy(Slot(*slot), p.bytes.data(), bytes_per_block_);
+        if (bytes_per_block_ > 0) std::memcpy(Slot(*slot), p.bytes.data(), bytes_per_block_);
         index_->Release(*slot);
         ok[i] = 1;
         ++stored;
@@ -101,7 +101,7 @@ class HostTier final : public Tier {
         auto slot = index_->Find(g.hash);
         if (!slot) continue;
         index_->Acquire(*slot);  // a use: hit counted, LRU touched
-        std::memcpy(g.dest.data(), Slot(*slot), bytes_per_block_);
+        if (bytes_per_block_ > 0) std::memcpy(g.dest.data(), Slot(*slot), bytes_per_block_);
         index_->Release(*slot);
         ok[i] = 1;
         ++hits;
@@ -129,6 +129,7 @@ class HostTier final : public Tier {
   std::byte* Slot(int32_t slot) { return bytes_.data() + static_cast<size_t>(slot) * bytes_per_block_; }
 
   const size_t bytes_per_block_;
+  const std::string name_;
   mutable std::mutex mu_;
   std::unique_ptr<TierIndex> index_;  // GUARDED_BY(mu_)
   AlignedBuffer bytes_;               // slot bytes, GUARDED_BY(mu_)
@@ -138,17 +139,20 @@ class HostTier final : public Tier {
 }  // namespace
 
 Result<std::unique_ptr<Tier>> MakeHostTier(const HostTierOptions& o) {
-  if (o.bytes_per_block == 0) return InvalidArgument("host tier: bytes_per_block must be >= 1");
+  if (o.metadata_only != (o.bytes_per_block == 0)) {
+    return InvalidArgument(o.metadata_only ? "host tier: a metadata-only tier stores no bytes: bytes_per_block must be 0"
+                                           : "host tier: bytes_per_block must be >= 1");
+  }
   if (o.capacity_blocks < 1 || o.capacity_blocks > (int64_t{1} << 30)) {
     return InvalidArgument(fmt::format("host tier: capacity_blocks {}: must be from 1 to 2^30", o.capacity_blocks));
   }
   const size_t total = static_cast<size_t>(o.capacity_blocks) * o.bytes_per_block;
   AlignedBuffer bytes(total);
-  if (bytes.data() == nullptr) {
+  if (bytes.data() == nullptr && !o.metadata_only) {
     return ResourceExhausted(fmt::format("host tier: cannot allocate {} bytes ({} blocks of {} bytes): lower "
                                          "capacity_blocks", total, o.capacity_blocks, o.bytes_per_block));
   }
-  auto tier = std::make_unique<HostTier>(o.bytes_per_block, std::move(bytes));
+  auto tier = std::make_unique<HostTier>(o.bytes_per_block, std::move(bytes), o.name);
   KVSTACK_RETURN_IF_ERROR(tier->Init(o));
   return std::unique_ptr<Tier>(std::move(tier));
 }

@@ -73,7 +73,8 @@ TierChain::TierChain(TierChainOptions options)
   Writer& w = *writer_;
   w.max_queued_bytes = options.max_queued_bytes;
   w.batch = options.write_batch;
-  if (tiers_.size() < 2) return;  // nothing below tier 0: no writer
+  inline_lower_writes_ = options.inline_lower_writes;
+  if (tiers_.size() < 2 || inline_lower_writes_) return;  // no writer thread
   w.thread = std::thread([this] {
     Writer& w = *writer_;
     std::vector<Writer::Item> items;
@@ -134,6 +135,15 @@ OffloadOutcome TierChain::Offload(const BlockHash& hash, Priority priority, uint
   }
   ReportStored(0, std::span<const TierPut>(&put, 1), f);
   if (tiers_.size() < 2) return OffloadOutcome::kStored;
+  if (inline_lower_writes_) {
+    for (size_t t = 1; t < tiers_.size(); ++t) {
+      TierFuture lower = tiers_[t]->Put(std::span<const TierPut>(&put, 1));
+      lower.Wait();
+      ReportStored(static_cast<int>(t), std::span<const TierPut>(&put, 1), lower);
+    }
+    ++w.done;
+    return OffloadOutcome::kStored;
+  }
   {
     std::lock_guard<std::mutex> lock(w.mu);
     if (w.queued_bytes + bytes.size() > w.max_queued_bytes) {

@@ -120,10 +120,12 @@ TEST(SimTest, CapacitySweepOfACyclicTrace) {
 
 TEST(SimTest, HostTierServesWhatTheDeviceEvicted) {
   // The cyclic trace misses entirely on 4 device blocks; a host tier of 64
-  // blocks holds every prefix, so rounds 2 and 3 hit there.
+  // blocks keeps every evicted block (the gate lets all through), so rounds
+  // 2 and 3 hit there.
   FixedCost cost;
   SimOptions o = Options("lru", 4);
   o.host_tokens = 64 * 4;
+  o.offload_min_hits = 0;
   auto r = Simulate(Cyclic(), cost, o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->tiers[0].hit_tokens, 0u);
