@@ -197,6 +197,9 @@ class Engine {
   KvCache& cache();
   const EngineInfo& info() const;
   uint64_t preemptions() const;
+  // Batches run so far (steps that computed something; an idle step or one
+  // that only waited for tier reads is not one).
+  uint64_t batches() const;
   // Bytes of activation scratch and logits the forward pass holds now (their
   // high-water mark: buffers grow to the largest batch and stay).
   size_t workspace_bytes() const;

@@ -85,6 +85,7 @@ struct Engine::Impl {
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<engine::Forward> forward;
   std::unique_ptr<engine::Scheduler> scheduler;
+  uint64_t batches = 0;
   std::map<RequestId, LiveRequest> live;  // by internal id (one per choice)
   std::map<RequestId, int32_t> open_choices;  // by client id: choices not finished
   std::vector<float> row_scratch;  // one logits row, for a sampler to modify
@@ -384,6 +385,7 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
   }
   const Micros run_start = m.clock->Now();
   KVSTACK_RETURN_IF_ERROR(m.forward->Run(batch, &m.logits));
+  ++m.batches;
   if (m.onboarder && batch.tokens.size() >= 8) {
     // Tokens per second of a batch with prompt work: what recomputing costs.
     const Micros took = m.clock->Now() - run_start;
@@ -431,6 +433,7 @@ const Tokenizer& Engine::tokenizer() const { return *impl_->tokenizer; }
 KvCache& Engine::cache() { return *impl_->cache; }
 const EngineInfo& Engine::info() const { return impl_->info; }
 uint64_t Engine::preemptions() const { return impl_->scheduler->stats().preemptions; }
+uint64_t Engine::batches() const { return impl_->batches; }
 Result<int32_t> Engine::PrefetchSession(const std::string& session_id) {
   Impl& m = *impl_;
   if (!m.onboarder) return FailedPrecondition("prefetch needs tiers below the device pool (none configured)");

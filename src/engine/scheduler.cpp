@@ -1,6 +1,7 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -236,54 +237,83 @@ Status Scheduler::Finish(RequestId id) {
   return Status::Ok();
 }
 
-int64_t Scheduler::DecodeStretch(int64_t max_steps) const {
-  if (max_steps < 1 || running_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy())) return 0;
-  const int64_t batch = static_cast<int64_t>(running_.size());
-  if (batch > options_.max_batch_tokens) return 0;  // some would wait a step: not uniform
+Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
+  Stretch st;
+  if (max_steps < 1 || running_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy())) return st;
+  int64_t left = std::numeric_limits<int64_t>::max();  // prompt tokens to go
   for (RequestId id : running_) {
     const ScheduledRequest& r = requests_.at(id);
-    if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) return 0;  // prompt or recompute in progress
+    const int32_t n = static_cast<int32_t>(r.tokens.size());
+    if (r.computed + 1 == n) {
+      if (st.prompt) return st;  // it would wait behind the prompt's chunk
+      ++st.decoding;
+    } else if (!st.prompt) {
+      st.prompt = id;
+      left = n - r.computed;
+    }
+    // A later prompt gets nothing while the first takes the budget.
   }
-  if (!waiting_.empty() && batch < options_.max_batch_tokens &&
-      static_cast<int32_t>(running_.size()) < options_.max_running &&
-      cache_->PlanAdmission(MakeAdmission(requests_.at(waiting_.front()))).fits) {
-    return 0;  // the next step admits
+  const int64_t budget = options_.max_batch_tokens - st.decoding;
+  if (budget < 0 || (st.prompt && budget == 0)) return {};  // some would wait a step: not alike
+  if (st.prompt) {
+    st.chunk = static_cast<int32_t>(budget);
+    // The prompt must not reach its last token (that chunk samples).
+    max_steps = std::min<int64_t>(max_steps, (left - 1) / budget);
+    if (max_steps < 1) return {};
+  } else if (!waiting_.empty() && budget > 0 && static_cast<int32_t>(running_.size()) < options_.max_running &&
+             cache_->PlanAdmission(MakeAdmission(requests_.at(waiting_.front()))).fits) {
+    return {};  // the next step admits
   }
   const int64_t available = cache_->num_available_blocks();
+  // Prompt blocks were reserved at admission; decoding requests take more.
   const auto fits = [&](int64_t steps) {
     int64_t blocks = 0;
     for (RequestId id : running_) {
-      blocks += cache_->BlocksToAppend(*requests_.at(id).seq, static_cast<int32_t>(steps));
+      const ScheduledRequest& r = requests_.at(id);
+      if (st.prompt && id == *st.prompt) continue;
+      if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
+      // Tokens not in the cache yet: the last sampled one (none for a prompt
+      // whose last token is all that is left to compute), then one a step.
+      const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
+      const int64_t add = static_cast<int64_t>(r.tokens.size()) - 1 + steps - in_cache;
+      blocks += cache_->BlocksToAppend(*r.seq, static_cast<int32_t>(add));
       if (blocks > available) return false;
     }
     return true;
   };
-  // The blocks needed grow with the steps: the longest run that fits.
   max_steps = std::min<int64_t>(max_steps, INT32_MAX / 4);
-  if (!fits(1)) return 0;
-  int64_t lo = 1, hi = max_steps;
+  if (!fits(1)) return {};
+  int64_t lo = 1, hi = max_steps;  // the blocks needed grow with the steps
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo + 1) / 2;
     if (fits(mid)) lo = mid;
     else hi = mid - 1;
   }
-  return lo;
+  st.steps = lo;
+  return st;
 }
 
-void Scheduler::RunDecodeStretch(int64_t steps, const std::function<Token(RequestId)>& sample) {
-  if (steps < 1) return;
-  steps_ += static_cast<uint64_t>(steps);
+void Scheduler::RunStretch(const Stretch& st, const std::function<Token(RequestId)>& sample) {
+  if (st.steps < 1) return;
+  steps_ += static_cast<uint64_t>(st.steps);
   if (onboarder_) onboarder_->Progress();
   for (RequestId id : running_) {
     ScheduledRequest& r = requests_.at(id);
-    const size_t from = r.tokens.size() - 1;  // the last sampled token, not yet in the cache
-    for (int64_t i = 0; i < steps; ++i) r.tokens.push_back(sample(id));
-    const std::span<const Token> add(r.tokens.data() + from, static_cast<size_t>(steps));
-    Status s = cache_->Append(*r.seq, add);
-    KVSTACK_CHECK(s.ok(), "decode stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
-    r.computed = static_cast<int32_t>(from + static_cast<size_t>(steps));
-    s = cache_->MarkComputed(*r.seq, r.computed);
-    KVSTACK_CHECK(s.ok(), "decode stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+    if (st.prompt && id == *st.prompt) {
+      r.computed += static_cast<int32_t>(st.steps * st.chunk);
+    } else if (r.computed + 1 == static_cast<int32_t>(r.tokens.size())) {
+      const size_t from = r.tokens.size() - 1;  // the last known token: computed by the first step
+      const size_t in_cache = static_cast<size_t>(cache_->Info(*r.seq)->num_tokens);
+      for (int64_t i = 0; i < st.steps; ++i) r.tokens.push_back(sample(id));
+      const size_t end = from + static_cast<size_t>(st.steps);  // the last sample stays out, as after a step
+      Status s = cache_->Append(*r.seq, std::span<const Token>(r.tokens.data() + in_cache, end - in_cache));
+      KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+      r.computed = static_cast<int32_t>(end);
+    } else {
+      continue;  // a later prompt, waiting for budget
+    }
+    Status s = cache_->MarkComputed(*r.seq, r.computed);
+    KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
   }
 }
 

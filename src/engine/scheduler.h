@@ -111,24 +111,32 @@ class Scheduler {
   // released. NotFound for an unknown or already finished id.
   Status Finish(RequestId id);
 
-  // Decode-only stretches, for a caller with no forward pass to wait for
-  // (the simulator jumps over them instead of stepping through each one).
-  // A stretch is a run of steps that would each schedule exactly one decode
-  // token for every running request and nothing else: none onboarding, no
-  // background read in flight, every running request computed up to its
-  // last token, the batch within the token budget, and no waiting request
-  // admissible (no slot or budget left, or its blocks do not fit; appends
+  // Stretches, for a caller with no forward pass to wait for (the simulator
+  // jumps over them instead of stepping through each one). A stretch is a
+  // run of steps whose plans are alike: every running request computed up
+  // to its last token decodes one token, and at most one request in the
+  // middle of its prompt (after them in admission order) takes the rest of
+  // the budget every step without reaching its last token; nothing else runs
+  // and nothing is admitted: none onboarding, no background read in flight,
+  // and either the prompt chunk uses the whole budget or no waiting request
+  // is admissible (no slot or budget left, or its blocks do not fit; appends
   // only shrink what is available, so that holds for the whole stretch).
-  // Returns how many such steps, at most `max_steps`, the pool can hold
-  // without preempting; 0 when the next step is not one of them.
-  int64_t DecodeStretch(int64_t max_steps) const;
-  // Runs `steps` (at most what DecodeStretch returned, nothing changed since)
-  // decode-only steps at once: the state after is what Schedule(),
-  // Computed() and AppendToken() one step at a time would have left, with
-  // each request's tokens from `sample(id)` in step order (blocks held,
-  // prefix-cache content, evictions and step count alike; only the order in
-  // which the blocks left the free list differs).
-  void RunDecodeStretch(int64_t steps, const std::function<Token(RequestId)>& sample);
+  struct Stretch {
+    int64_t steps = 0;       // 0: the next step is not part of a stretch
+    int32_t decoding = 0;    // running requests that decode a token each step
+    std::optional<RequestId> prompt;  // the request whose prompt advances
+    int32_t chunk = 0;       // its tokens per step
+  };
+  // The longest stretch from here, of at most `max_steps`, that the pool
+  // holds without preempting.
+  Stretch PlanStretch(int64_t max_steps) const;
+  // Runs a stretch (from PlanStretch, nothing changed since) at once: the
+  // state after is what Schedule(), Computed() and AppendToken() one step at
+  // a time would have left, with each decoding request's tokens from
+  // `sample(id)` in step order (blocks held, prefix-cache content,
+  // evictions and step count alike; only the order in which blocks left the
+  // free list differs).
+  void RunStretch(const Stretch& stretch, const std::function<Token(RequestId)>& sample);
 
   // Admission order (the order Schedule() serves them in).
   const std::vector<RequestId>& running() const { return running_; }

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "kvstack/sim.h"
+#include "kvstack/sim_review.h"
 
 namespace kvstack::sim {
 namespace {

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "kvstack/sim.h"
+#include "kvstack/sim_cost_model.h"
 
 namespace kvstack::sim {
 namespace {

@@ -10,12 +10,12 @@
 // forward pass (a step's time from the cost model; the sampled token is a
 // stand-in unique to the request) and transfer times.
 //
-// Between events nothing changes but every running request's length, so when
-// the scheduler says the coming steps are a decode-only stretch
-// (Scheduler::DecodeStretch), the replay runs them at once, up to the next
-// completion or arrival (their time taken at the stretch's mean context).
-// This is what keeps a replay of millions of decode steps to a few
-// operations per request.
+// Between events the steps are alike (every running request decodes a
+// token, a long prompt advances by the same chunk), so when the scheduler
+// says the coming steps are such a stretch (Scheduler::PlanStretch), the
+// replay runs them at once, up to the next completion or arrival, pricing
+// each step by the cost model. This is what keeps a replay of millions of
+// steps to a few cache operations per request.
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -29,7 +29,7 @@
 #include "kvstack/kv_cache.h"
 #include "kvstack/router.h"
 #include "kvstack/router_index.h"
-#include "kvstack/sim.h"
+#include "kvstack/sim_replay.h"
 #include "kvstack/tier_chain.h"
 #include "sim/sim_tiers.h"
 
@@ -37,6 +37,7 @@ namespace kvstack::sim {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kTimeEpsilon = 1e-9;  // seconds
 
 struct RequestOutcome {
   double ttft = 0, tpot = 0, queue = 0;
@@ -88,7 +89,9 @@ class Replay {
       for (Instance& in : instances_) {
         if (in.busy() && (earliest == nullptr || in.now < earliest->now)) earliest = &in;
       }
-      if (next < n && (earliest == nullptr || ta <= earliest->now)) {
+      // An arrival within a nanosecond of the step's start has arrived (step
+      // times are summed in floating point; 17 steps of 10 ms are not 0.17 s).
+      if (next < n && (earliest == nullptr || ta <= earliest->now + kTimeEpsilon)) {
         Route(next++, ta);
         if (next == n) {
           for (const Instance& in : instances_) result_.load.waiting_at_last_arrival += in.waiting;
@@ -260,6 +263,7 @@ class Replay {
     q.id = index;
     Tokens(index, &q.tokens);
     q.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
+    q.priority = r.request_priority;  // preemption order, as the engine's request priority
     for (const TracePriorityRange& range : r.ranges) {
       const int32_t end = std::min<int32_t>(range.end, static_cast<int32_t>(q.tokens.size()));
       if (range.begin < end) q.retention.ranges.push_back({{range.begin, end}, range.priority, std::nullopt});
@@ -335,8 +339,11 @@ class Replay {
     in.now += step;
     in.busy_s += step;
     SetClock(in);
-    for (const engine::ScheduledChunk& c : plan) sched.Computed(c);
+    // As Engine::Step: each chunk's KV is marked, then its token sampled (a
+    // request that finishes releases its blocks before the next chunk's
+    // are marked).
     for (const engine::ScheduledChunk& c : plan) {
+      sched.Computed(c);
       if (!c.want_logits) continue;
       Live& l = in.live.at(c.id);
       sched.AppendToken(c.id, Generated(l.index));
@@ -346,35 +353,60 @@ class Replay {
     }
   }
 
-  // A decode-only stretch up to the next completion or arrival, if the
-  // scheduler says the coming steps are one; false when they are not.
+  // A stretch of alike steps (Scheduler::PlanStretch: decoding requests plus
+  // at most one prompt chunk per step) up to the next completion or
+  // arrival, if the scheduler says the coming steps are one; false if not.
   bool Stretch(Instance& in, double next_arrival) {
     engine::Scheduler& sched = *in.scheduler;
-    int64_t steps = std::numeric_limits<int64_t>::max();
-    int64_t context = 0;
+    int64_t most = std::numeric_limits<int64_t>::max();
+    int64_t decode_context = 0, batch = 0;
+    decoding_.clear();
     for (engine::RequestId id : sched.running()) {
+      const engine::ScheduledRequest& r = *sched.Find(id);
+      if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;  // in its prompt
       const Live& l = in.live.at(id);
-      steps = std::min<int64_t>(steps, l.output - l.generated);
-      context += static_cast<int64_t>(sched.Find(id)->tokens.size());
+      most = std::min<int64_t>(most, l.output - l.generated);
+      decode_context += static_cast<int64_t>(r.tokens.size());
+      ++batch;
+      decoding_.push_back(id);
     }
-    const int64_t batch = static_cast<int64_t>(sched.running().size());
-    const double one = cost_.DecodeStepSeconds(batch, context);
-    if (next_arrival < kInf && one > 0) {
-      const double until = std::ceil((next_arrival - in.now) / one);
-      steps = std::min<int64_t>(steps, std::max<int64_t>(1, until < 9e18 ? static_cast<int64_t>(until) : steps));
+    if (next_arrival < kInf) {
+      // Whole steps until the arrival, priced as the first step (the
+      // epsilon keeps an arrival due exactly at a step's end from slipping a
+      // step on the rounding of summed step times).
+      const double one = cost_.StepSeconds(StepWork{.decode_batch = batch, .decode_context = decode_context});
+      if (one > 0) {
+        const double until = std::ceil((next_arrival - in.now - kTimeEpsilon) / one);
+        most = std::min<int64_t>(most, until < 1 ? 1 : until < 1e15 ? static_cast<int64_t>(until) : most);
+      }
     }
-    steps = sched.DecodeStretch(steps);
-    if (steps < 1) return false;
-    const double took = static_cast<double>(steps) * cost_.DecodeStepSeconds(batch, context + batch * (steps - 1) / 2);
+    const engine::Scheduler::Stretch st = sched.PlanStretch(most);
+    if (st.steps < 1) return false;
+    int64_t begin = 0;
+    if (st.prompt) begin = sched.Find(*st.prompt)->computed;
+    double took = 0, first_step = 0;
+    for (int64_t j = 0; j < st.steps; ++j) {
+      StepWork w;
+      w.decode_batch = batch;
+      w.decode_context = decode_context + j * batch;
+      if (st.prompt) {
+        const int64_t b = begin + j * st.chunk, e = b + st.chunk;
+        w.prefill_tokens = st.chunk;
+        w.prefill_context = e;
+        w.prefill_attended = (e * (e + 1) - b * (b + 1)) / 2;
+      }
+      took += cost_.StepSeconds(w);
+      if (j == 0) first_step = took;
+    }
+    const double first_token_at = in.now + first_step;  // for a prompt whose last token was all that was left
     in.now += took;
     in.busy_s += took;
     SetClock(in);
-    sched.RunDecodeStretch(steps, [&](engine::RequestId id) { return Generated(in.live.at(id).index); });
-    const std::vector<engine::RequestId> running = sched.running();
-    for (engine::RequestId id : running) {
+    sched.RunStretch(st, [&](engine::RequestId id) { return Generated(in.live.at(id).index); });
+    for (engine::RequestId id : decoding_) {
       Live& l = in.live.at(id);
-      l.generated += static_cast<int32_t>(steps);
-      if (l.first_token_s < 0) l.first_token_s = in.now;  // cannot happen: decoding requests have one
+      l.generated += static_cast<int32_t>(st.steps);
+      if (l.first_token_s < 0) l.first_token_s = first_token_at;
       if (l.generated >= l.output) Complete(in, id);
     }
     return true;
@@ -530,6 +562,7 @@ class Replay {
   std::vector<ExtraKeys> keys_;
   std::vector<RequestOutcome> outcomes_;
   std::vector<Token> route_tokens_;
+  std::vector<engine::RequestId> decoding_;  // a stretch's decoding requests
   std::unique_ptr<BlockIndex> index_;  // kv-aware only
   std::unique_ptr<Router> router_;
   ManualClock route_clock_;

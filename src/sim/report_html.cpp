@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "kvstack/sim.h"
+#include "kvstack/sim_report.h"
 
 namespace kvstack::sim {
 namespace {

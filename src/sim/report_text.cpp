@@ -1,7 +1,7 @@
 // Terminal renderings of replays, sweeps and reviews.
 #include <fmt/format.h>
 
-#include "kvstack/sim.h"
+#include "kvstack/sim_report.h"
 
 namespace kvstack::sim {
 namespace {

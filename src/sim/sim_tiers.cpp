@@ -61,57 +61,76 @@ void SimTiers::Prefetch(engine::RequestId, std::span<const BlockHash> keys) {
   std::vector<BlockHash> coming;
   for (int32_t i : BlocksToPrefetch(where)) {
     const BlockHash& key = keys[static_cast<size_t>(i)];
-    if (landing_at_.count(key)) continue;  // already on its way
+    if (staged_.count(key)) continue;  // already up (one on its way is read again, as the engine does)
     ++per_tier[static_cast<size_t>(where.tier[static_cast<size_t>(i)])];
     coming.push_back(key);
   }
   if (coming.empty()) return;
-  const double at = Now() + TransferSeconds(per_tier);
-  for (const BlockHash& key : coming) {
-    landing_.emplace(at, key);
-    landing_at_.emplace(key, at);
-  }
+  const Micros at = o_.clock->Now() + static_cast<Micros>(std::ceil(TransferSeconds(per_tier) * 1e6));
+  for (const BlockHash& key : coming) landing_.emplace(at, key);
   prefetched_ += coming.size();
 }
 
 void SimTiers::LandPrefetches() {
-  const double now = Now();
+  const Micros now = o_.clock->Now();
   std::vector<BlockHash> landed;
   while (!landing_.empty() && landing_.begin()->first <= now) {
     landed.push_back(landing_.begin()->second);
-    landing_at_.erase(landing_.begin()->second);
     landing_.erase(landing_.begin());
   }
   if (landed.empty()) return;
   // Read through the chain, as the engine's prefetch does: a block the lower
-  // tier lost meanwhile misses, and what arrives is promoted into tier 0.
+  // tier lost meanwhile misses, and what arrives is promoted into tier 0 and
+  // staged for its request's admission.
   std::vector<std::span<std::byte>> dests(landed.size());
   FetchHandle h = chain_->StartFetch(landed, dests);
   chain_->Wait(h);
+  for (int32_t i = 0; i < h.blocks_ready(); ++i) staged_.insert(landed[static_cast<size_t>(i)]);
 }
 
 int32_t SimTiers::Start(engine::RequestId id, std::span<const BlockHash> keys, std::span<const BlockId>) {
   LandPrefetches();
-  const PrefixLocation where = chain_->LookupPrefix(keys);
-  std::vector<int> source(where.tier.begin(), where.tier.end());
+  // Where each leading block comes from, as TierOnboarder::Start decides it.
+  std::vector<int> source;
+  for (const BlockHash& key : keys) {
+    if (staged_.count(key)) {
+      source.push_back(-1);
+      continue;
+    }
+    const PrefixLocation where = chain_->LookupPrefix(std::span<const BlockHash>(&key, 1));
+    if (where.blocks == 0) break;
+    source.push_back(where.tier[0]);
+  }
   const int32_t n = BlocksWorthFetching(
       source, o_.only_when_faster ? o_.recompute_seconds_per_block : 0.0, [this](int tier) {
         return cost_->OnboardSeconds(tier_of_[static_cast<size_t>(tier)], o_.block_size);
       });
   if (n == 0) return 0;
+  // A staged block is a copy in host RAM: it moves at the host link's speed.
   std::vector<int32_t> per_tier(tier_of_.size(), 0);
-  for (int32_t i = 0; i < n; ++i) ++per_tier[static_cast<size_t>(source[static_cast<size_t>(i)])];
-  // The reads touch and promote the blocks as the engine's fetch does.
-  std::vector<std::span<std::byte>> dests(static_cast<size_t>(n));
-  FetchHandle h = chain_->StartFetch(keys.first(static_cast<size_t>(n)), dests);
-  chain_->Wait(h);
-  fetches_[id] = Fetch{o_.clock->Now() + static_cast<Micros>(std::ceil(TransferSeconds(per_tier) * 1e6)), n};
-  started_.push_back(id);
-  if (!first_onboard_.count(id)) {
-    std::array<int32_t, kNumTiers> by{};
-    for (size_t t = 0; t < per_tier.size(); ++t) by[static_cast<size_t>(tier_of_[t])] += per_tier[t];
-    first_onboard_.emplace(id, by);
+  std::array<int32_t, kNumTiers> by{};
+  std::vector<BlockHash> read;
+  for (int32_t i = 0; i < n; ++i) {
+    const size_t k = static_cast<size_t>(i);
+    const int tier = source[k];
+    ++per_tier[static_cast<size_t>(std::max(tier, 0))];
+    ++by[static_cast<size_t>(tier_of_[static_cast<size_t>(std::max(tier, 0))])];
+    if (tier < 0) {
+      staged_.erase(keys[k]);
+    } else {
+      read.push_back(keys[k]);
+    }
   }
+  Fetch f;
+  f.ready_us = o_.clock->Now() + static_cast<Micros>(std::ceil(TransferSeconds(per_tier) * 1e6));
+  f.blocks = n;
+  if (!read.empty()) {
+    std::vector<std::span<std::byte>> dests(read.size());
+    f.handle = chain_->StartFetch(read, dests);
+  }
+  fetches_[id] = std::move(f);
+  started_.push_back(id);
+  first_onboard_.try_emplace(id, by);
   return n;
 }
 
@@ -119,6 +138,9 @@ std::optional<int32_t> SimTiers::Poll(engine::RequestId id) {
   auto it = fetches_.find(id);
   if (it == fetches_.end()) return 0;
   if (o_.clock->Now() < it->second.ready_us) return std::nullopt;
+  // The chain finishes the read now (touching and promoting its blocks), as
+  // the engine's Poll does when its reads are done.
+  chain_->Wait(it->second.handle);
   const int32_t n = it->second.blocks;
   onboarded_ += static_cast<uint64_t>(n);
   fetches_.erase(it);

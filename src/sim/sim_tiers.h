@@ -23,13 +23,14 @@
 #include <optional>
 #include <span>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "engine/block_onboarder.h"
 #include "kvstack/eviction_policy.h"
 #include "kvstack/kv_cache.h"
-#include "kvstack/sim.h"
+#include "kvstack/sim_cost_model.h"
 #include "kvstack/tier_chain.h"
 
 namespace kvstack::sim {
@@ -59,7 +60,7 @@ class SimTiers final : public engine::BlockOnboarder, public EvictionListener {
   int32_t Start(engine::RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) override;
   std::optional<int32_t> Poll(engine::RequestId id) override;
   void Abandon(engine::RequestId id) override { fetches_.erase(id); }
-  void Progress() override {}
+  void Progress() override { LandPrefetches(); }
   // Simulated transfers need no stepping: the replay jumps to NextReady().
   bool Busy() const override { return false; }
 
@@ -78,7 +79,6 @@ class SimTiers final : public engine::BlockOnboarder, public EvictionListener {
 
  private:
   SimTiers(const Options& options, const CostModel* cost) : o_(options), cost_(cost) {}
-  double Now() const { return static_cast<double>(o_.clock->Now()) / 1e6; }
   // Prefetches whose transfer has finished enter the host tier.
   void LandPrefetches();
   double TransferSeconds(std::span<const int32_t> blocks_per_chain_tier) const;
@@ -86,6 +86,7 @@ class SimTiers final : public engine::BlockOnboarder, public EvictionListener {
   struct Fetch {
     Micros ready_us = 0;  // on the instance's clock (whole microseconds: no rounding gap)
     int32_t blocks = 0;
+    FetchHandle handle;   // the blocks read from the tiers (staged ones are not)
   };
   Options o_;
   const CostModel* cost_;
@@ -93,9 +94,11 @@ class SimTiers final : public engine::BlockOnboarder, public EvictionListener {
   std::vector<Tier> tier_of_;  // SimResult tier of each chain tier
   std::map<engine::RequestId, Fetch> fetches_;
   std::unordered_map<engine::RequestId, std::array<int32_t, kNumTiers>> first_onboard_;
-  std::multimap<double, BlockHash> landing_;  // prefetched blocks by landing time
-  std::unordered_map<BlockHash, double> landing_at_;
+  std::multimap<Micros, BlockHash> landing_;  // prefetched blocks by landing time
   std::vector<engine::RequestId> started_;
+  // Prefetched blocks waiting for their request's admission (the engine's
+  // staging area; unbounded here, 64 MiB there).
+  std::unordered_set<BlockHash> staged_;
   uint64_t offloaded_ = 0, onboarded_ = 0, prefetched_ = 0;
 };
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -19,8 +20,9 @@ namespace {
 
 constexpr int32_t kB = 4;  // tokens per block
 
-std::unique_ptr<KvCache> MakeCache(int32_t blocks) {
+std::unique_ptr<KvCache> MakeCache(int32_t blocks, const Clock* clock = nullptr) {
   KvCacheConfig cfg;
+  cfg.clock = clock;
   cfg.num_blocks = blocks;
   cfg.shape = KvShape{.num_layers = 0, .num_kv_heads = 0, .head_dim = 0, .block_size = kB};
   cfg.storage = KvStorageMode::kMetadataOnly;
@@ -47,7 +49,8 @@ std::vector<Token> Prompt(int n, int seed) {
 // a token where the chunk reaches the end, finish at max_tokens.
 class Driver {
  public:
-  Driver(int32_t blocks, SchedulerOptions o) : cache_(MakeCache(blocks)), sched_(cache_.get(), o) {}
+  Driver(int32_t blocks, SchedulerOptions o, const Clock* clock = nullptr)
+      : cache_(MakeCache(blocks, clock)), sched_(cache_.get(), o) {}
 
   void Add(RequestId id, std::vector<Token> prompt, int max_tokens, Priority priority = kDefaultPriority) {
     ScheduledRequest r;
@@ -275,6 +278,120 @@ TEST(SchedulerTest, LowPriorityRequestIsNotStarvedByAStreamOfHighPriorityOnes) {
   EXPECT_LT(next, 200u) << "it finished only after the stream stopped";
   d.RunToEnd();
   for (RequestId id = 1; id < next; ++id) ASSERT_TRUE(d.outputs().count(id)) << id;
+}
+
+// A stretch run at once (what the simulator does) leaves the
+// scheduler and the cache as stepping through it would: random workloads
+// with shared prefixes, priorities, preemption and arrivals mid-run, run
+// side by side with the stepping Driver (which checks every KV slot read),
+// compared after every stretch.
+TEST(SchedulerStretchTest, AStretchLeavesWhatSteppingLeaves) {
+  std::mt19937 rng(11);
+  int64_t stretched_steps = 0, prompt_stretches = 0;
+  for (int iter = 0; iter < 150; ++iter) {
+    SCOPED_TRACE(::testing::Message() << "iteration " << iter);
+    // Room for any one request whole (prompt up to 33 tokens, output up to
+    // 30: 16 blocks); less than several at once, so they preempt.
+    const int32_t blocks = 17 + static_cast<int32_t>(rng() % 40);
+    const SchedulerOptions o{.max_batch_tokens = 4 + static_cast<int32_t>(rng() % 40),
+                             .max_running = 1 + static_cast<int32_t>(rng() % 8)};
+    struct Arrival {
+      int step;
+      RequestId id;
+      std::vector<Token> prompt;
+      int max_tokens;
+      Priority priority;
+    };
+    std::vector<Arrival> arrivals;
+    int at = 0;
+    const int n = 1 + static_cast<int>(rng() % 12);
+    for (int i = 0; i < n; ++i) {
+      at += static_cast<int>(rng() % 6);
+      std::vector<Token> prompt = Prompt(1 + static_cast<int>(rng() % 6) * kB, static_cast<int>(rng() % 3));
+      for (int extra = static_cast<int>(rng() % 10); extra > 0; --extra) prompt.push_back(static_cast<Token>(rng() % 997));
+      arrivals.push_back({at, static_cast<RequestId>(i + 1), prompt, 1 + static_cast<int>(rng() % 30),
+                          static_cast<Priority>(rng() % 3 == 0 ? 80 : kDefaultPriority)});
+    }
+    ManualClock ref_clock, clock;
+    Driver ref(blocks, o, &ref_clock);
+    auto cache = MakeCache(blocks, &clock);
+    Scheduler s(cache.get(), o);
+    std::map<RequestId, int> max_tokens;
+    std::map<RequestId, std::vector<Token>> outputs;
+    size_t next = 0, ref_next = 0;
+    int steps = 0;
+    const auto finish_done = [&](RequestId id) {
+      const ScheduledRequest* r = s.Find(id);
+      if (static_cast<int>(r->tokens.size()) - r->prompt_len < max_tokens[id]) return;
+      outputs[id].assign(r->tokens.begin() + r->prompt_len, r->tokens.end());
+      ASSERT_TRUE(s.Finish(id).ok());
+    };
+    while (next < arrivals.size() || s.HasWork()) {
+      ASSERT_LT(steps, 20000) << "no progress";
+      while (next < arrivals.size() && arrivals[next].step <= steps) {
+        const Arrival& a = arrivals[next++];
+        ScheduledRequest r;
+        r.id = a.id;
+        r.tokens = a.prompt;
+        r.priority = a.priority;
+        ASSERT_TRUE(s.Add(std::move(r)).ok());
+        max_tokens[a.id] = a.max_tokens;
+      }
+      clock.Set(steps);
+      int64_t most = next < arrivals.size() ? arrivals[next].step - steps : int64_t{1} << 30;
+      for (RequestId id : s.running()) {
+        const ScheduledRequest* r = s.Find(id);
+        most = std::min<int64_t>(most, max_tokens[id] - (static_cast<int>(r->tokens.size()) - r->prompt_len));
+      }
+      const Scheduler::Stretch st = s.PlanStretch(most);
+      const int64_t k = st.steps;
+      if (k > 0) {
+        if (st.prompt) prompt_stretches += k;
+        s.RunStretch(st, [&](RequestId id) { return NextToken(s.Find(id)->tokens); });
+        steps += static_cast<int>(k);
+        stretched_steps += k;
+        const std::vector<RequestId> running = s.running();
+        for (RequestId id : running) finish_done(id);
+      } else {
+        const std::vector<ScheduledChunk> plan = s.Schedule();
+        for (const ScheduledChunk& c : plan) {
+          s.Computed(c);
+          if (!c.want_logits) continue;
+          s.AppendToken(c.id, NextToken(s.Find(c.id)->tokens));
+          finish_done(c.id);
+        }
+        ++steps;
+      }
+      // The stepping reference catches up, one step at a time.
+      while (ref.steps() < steps) {
+        while (ref_next < arrivals.size() && arrivals[ref_next].step <= ref.steps()) {
+          const Arrival& a = arrivals[ref_next++];
+          ref.Add(a.id, a.prompt, a.max_tokens, a.priority);
+        }
+        ref_clock.Set(ref.steps());
+        ref.Step();
+      }
+      ASSERT_EQ(ref.sched().stats().preemptions, s.stats().preemptions) << "at step " << steps;
+      ASSERT_EQ(ref.sched().running(), s.running()) << "at step " << steps;
+      ASSERT_EQ(ref.sched().waiting(), s.waiting()) << "at step " << steps;
+      for (RequestId id : s.running()) {
+        const ScheduledRequest* a = ref.sched().Find(id);
+        const ScheduledRequest* b = s.Find(id);
+        ASSERT_EQ(a->tokens, b->tokens) << "request " << id << " at step " << steps;
+        ASSERT_EQ(a->computed, b->computed) << "request " << id << " at step " << steps;
+        ASSERT_EQ(a->cached_tokens, b->cached_tokens) << "request " << id;
+      }
+      const CacheMetrics ma = ref.cache().Metrics(), mb = cache->Metrics();
+      ASSERT_EQ(ref.cache().num_available_blocks(), cache->num_available_blocks()) << "at step " << steps;
+      ASSERT_EQ(ma.cached_blocks, mb.cached_blocks) << "at step " << steps;
+      ASSERT_EQ(ma.evictions, mb.evictions) << "at step " << steps;
+    }
+    EXPECT_EQ(outputs, ref.outputs());
+    EXPECT_EQ(s.stats().steps, ref.sched().stats().steps);
+  }
+  // The workloads did have stretches to jump over, prompt chunks among them.
+  EXPECT_GT(stretched_steps, 1000);
+  EXPECT_GT(prompt_stretches, 100);
 }
 
 }  // namespace

@@ -361,7 +361,86 @@ TEST(SimRandomTest, InvariantsHoldOnRandomTraces) {
     EXPECT_EQ(a->HitTokens(), b->HitTokens());
     EXPECT_EQ(a->ttft_samples_s, b->ttft_samples_s);
     EXPECT_EQ(a->makespan_s, b->makespan_s);
+    EXPECT_EQ(a->preemptions, b->preemptions);
+    EXPECT_EQ(a->offloaded_blocks, b->offloaded_blocks);
+    EXPECT_EQ(a->onboarded_blocks, b->onboarded_blocks);
+    if (o.host_tokens == 0 && o.disk_tokens == 0) EXPECT_EQ(a->offloaded_blocks + a->onboarded_blocks, 0u);
+    EXPECT_GE(a->load.busy_seconds, 0);
   }
+}
+
+// The replay's defaults are the server's, and a departure is named.
+TEST(SimTest, DefaultsAreServesAndDeparturesAreListed) {
+  EXPECT_TRUE(ServeDifferences(SimOptions{}).empty());
+  SimOptions o;
+  o.policy = "lru";
+  o.max_batch_tokens = 8192;
+  const std::vector<std::string> d = ServeDifferences(o);
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0], "--policy lru (serve: priority-lru)");
+  EXPECT_EQ(d[1], "--max-batch-tokens 8192 (serve: 256)");
+}
+
+Trace Stream(int n, Micros every, int32_t input, int32_t output) {
+  Trace t;
+  t.source = "stream";
+  for (int i = 0; i < n; ++i) {
+    TraceRequest r;
+    r.arrival_us = every * i;
+    r.input_tokens = input;
+    r.output_tokens = output;
+    t.requests.push_back(r);  // no content: every prompt unique
+  }
+  return t;
+}
+
+// Arrivals that bring ten times the work one instance can do are reported as
+// such, with the instances that would keep up; a light stream is not.
+TEST(SimTest, AnOverloadedReplaySaysByHowMuch) {
+  FixedCost cost;  // 1 ms per prompt token: a 100-token prompt is 100 ms of work
+  SimOptions o;
+  o.device_tokens = 1 << 16;
+  auto heavy = Simulate(Stream(50, 10'000, 100, 1), cost, o);  // one every 10 ms
+  ASSERT_TRUE(heavy.ok()) << heavy.status().ToString();
+  EXPECT_TRUE(heavy->load.overloaded);
+  EXPECT_NEAR(heavy->load.busy_seconds, 5.0, 1e-6);
+  EXPECT_NEAR(heavy->load.utilization, 5.0 / 0.49, 1e-6);
+  EXPECT_EQ(heavy->load.instances_to_keep_up, 11);
+  EXPECT_GT(heavy->load.waiting_at_last_arrival, 0);
+  EXPECT_NE(FormatSimResult(*heavy).find("OVERLOADED"), std::string::npos);
+  o.instances = 11;
+  auto enough = Simulate(Stream(50, 10'000, 100, 1), cost, o);
+  ASSERT_TRUE(enough.ok());
+  EXPECT_FALSE(enough->load.overloaded);
+  EXPECT_LE(enough->load.utilization, 1.0);
+  o.instances = 1;
+  auto light = Simulate(Stream(50, 1'000'000, 100, 1), cost, o);  // one a second
+  ASSERT_TRUE(light.ok());
+  EXPECT_FALSE(light->load.overloaded);
+  EXPECT_NEAR(light->load.utilization, 5.0 / 49, 1e-6);
+  EXPECT_EQ(FormatSimResult(*light).find("OVERLOADED"), std::string::npos);
+}
+
+// A pool too small for every running request's output preempts (the
+// engine's scheduler), and the tier chain's gate decides what goes down: by
+// default blocks of default priority hit fewer than twice stay out.
+TEST(SimTest, PressurePreemptsAndTheOffloadGateIsTheServers) {
+  FixedCost cost;
+  SimOptions o;
+  o.block_size = 4;
+  o.device_tokens = 24 * 4;
+  o.max_batch = 4;
+  o.host_tokens = 64 * 4;
+  const Trace t = Stream(12, 0, 16, 30);  // all at once: 4 running, each growing to 12 blocks
+  auto gated = Simulate(t, cost, o);
+  ASSERT_TRUE(gated.ok()) << gated.status().ToString();
+  EXPECT_EQ(gated->requests, 12);
+  EXPECT_GT(gated->preemptions, 0u);
+  EXPECT_EQ(gated->offloaded_blocks, 0u);  // unique prompts, never hit: not worth keeping
+  o.offload_min_hits = 0;
+  auto all = Simulate(t, cost, o);
+  ASSERT_TRUE(all.ok());
+  EXPECT_GT(all->offloaded_blocks, 0u);
 }
 
 }  // namespace
