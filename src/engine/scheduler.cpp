@@ -231,8 +231,13 @@ Status Scheduler::Finish(RequestId id) {
     cache_->Release(*r.seq).IgnoreError();
     r.seq.reset();
   }
-  std::erase(running_, id);
-  std::erase(waiting_, id);
+  // Only the queue the request is in: a long waiting queue is not scanned
+  // for every request that finishes running.
+  if (r.state == RequestState::kWaiting) {
+    std::erase(waiting_, id);
+  } else {
+    std::erase(running_, id);
+  }
   requests_.erase(it);
   return Status::Ok();
 }
@@ -265,18 +270,28 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     return {};  // the next step admits
   }
   const int64_t available = cache_->num_available_blocks();
-  // Prompt blocks were reserved at admission; decoding requests take more.
+  // Prompt blocks were reserved at admission; decoding requests take more:
+  // after t steps, the tokens up to the last sampled one but t - 1 later.
+  // Read each request's figures once; the search below is arithmetic.
+  // Per request: tokens known now (the last one not yet in the cache),
+  // blocks held, and 1 if the next append copies a shared tail first.
+  needs_.clear();
+  const int64_t B = cache_->block_size();
+  for (RequestId id : running_) {
+    const ScheduledRequest& r = requests_.at(id);
+    if (st.prompt && id == *st.prompt) continue;
+    if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
+    const Result<SequenceInfo> info = cache_->Info(*r.seq);
+    const int64_t known = static_cast<int64_t>(r.tokens.size());
+    const int64_t one = std::max<int64_t>(0, (known + B - 1) / B - info->num_blocks);
+    const int32_t add1 = static_cast<int32_t>(known - info->num_tokens);
+    const int32_t copy = add1 > 0 ? static_cast<int32_t>(cache_->BlocksToAppend(*r.seq, add1) - one) : 0;
+    needs_.push_back({known, info->num_blocks, copy});
+  }
   const auto fits = [&](int64_t steps) {
     int64_t blocks = 0;
-    for (RequestId id : running_) {
-      const ScheduledRequest& r = requests_.at(id);
-      if (st.prompt && id == *st.prompt) continue;
-      if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
-      // Tokens not in the cache yet: the last sampled one (none for a prompt
-      // whose last token is all that is left to compute), then one a step.
-      const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
-      const int64_t add = static_cast<int64_t>(r.tokens.size()) - 1 + steps - in_cache;
-      blocks += cache_->BlocksToAppend(*r.seq, static_cast<int32_t>(add));
+    for (const StretchNeed& n : needs_) {
+      blocks += std::max<int64_t>(0, (n.known - 1 + steps + B - 1) / B - n.blocks) + n.copy;
       if (blocks > available) return false;
     }
     return true;

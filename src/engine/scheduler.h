@@ -25,6 +25,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -162,11 +163,17 @@ class Scheduler {
   SchedulerOptions options_;
   BlockOnboarder* onboarder_;
   std::vector<RequestId> onboarding_;  // admission order
-  std::map<RequestId, ScheduledRequest> requests_;
+  std::unordered_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // preempted ones at the front
   uint64_t preemptions_ = 0;
   uint64_t steps_ = 0;
+  // PlanStretch's scratch: what each decoding request needs (no allocation per call).
+  struct StretchNeed {
+    int64_t known, blocks;
+    int32_t copy;
+  };
+  mutable std::vector<StretchNeed> needs_;
 };
 
 }  // namespace kvstack::engine
