@@ -89,9 +89,8 @@ class RooflineCostModel final : public CostModel {
                     static_cast<int64_t>(kv_bytes_per_token_per_gpu_)),
         fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(o_.host), LinkText(o_.disk),
                     kv_bytes_per_token_),
-        "assumptions: prompts prefilled whole in a step (or in --max-batch-tokens chunks), decode blocks reserved "
-        "at admission (no preemption), prefill and decode of a step add up, no network or queueing outside the "
-        "instance",
+        "assumptions: the engine's scheduler (prompts in --max-batch-tokens chunks, preemption when blocks run "
+        "out), prefill and decode of a step add up, no network or queueing outside the instance",
     };
   }
 
@@ -158,7 +157,7 @@ class ProfileCostModel final : public CostModel {
           fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(host), LinkText(disk),
                       kv_bytes_per_token),
           "assumptions: a step's prompt and decode tokens cost alike, each by the positions it attends over; "
-          "decode blocks reserved at admission; no time outside the engine's steps",
+          "no time outside the engine's steps",
       };
     }
     return {
@@ -170,7 +169,7 @@ class ProfileCostModel final : public CostModel {
         fmt::format("host tier: {}; disk tier: {} (KV {} B per token)", LinkText(host), LinkText(disk),
                     kv_bytes_per_token),
         "assumptions: the measured engine's costs do not depend on context length (the profile measured one), "
-        "prompts prefilled whole in a step (or in --max-batch-tokens chunks), decode blocks reserved at admission",
+        "prompts in --max-batch-tokens chunks as the engine's scheduler plans them",
     };
   }
 };

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -65,7 +66,19 @@ struct Instance {
   int32_t waiting = 0;         // requests queued, not yet admitted
   double now = 0;
   double busy_s = 0;           // cost-model seconds of the steps run
-  bool busy() const { return scheduler->HasWork(); }
+  // A stretch planned but not yet run: `now` is already its end. It runs
+  // when the instance is next stepped, or, cut at the arrival's step, when
+  // an arrival is routed here (or anywhere, for the kv-aware router, which
+  // reads the blocks the stretch stores). Nothing else can see the
+  // difference: no request starts, finishes or changes queue meanwhile.
+  struct Pending {
+    engine::Scheduler::Stretch stretch;
+    double start = 0;                 // its first step's start
+    std::vector<double> ends;         // ends[j]: the end of step j
+    std::vector<engine::RequestId> decoding;
+  };
+  std::optional<Pending> pending;
+  bool busy() const { return pending.has_value() || scheduler->HasWork(); }
   int32_t admitted() const { return static_cast<int32_t>(live.size()) - waiting; }
 };
 
@@ -103,7 +116,8 @@ class Replay {
         continue;
       }
       if (earliest == nullptr) break;
-      Step(*earliest, ta);
+      next_arrival_ = ta;
+      Step(*earliest);
       Sample(earliest->now);
     }
     return Finish(span);
@@ -228,6 +242,7 @@ class Replay {
           router_ = std::make_unique<Router>(ro, index_.get(), &route_clock_);
         }
         for (size_t i = 0; i < instances_.size(); ++i) {
+          RunPending(instances_[i], ta);  // the stretch's blocks are events the index must hear
           index_->ApplyEvents(static_cast<WorkerId>(i), ToIndexEvents(instances_[i].device->DrainEvents()));
         }
         Tokens(index, &route_tokens_);
@@ -249,6 +264,7 @@ class Replay {
       }
     }
     Instance& in = instances_[pick];
+    RunPending(in, ta);
     const int32_t bs = o_.block_size;
     const int32_t output = std::max(1, r.output_tokens);
     // A request whose prompt and output outgrow the whole pool would be
@@ -293,10 +309,14 @@ class Replay {
   }
 
   // One scheduler step of `in`, or a decode-only stretch of several.
-  void Step(Instance& in, double next_arrival) {
+  void Step(Instance& in) {
     engine::Scheduler& sched = *in.scheduler;
+    if (in.pending) {
+      RunPending(in, kInf);
+      return;
+    }
     SetClock(in);
-    if (!sched.running().empty() && Stretch(in, next_arrival)) return;
+    if (!sched.running().empty() && PlanStretch(in)) return;
 
     const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
     for (const engine::ScheduledChunk& c : plan) NoteAdmitted(in, c.id);
@@ -307,7 +327,7 @@ class Replay {
       // Only onboarding in flight: wait for the first to land (or an arrival).
       const double ready = in.tiers ? in.tiers->NextReady() : kInf;
       if (ready < kInf) {
-        in.now = std::max(in.now, std::min(ready, next_arrival));
+        in.now = std::max(in.now, std::min(ready, next_arrival_));
         if (in.now >= ready) in.clock.Set(std::max(in.clock.Now(), static_cast<Micros>(std::llround(ready * 1e6))));
         return;
       }
@@ -354,13 +374,14 @@ class Replay {
   }
 
   // A stretch of alike steps (Scheduler::PlanStretch: decoding requests plus
-  // at most one prompt chunk per step) up to the next completion or
-  // arrival, if the scheduler says the coming steps are one; false if not.
-  bool Stretch(Instance& in, double next_arrival) {
+  // at most one prompt chunk per step) up to the next completion, if the
+  // scheduler says the coming steps are one: priced step by step and left
+  // pending (see Instance::Pending); false if the next step is not one.
+  bool PlanStretch(Instance& in) {
     engine::Scheduler& sched = *in.scheduler;
     int64_t most = std::numeric_limits<int64_t>::max();
     int64_t decode_context = 0, batch = 0;
-    decoding_.clear();
+    Instance::Pending p;
     for (engine::RequestId id : sched.running()) {
       const engine::ScheduledRequest& r = *sched.Find(id);
       if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;  // in its prompt
@@ -368,23 +389,15 @@ class Replay {
       most = std::min<int64_t>(most, l.output - l.generated);
       decode_context += static_cast<int64_t>(r.tokens.size());
       ++batch;
-      decoding_.push_back(id);
+      p.decoding.push_back(id);
     }
-    if (next_arrival < kInf) {
-      // Whole steps until the arrival, priced as the first step (the
-      // epsilon keeps an arrival due exactly at a step's end from slipping a
-      // step on the rounding of summed step times).
-      const double one = cost_.StepSeconds(StepWork{.decode_batch = batch, .decode_context = decode_context});
-      if (one > 0) {
-        const double until = std::ceil((next_arrival - in.now - kTimeEpsilon) / one);
-        most = std::min<int64_t>(most, until < 1 ? 1 : until < 1e15 ? static_cast<int64_t>(until) : most);
-      }
-    }
-    const engine::Scheduler::Stretch st = sched.PlanStretch(most);
-    if (st.steps < 1) return false;
-    int64_t begin = 0;
-    if (st.prompt) begin = sched.Find(*st.prompt)->computed;
-    double took = 0, first_step = 0;
+    p.stretch = sched.PlanStretch(most);
+    if (p.stretch.steps < 1) return false;
+    const engine::Scheduler::Stretch& st = p.stretch;
+    const int64_t begin = st.prompt ? sched.Find(*st.prompt)->computed : 0;
+    p.start = in.now;
+    p.ends.reserve(static_cast<size_t>(st.steps));
+    double t = in.now;
     for (int64_t j = 0; j < st.steps; ++j) {
       StepWork w;
       w.decode_batch = batch;
@@ -395,21 +408,43 @@ class Replay {
         w.prefill_context = e;
         w.prefill_attended = (e * (e + 1) - b * (b + 1)) / 2;
       }
-      took += cost_.StepSeconds(w);
-      if (j == 0) first_step = took;
+      t += cost_.StepSeconds(w);
+      p.ends.push_back(t);
     }
-    const double first_token_at = in.now + first_step;  // for a prompt whose last token was all that was left
-    in.now += took;
-    in.busy_s += took;
+    in.now = t;
+    in.pending = std::move(p);
+    return true;
+  }
+
+  // Runs `in`'s pending stretch: whole, or only its steps that start before
+  // `until` (an arrival there is seen by the next step, as the engine's
+  // scheduler would see it).
+  void RunPending(Instance& in, double until) {
+    if (!in.pending) return;
+    Instance::Pending p = std::move(*in.pending);
+    in.pending.reset();
+    engine::Scheduler::Stretch st = p.stretch;
+    // Step j starts at ends[j - 1] (the first at `start`).
+    int64_t steps = st.steps;
+    if (until < kInf) {
+      steps = 1 + (std::lower_bound(p.ends.begin(), p.ends.end() - 1, until - kTimeEpsilon) - p.ends.begin());
+      steps = std::min(steps, st.steps);
+    }
+    st.steps = steps;
+    const double end = p.ends[static_cast<size_t>(steps - 1)];
+    in.busy_s += end - p.start;
+    in.now = end;
     SetClock(in);
+    engine::Scheduler& sched = *in.scheduler;
     sched.RunStretch(st, [&](engine::RequestId id) { return Generated(in.live.at(id).index); });
-    for (engine::RequestId id : decoding_) {
+    // For a prompt whose last token was all that was left: its first token.
+    const double first_token_at = p.ends[0];
+    for (engine::RequestId id : p.decoding) {
       Live& l = in.live.at(id);
-      l.generated += static_cast<int32_t>(st.steps);
+      l.generated += static_cast<int32_t>(steps);
       if (l.first_token_s < 0) l.first_token_s = first_token_at;
       if (l.generated >= l.output) Complete(in, id);
     }
-    return true;
   }
 
   void Complete(Instance& in, engine::RequestId id) {
@@ -562,7 +597,7 @@ class Replay {
   std::vector<ExtraKeys> keys_;
   std::vector<RequestOutcome> outcomes_;
   std::vector<Token> route_tokens_;
-  std::vector<engine::RequestId> decoding_;  // a stretch's decoding requests
+  double next_arrival_ = kInf;  // of the trace, when an instance steps
   std::unique_ptr<BlockIndex> index_;  // kv-aware only
   std::unique_ptr<Router> router_;
   ManualClock route_clock_;
