@@ -278,6 +278,31 @@ TEST_F(KvCacheTest, ForkSharesBlocksAndCopiesASharedPartialTailOnWrite) {
   ASSERT_TRUE(cache_->Release(*child).ok());
 }
 
+// BlocksToAppend says what Append will take, a copied shared tail included,
+// and changes nothing.
+TEST_F(KvCacheTest, BlocksToAppendIsWhatAppendTakes) {
+  auto parent = Admit(Range(0, 6));  // blocks 0 (full), 1 (2 of 4 slots)
+  ASSERT_TRUE(parent.ok());
+  EXPECT_EQ(cache_->BlocksToAppend(*parent, 0), 0);
+  EXPECT_EQ(cache_->BlocksToAppend(*parent, 2), 0);  // fills block 1
+  EXPECT_EQ(cache_->BlocksToAppend(*parent, 3), 1);
+  EXPECT_EQ(cache_->BlocksToAppend(*parent, 10), 2);  // 16 tokens: 4 blocks
+  EXPECT_EQ(cache_->Info(*parent)->num_blocks, 2);
+  ASSERT_TRUE(cache_->MarkComputed(*parent, 6).ok());
+  auto child = cache_->Fork(*parent);
+  ASSERT_TRUE(child.ok());
+  // The shared partial tail is copied before the first write.
+  EXPECT_EQ(cache_->BlocksToAppend(*child, 1), 1);
+  EXPECT_EQ(cache_->BlocksToAppend(*child, 3), 2);
+  const int32_t before = cache_->Metrics().free_blocks;
+  ASSERT_TRUE(cache_->Append(*child, Range(100, 3)).ok());
+  EXPECT_EQ(before - cache_->Metrics().free_blocks, 2);
+  EXPECT_EQ(cache_->BlocksToAppend(*child, 1), 0);  // its own tail now, with room
+  EXPECT_EQ(cache_->BlocksToAppend(SequenceId{999}, 4), 0);  // unknown
+  ASSERT_TRUE(cache_->Release(*parent).ok());
+  ASSERT_TRUE(cache_->Release(*child).ok());
+}
+
 TEST_F(KvCacheTest, DurablePrefixSurvivesAOneOffFlood) {
   // A system prompt with priority 90; one-off prompts at priority 5 overflow
   // the pool many times over.
