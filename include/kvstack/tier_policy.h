@@ -14,6 +14,13 @@
 
 namespace kvstack {
 
+// Where each of a request's next blocks would come from, as far as they
+// can: -1 for a block `staged` holds (a prefetched copy in RAM), else the
+// fastest tier of `chain` that holds it; stops at the first block neither
+// holds. Metadata only.
+std::vector<int> OnboardSources(const TierChain& chain, std::span<const BlockHash> keys,
+                                const std::function<bool(const BlockHash&)>& staged);
+
 // Onboard or recompute. `source[i]` is where the i-th of a request's next
 // blocks would come from: a tier index (fastest first), or -1 for a copy
 // already in RAM (a staged prefetch), always worth taking.

@@ -105,17 +105,8 @@ void TierOnboarder::Prefetch(RequestId, std::span<const BlockHash> keys) {
 int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) {
   ReapPrefetches();
   if (arena_ == nullptr || keys.empty()) return 0;
-  // Where each leading block can come from: staged here (-1), or a tier.
-  std::vector<int> source;
-  for (const BlockHash& key : keys) {
-    if (staged_.count(key)) {
-      source.push_back(-1);
-      continue;
-    }
-    const PrefixLocation where = chain_->LookupPrefix(std::span<const BlockHash>(&key, 1));
-    if (where.blocks == 0) break;
-    source.push_back(where.tier[0]);
-  }
+  std::vector<int> source =
+      OnboardSources(*chain_, keys, [this](const BlockHash& key) { return staged_.count(key) > 0; });
   // Blocks no tier is known to hold may still be in a shared tier, put there
   // by another server: ask it (a miss ends the prefix; they are computed).
   const int32_t known = static_cast<int32_t>(source.size());

@@ -90,17 +90,8 @@ void SimTiers::LandPrefetches() {
 
 int32_t SimTiers::Start(engine::RequestId id, std::span<const BlockHash> keys, std::span<const BlockId>) {
   LandPrefetches();
-  // Where each leading block comes from, as TierOnboarder::Start decides it.
-  std::vector<int> source;
-  for (const BlockHash& key : keys) {
-    if (staged_.count(key)) {
-      source.push_back(-1);
-      continue;
-    }
-    const PrefixLocation where = chain_->LookupPrefix(std::span<const BlockHash>(&key, 1));
-    if (where.blocks == 0) break;
-    source.push_back(where.tier[0]);
-  }
+  const std::vector<int> source =
+      OnboardSources(*chain_, keys, [this](const BlockHash& key) { return staged_.count(key) > 0; });
   const int32_t n = BlocksWorthFetching(
       source, o_.only_when_faster ? o_.recompute_seconds_per_block : 0.0, [this](int tier) {
         return cost_->OnboardSeconds(tier_of_[static_cast<size_t>(tier)], o_.block_size);

@@ -2,6 +2,21 @@
 
 namespace kvstack {
 
+std::vector<int> OnboardSources(const TierChain& chain, std::span<const BlockHash> keys,
+                                const std::function<bool(const BlockHash&)>& staged) {
+  std::vector<int> source;
+  for (const BlockHash& key : keys) {
+    if (staged(key)) {
+      source.push_back(-1);
+      continue;
+    }
+    const PrefixLocation where = chain.LookupPrefix(std::span<const BlockHash>(&key, 1));
+    if (where.blocks == 0) break;
+    source.push_back(where.tier[0]);
+  }
+  return source;
+}
+
 int32_t BlocksWorthFetching(std::span<const int> source, double recompute_seconds_per_block,
                             const std::function<double(int tier)>& fetch_seconds_per_block) {
   const int32_t n = static_cast<int32_t>(source.size());

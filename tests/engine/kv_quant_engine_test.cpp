@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "common/requirement.h"
 #include "engine/forward.h"
 #include "engine/kv_accuracy.h"
 #include "engine/llama_model.h"
@@ -26,12 +27,9 @@ namespace {
 const std::string kShared = KVSTACK_SHARED_DIR;
 std::string SharedPath(const std::string& rel) { return kShared + "/" + rel; }
 
-// ../shared is installed by the project: under CI its absence fails.
-#define REQUIRE_SHARED(path)                                                         \
-  if (!std::filesystem::exists(path)) {                                              \
-    if (std::getenv("CI")) FAIL() << (path) << " is absent under CI";                \
-    GTEST_SKIP() << (path) << " is absent (../shared not available)";                \
-  }
+// ../shared is installed by the project: under CI=true its absence fails.
+#define REQUIRE_SHARED(path) \
+  if (!std::filesystem::exists(path)) KVSTACK_SKIP_MISSING() << (path) << " is absent (../shared not available)"
 
 std::unique_ptr<Engine> MakeEngine(const std::string& model, KvDType k, KvDType v) {
   EngineOptions o;

@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/requirement.h"
 #include "server/serve_process.h"
 
 namespace kvstack::testing {
@@ -26,8 +27,7 @@ class FleetTest : public ::testing::Test {
   void SetUp() override {
     model_ = Stories260KPath();
     if (model_.empty()) {
-      if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
-      GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+      KVSTACK_SKIP_MISSING() << "../shared/models/stories260K.gguf is absent";
     }
   }
 
@@ -372,8 +372,7 @@ namespace {
 TEST(FleetCommandTest, StartsServesAndStopsEverything) {
   const std::string model = Stories260KPath();
   if (model.empty()) {
-    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
-    GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+    KVSTACK_SKIP_MISSING() << "../shared/models/stories260K.gguf is absent";
   }
   ServeProcess fleet("fleet", {"--workers", "2", "--model", model, "--port", "0", "--kv-memory", "2MiB"});
   ASSERT_TRUE(fleet.ok()) << fleet.error();
@@ -471,8 +470,7 @@ class FakeVllmWorker {
 TEST(ForeignWorkerTest, RouterIndexesAVllmStreamAndRoutesARepeatedPrefixToIt) {
   const std::string model = Stories260KPath();
   if (model.empty()) {
-    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "stories260K.gguf is absent";
-    GTEST_SKIP() << "../shared/models/stories260K.gguf is absent";
+    KVSTACK_SKIP_MISSING() << "../shared/models/stories260K.gguf is absent";
   }
   std::vector<std::unique_ptr<ServeProcess>> workers;
   for (int i = 0; i < 2; ++i) {
