@@ -71,7 +71,8 @@ TEST_F(ServeChoicesTest, TopLogprobsEqualLlamaCppGolden) {
   // The server's KV cache is F16, as the llama.cpp server's that answered;
   // their F16 numerics differ by up to ~1.2e-3 (see choices_test.cpp, which
   // holds the F32 cache to 1e-3).
-  for (const json& entry : Golden("stories260K_top5.json")["entries"]) {
+  const json golden = Golden("stories260K_top5.json");
+  for (const json& entry : golden["entries"]) {
     const JsonReply r = PostJson(*client_, "/v1/completions",
                                  {{"prompt", entry["prompt"]}, {"max_tokens", 1}, {"logprobs", 5}, {"temperature", 0}});
     ASSERT_EQ(r.status, 200) << r.raw;
@@ -97,7 +98,8 @@ TEST_F(ServeChoicesTest, TopLogprobsWithF32KvEqualLlamaCppWithin1e3) {
   ServeProcess f32({"--model", Stories260KPath(), "--threads", "1", "--kv-type", "f32"});
   ASSERT_TRUE(f32.ok()) << f32.error();
   auto c = f32.Client();
-  for (const json& entry : Golden("stories260K_top5.json")["entries"]) {
+  const json golden = Golden("stories260K_top5.json");
+  for (const json& entry : golden["entries"]) {
     const JsonReply r = PostJson(*c, "/v1/completions",
                                  {{"prompt", entry["prompt"]}, {"max_tokens", 1}, {"logprobs", 5}, {"temperature", 0}});
     ASSERT_EQ(r.status, 200) << r.raw;
@@ -138,7 +140,8 @@ TEST_F(ServeChoicesTest, ChatLogprobsShape) {
 }
 
 TEST_F(ServeChoicesTest, TokenizeEqualsLlamaCppAndDetokenizeRoundTrips) {
-  for (const json& entry : Golden("stories260K_tokenize.json")["entries"]) {
+  const json golden = Golden("stories260K_tokenize.json");
+  for (const json& entry : golden["entries"]) {
     const std::string text = entry["text"];
     JsonReply r = PostJson(*client_, "/tokenize", {{"prompt", text}});
     ASSERT_EQ(r.status, 200) << r.raw;
