@@ -9,6 +9,10 @@
 #include "kernels/kernel_table.h"
 #include "kvstack/kernels.h"
 
+#if defined(KVSTACK_KERNELS_X86)
+#include <cpuid.h>
+#endif
+
 namespace kvstack::kernels {
 namespace {
 
@@ -17,8 +21,11 @@ CpuLevel Detect() {
   __builtin_cpu_init();
   // __builtin_cpu_supports also checks that the OS saves the registers
   // (XGETBV), so a VM that hides AVX-512 state reads as AVX2 here.
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  // F16C from CPUID leaf 1 directly: clang before 15 has no "f16c" for
+  // __builtin_cpu_supports (the AVX2 check covers the OS side).
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   if (avx512) return CpuLevel::kAvx512;

@@ -121,6 +121,7 @@ void SendError(httplib::Response& res, int status, const std::string& message, c
 
 // Tells the worker's counters the request is over.
 struct InFlight {
+  InFlight(Worker* worker, int64_t n) : w(worker), blocks(n) {}
   Worker* w;
   int64_t blocks;
   bool answered = false;

@@ -398,7 +398,9 @@ TEST(EngineChoicesTest, RandomRequestsAgainstTheSingleAnswers) {
       EXPECT_EQ(c.tokens, std::vector<Token>(want.begin(), want.begin() + static_cast<ptrdiff_t>(len)))
           << "request " << id << " choice " << i;
     }
-    if (s.scored) EXPECT_EQ(o.prompt_logprobs.size(), s.prompt.size() - 1) << "request " << id;
+    if (s.scored) {
+      EXPECT_EQ(o.prompt_logprobs.size(), s.prompt.size() - 1) << "request " << id;
+    }
   }
   EXPECT_EQ(e->cache().Metrics().in_use_blocks, 0);
   EXPECT_EQ(e->cache().Metrics().live_sequences, 0);

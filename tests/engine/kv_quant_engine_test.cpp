@@ -145,7 +145,9 @@ void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context
                 r.top1_agreement, r.mean_kl, r.p99_kl, r.max_kl);
     EXPECT_GE(r.positions, positions);
     EXPECT_GE(r.top1_agreement, targets[i].min_top1) << name;
-    if (targets[i].max_mean_kl >= 0) EXPECT_LE(r.mean_kl, targets[i].max_mean_kl) << name;
+    if (targets[i].max_mean_kl >= 0) {
+      EXPECT_LE(r.mean_kl, targets[i].max_mean_kl) << name;
+    }
   }
 }
 

@@ -258,9 +258,12 @@ TEST(WorkloadRecorderRandomTest, AgreesWithBruteForce) {
         const auto& [count, longest] = hits.at(top[k].key.lo);
         ASSERT_EQ(top[k].hits, count);
         ASSERT_EQ(top[k].tokens, longest);
-        for (const auto& [other, h] : hits) {
+        for (const auto& [key_lo, h] : hits) {
+          const auto other = key_lo;  // a lambda may not capture a structured binding before clang 16
           const bool listed = std::any_of(top.begin(), top.end(), [&](const HotPrefix& t) { return t.key.lo == other; });
-          if (!listed) ASSERT_LE(h.first, top.back().hits) << "a prefix with more hits was left out";
+          if (!listed) {
+            ASSERT_LE(h.first, top.back().hits) << "a prefix with more hits was left out";
+          }
         }
       }
     }
