@@ -9,11 +9,15 @@
 #include <string>
 #include <string_view>
 
-#include <CLI/CLI.hpp>
-
 #include "kvstack/engine.h"
 #include "kvstack/status.h"
 #include "kvstack/trace.h"
+
+// Only the files that add options include CLI11: it costs every file that
+// includes it seconds of compile time (more under the sanitizers).
+namespace CLI {
+class App;
+}  // namespace CLI
 
 namespace kvstack::cli {
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli/commands.h"

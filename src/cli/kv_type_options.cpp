@@ -1,5 +1,6 @@
 // --kv-type, --kv-type-k and --kv-type-v: one meaning for generate, bench
 // engine and serve.
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli/commands.h"

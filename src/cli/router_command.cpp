@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <memory>
 
+#include <CLI/CLI.hpp>
+
 #include "cli/commands.h"
 #include "kvstack/fleet_router.h"
 
