@@ -1,0 +1,244 @@
+// The integer products: a quantized weight row against up to kMaxTile rows
+// of 8-bit activations (blocks.h: Q8_0 for Q8_0 / Q4_0 weights, Q8_K for
+// Q4_K / Q6_K), written once over an integer vector abstraction `VI` and
+// compiled per instruction set (int_dot_*.cpp), as llama.cpp's
+// ggml_vec_dot_q*_q8_* do it. Each weight block is unpacked to bytes once per
+// tile and multiplied into every activation row of the tile.
+//
+// Within a block (Q8_0 / Q4_0) or super-block (K-quants) the sums are exact
+// int32: the same integers as the scalar reference (reference_int.cpp). They
+// become float only to be scaled by the block's two scales and added into
+// float accumulators, so instruction sets differ only in that summation
+// order, and only from the reference's double sum by float rounding.
+//
+// VI provides, over B (32 bytes), A (8 int32, lane i summing bytes 4i..4i+3
+// of a product) and F (8 floats):
+//   LoadB, Expand16(p) = {p[0..16) & 15, p[0..16) >> 4}, LowNibbles,
+//   HighNibbles, Sub8 (bytewise - 8), And<M>, Or, Shl<N>, Shr<N> (bytewise),
+//   DotSS(w, y): w in -128..127 times y in -127..127,
+//   DotUS(w, y): w in 0..127 times y in -128..127,
+//   Scales(lo, hi) and DotUSScaled(w, y, s): DotUS with lanes 0-3 times lo
+//   and lanes 4-7 times hi (|w| <= 63, |lo|, |hi| <= 128),
+//   ZeroA AddA ToF ZeroF Set1F FmaF ReduceF HalfToFloat.
+//
+// Same rules as simd_kernels.h: internal linkage, no library code.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/blocks.h"
+#include "kernels/kernel_table.h"
+
+namespace kvstack::kernels::internal {
+namespace {
+
+inline uint16_t IntReadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float IntReadF32(const uint8_t* p) {
+  float v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline int16_t IntReadI16(const uint8_t* p) {
+  int16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Q8_0 and Q4_0 weights against Q8_0 activations: per 32-element block,
+// int32 lanes of w * y, then scaled by d_w * d_y.
+struct Q8_0Weights {
+  static constexpr int kBytes = q8_0::kBytes;
+  template <class VI>
+  static typename VI::B Load(const uint8_t* block) {
+    return VI::LoadB(block + q8_0::kQs);
+  }
+};
+
+struct Q4_0Weights {
+  static constexpr int kBytes = q4_0::kBytes;
+  template <class VI>
+  static typename VI::B Load(const uint8_t* block) {
+    return VI::Sub8(VI::Expand16(block + q4_0::kQs));
+  }
+};
+
+template <class VI, class W, int NX>
+void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+  typename VI::F acc[NX];
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) acc[j] = VI::ZeroF();
+  for (int64_t b = 0; b < n / kQk; ++b) {
+    const uint8_t* wb = row + b * W::kBytes;
+    const typename VI::B w = W::template Load<VI>(wb);
+    // Both formats keep d first.
+    const float dw = VI::HalfToFloat(IntReadU16(wb));
+#pragma GCC unroll 8
+    for (int j = 0; j < NX; ++j) {
+      const uint8_t* yb = xq + j * xs + b * q8_0::kBytes;
+      const typename VI::A s = VI::DotSS(w, VI::LoadB(yb + q8_0::kQs));
+      acc[j] = VI::FmaF(VI::ToF(s), VI::Set1F(dw * VI::HalfToFloat(IntReadU16(yb + q8_0::kD))), acc[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]);
+}
+
+// Q4_K against Q8_K: x = (d * sc) * q - dmin * m per sub-block of 32, so
+// the super-block's sum is d * dy * sum(sc * q . y) - dmin * dy * sum(m *
+// sum y); the first in int32 lanes, the second from the activations' bsums.
+template <class VI, int NX>
+void Q4_KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+  typename VI::F acc[NX];
+  float mins[NX];
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) {
+    acc[j] = VI::ZeroF();
+    mins[j] = 0.0f;
+  }
+  for (int64_t b = 0; b < n / kQkK; ++b) {
+    const uint8_t* wb = row + b * q4_k::kBytes;
+    const float d = VI::HalfToFloat(IntReadU16(wb + q4_k::kD));
+    const float dmin = VI::HalfToFloat(IntReadU16(wb + q4_k::kDmin));
+    uint8_t sc[8], m[8];
+    for (int s = 0; s < 8; ++s) GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
+    typename VI::B w[8];
+    typename VI::S scale[8];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+      const typename VI::B q = VI::LoadB(wb + q4_k::kQs + 32 * g);
+      w[2 * g] = VI::LowNibbles(q);
+      w[2 * g + 1] = VI::HighNibbles(q);
+      scale[2 * g] = VI::Scales(sc[2 * g], sc[2 * g]);
+      scale[2 * g + 1] = VI::Scales(sc[2 * g + 1], sc[2 * g + 1]);
+    }
+    for (int j = 0; j < NX; ++j) {
+      const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;
+      typename VI::A isum = VI::ZeroA();
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) {
+        isum = VI::AddA(isum, VI::DotUSScaled(w[s], VI::LoadB(yb + q8_k::kQs + 32 * s), scale[s]));
+      }
+      int32_t msum = 0;
+      for (int s = 0; s < 8; ++s) {
+        msum += m[s] * (IntReadI16(yb + q8_k::kBsums + 4 * s) + IntReadI16(yb + q8_k::kBsums + 4 * s + 2));
+      }
+      const float dy = IntReadF32(yb + q8_k::kD);
+      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(d * dy), acc[j]);
+      mins[j] += (dmin * dy) * static_cast<float>(msum);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]) - mins[j];
+}
+
+// Q6_K against Q8_K: x = (d * sc) * (q - 32) per group of 16, so the
+// super-block's sum is d * dy * (sum(sc * q . y) - 32 * sum(sc * sum y)), all
+// in integers (q unsigned, 0..63).
+template <class VI, int NX>
+void Q6_KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+  typename VI::F acc[NX];
+  float offsets[NX];
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) {
+    acc[j] = VI::ZeroF();
+    offsets[j] = 0.0f;
+  }
+  for (int64_t b = 0; b < n / kQkK; ++b) {
+    const uint8_t* wb = row + b * q6_k::kBytes;
+    const float d = VI::HalfToFloat(IntReadU16(wb + q6_k::kD));
+    const int8_t* sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
+    // w[4 * half + k] covers elements 128 * half + 32 * k .. +32, groups
+    // 8 * half + 2 * k and + 1 (blocks.h's bit layout).
+    typename VI::B w[8];
+    typename VI::S scale[8];
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const typename VI::B a = VI::LoadB(wb + q6_k::kQl + 64 * half);
+      const typename VI::B c = VI::LoadB(wb + q6_k::kQl + 64 * half + 32);
+      const typename VI::B h = VI::LoadB(wb + q6_k::kQh + 32 * half);
+      w[4 * half + 0] = VI::Or(VI::template And<15>(a), VI::template And<0x30>(VI::template Shl<4>(h)));
+      w[4 * half + 1] = VI::Or(VI::template And<15>(c), VI::template And<0x30>(VI::template Shl<2>(h)));
+      w[4 * half + 2] = VI::Or(VI::template Shr<4>(a), VI::template And<0x30>(h));
+      w[4 * half + 3] = VI::Or(VI::template Shr<4>(c), VI::template And<0x30>(VI::template Shr<2>(h)));
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) scale[4 * half + k] = VI::Scales(sc[8 * half + 2 * k], sc[8 * half + 2 * k + 1]);
+    }
+    for (int j = 0; j < NX; ++j) {
+      const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;
+      typename VI::A isum = VI::ZeroA();
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        isum = VI::AddA(isum, VI::DotUSScaled(w[k], VI::LoadB(yb + q8_k::kQs + 32 * k), scale[k]));
+      }
+      int32_t offset = 0;
+      for (int g = 0; g < 16; ++g) offset += sc[g] * IntReadI16(yb + q8_k::kBsums + 2 * g);
+      const float dd = d * IntReadF32(yb + q8_k::kD);
+      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(dd), acc[j]);
+      offsets[j] += dd * static_cast<float>(32 * offset);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]) - offsets[j];
+}
+
+// The run-time tile width to the instantiation that keeps it in registers.
+template <class VI, template <class, int> class Tile>
+void IntTileKernel(const void* row, const uint8_t* xq, int64_t xs, int nx, int64_t n, float* out) {
+  static_assert(kMaxTile == 8, "one case per tile width");
+  const auto* r = static_cast<const uint8_t*>(row);
+  switch (nx) {
+    case 1: return Tile<VI, 1>::Run(r, xq, xs, n, out);
+    case 2: return Tile<VI, 2>::Run(r, xq, xs, n, out);
+    case 3: return Tile<VI, 3>::Run(r, xq, xs, n, out);
+    case 4: return Tile<VI, 4>::Run(r, xq, xs, n, out);
+    case 5: return Tile<VI, 5>::Run(r, xq, xs, n, out);
+    case 6: return Tile<VI, 6>::Run(r, xq, xs, n, out);
+    case 7: return Tile<VI, 7>::Run(r, xq, xs, n, out);
+    default: return Tile<VI, 8>::Run(r, xq, xs, n, out);
+  }
+}
+
+template <class VI, int NX>
+struct Q8_0TileOf {
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+    Q32Tile<VI, Q8_0Weights, NX>(r, xq, xs, n, out);
+  }
+};
+template <class VI, int NX>
+struct Q4_0TileOf {
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+    Q32Tile<VI, Q4_0Weights, NX>(r, xq, xs, n, out);
+  }
+};
+template <class VI, int NX>
+struct Q4_KTileOf {
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+    Q4_KTile<VI, NX>(r, xq, xs, n, out);
+  }
+};
+template <class VI, int NX>
+struct Q6_KTileOf {
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+    Q6_KTile<VI, NX>(r, xq, xs, n, out);
+  }
+};
+
+template <class VI>
+constexpr IntKernelTable MakeIntKernelTable() {
+  return IntKernelTable{
+      .q8_0 = &IntTileKernel<VI, Q8_0TileOf>,
+      .q4_0 = &IntTileKernel<VI, Q4_0TileOf>,
+      .q4_k = &IntTileKernel<VI, Q4_KTileOf>,
+      .q6_k = &IntTileKernel<VI, Q6_KTileOf>,
+  };
+}
+
+}  // namespace
+}  // namespace kvstack::kernels::internal
