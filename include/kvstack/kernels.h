@@ -165,9 +165,12 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool,
 // MatMul per weight matrix, not one MatVec per token). n == 1 is MatVec;
 // n <= 0 does nothing. Uses a per-thread scratch buffer that grows to the
 // largest n * w.cols seen and is kept. With kInt8Activations every row of X
-// is quantized once, and each weight row is unpacked once per tile of up to
-// 8 activation rows: Y[i][r] is DotRowInt8(W[r], X[i] quantized), bit for
-// bit, at the same level. REQUIRES: as MatVec.
+// is quantized once. For n <= 8 each weight row is unpacked once and
+// multiplied into all n: Y[i][r] is DotRowInt8(W[r], X[i] quantized), bit
+// for bit, at the same level. For n > 8 (compute-bound) the rows are
+// rounded to the values of their blocks and multiplied in the float GEMM:
+// the same products as DotRowInt8's, summed in float in another order.
+// REQUIRES: as MatVec.
 void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
             MatMulPrecision precision = MatMulPrecision::kExactFloat);
 

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/activation_quant.h"
 #include "kernels/blocks.h"
 #include "kernels/dispatch.h"
 #include "kernels/half.h"
@@ -98,6 +99,27 @@ void QuantizeActivationRow(GgmlType weight_type, const float* x, void* dst, int6
     QuantizeQ8_0(x, static_cast<uint8_t*>(dst), n);
   }
 }
+
+namespace internal {
+
+void RoundActivationRow(GgmlType weight_type, float* x, int64_t n) {
+  const bool k = IsKQuant(weight_type);
+  const int block = k ? kQkK : kQk;
+  uint8_t bytes[q8_k::kBytes];
+  for (int64_t b = 0; b < n / block; ++b, x += block) {
+    QuantizeActivationRow(weight_type, x, bytes, block);
+    float d;
+    if (k) {
+      std::memcpy(&d, bytes + q8_k::kD, sizeof d);
+    } else {
+      d = Fp16ToFp32(LoadU16(bytes + q8_0::kD));
+    }
+    const uint8_t* qs = bytes + (k ? q8_k::kQs : q8_0::kQs);
+    for (int j = 0; j < block; ++j) x[j] = static_cast<float>(static_cast<int8_t>(qs[j])) * d;
+  }
+}
+
+}  // namespace internal
 
 float DotRowInt8(GgmlType type, const void* row, const void* xq, int64_t n) {
   CheckIntArguments("DotRowInt8", type, n);

@@ -313,8 +313,10 @@ Matrix RandomMatrix(GgmlType type, int64_t rows, int64_t cols, std::mt19937& rng
 }
 
 // Row counts that are not multiples of the tile (8) nor of a thread's
-// chunk, and 1 (MatVec): every output equals DotRowInt8 of its row with
-// its quantized activation row, bit for bit.
+// chunk, and 1 (MatVec): up to 8 rows every output equals DotRowInt8 of its
+// row with its quantized activation row, bit for bit; above 8 (the float
+// GEMM over the rounded activations) it is within the float rounding of
+// summing cols / 8 products per lane.
 TEST(IntMatMulTest, EveryShapeLevelAndPoolEqualsDotRowInt8) {
   std::mt19937 rng(31);
   std::vector<std::unique_ptr<ThreadPool>> pools;
@@ -329,19 +331,29 @@ TEST(IntMatMulTest, EveryShapeLevelAndPoolEqualsDotRowInt8) {
       for (CpuLevel level : RunnableLevels()) {
         ScopedCpuLevel scoped(level);
         std::vector<float> expected(static_cast<size_t>(n * m.w.rows));
+        std::vector<double> tolerance(expected.size());
         for (int64_t i = 0; i < n; ++i) {
           const std::vector<uint8_t> xq =
               Quantized(type, std::vector<float>(x.begin() + i * cols, x.begin() + (i + 1) * cols));
           for (int64_t r = 0; r < m.w.rows; ++r) {
-            expected[static_cast<size_t>(i * m.w.rows + r)] =
-                DotRowInt8(type, m.bytes.data() + r * m.w.row_bytes, xq.data(), cols);
+            const size_t at = static_cast<size_t>(i * m.w.rows + r);
+            const std::vector<uint8_t> row(m.bytes.begin() + r * m.w.row_bytes,
+                                           m.bytes.begin() + (r + 1) * m.w.row_bytes);
+            expected[at] = DotRowInt8(type, row.data(), xq.data(), cols);
+            if (n > 8) tolerance[at] = static_cast<double>(cols / 8 + 16) * std::ldexp(1.0, -24) * Magnitude(type, row, xq, cols);
           }
         }
         for (const auto& pool : pools) {
           std::vector<float> y(static_cast<size_t>(n * m.w.rows), -1.0f);
           MatMul(m.w, x.data(), n, y.data(), pool.get(), MatMulPrecision::kInt8Activations);
-          EXPECT_EQ(y, expected) << TypeName(type) << " n=" << n << " at " << CpuLevelName(level)
-                                 << " threads=" << (pool ? pool->size() : 0);
+          const std::string what = TypeName(type) + " n=" + std::to_string(n) + " at " +
+                                   std::string(CpuLevelName(level)) +
+                                   " threads=" + std::to_string(pool ? pool->size() : 0);
+          if (n <= 8) {
+            EXPECT_EQ(y, expected) << what;
+          } else {
+            for (size_t at = 0; at < y.size(); ++at) ASSERT_NEAR(y[at], expected[at], tolerance[at]) << what << " " << at;
+          }
           if (n == 1) {
             std::vector<float> v(static_cast<size_t>(m.w.rows));
             MatVec(m.w, x.data(), v.data(), pool.get(), MatMulPrecision::kInt8Activations);
