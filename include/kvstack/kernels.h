@@ -18,7 +18,8 @@
 // activation row is quantized to 8-bit blocks (QuantizeActivationRow) and
 // multiplied with the weights' integer quants in exact int32 sums per block,
 // then scaled in float; levels differ only in the float summation of those
-// scaled block sums.
+// scaled block sums (MatMul of more than 8 rows sums the same products in
+// its float GEMM instead).
 //
 // Callers: the engine's forward pass; kvstack gen-model (quantizers).
 // Thread safety: the free functions are pure and may run on any threads at

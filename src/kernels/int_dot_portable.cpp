@@ -1,11 +1,5 @@
 // The integer products for any CPU: simd_int_dot.h over GCC / Clang vector
 // extensions, which the compiler lowers to the baseline vector unit.
-// The 32-byte vectors below are wider than the baseline's registers; GCC
-// warns that passing them changes the ABI, which cannot matter for functions
-// of internal linkage.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
 #include <cstdint>
 #include <cstring>
 

@@ -25,31 +25,13 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/unaligned.h"
 
 namespace kvstack::kernels::internal {
 namespace {
-
-inline uint16_t IntReadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline float IntReadF32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline int16_t IntReadI16(const uint8_t* p) {
-  int16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // Q8_0 and Q4_0 weights against Q8_0 activations: per 32-element block,
 // int32 lanes of w * y, then scaled by d_w * d_y.
@@ -78,71 +60,98 @@ void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float
     const uint8_t* wb = row + b * W::kBytes;
     const typename VI::B w = W::template Load<VI>(wb);
     // Both formats keep d first.
-    const float dw = VI::HalfToFloat(IntReadU16(wb));
+    const float dw = VI::HalfToFloat(ReadU16(wb));
 #pragma GCC unroll 8
     for (int j = 0; j < NX; ++j) {
       const uint8_t* yb = xq + j * xs + b * q8_0::kBytes;
       const typename VI::A s = VI::DotSS(w, VI::LoadB(yb + q8_0::kQs));
-      acc[j] = VI::FmaF(VI::ToF(s), VI::Set1F(dw * VI::HalfToFloat(IntReadU16(yb + q8_0::kD))), acc[j]);
+      acc[j] = VI::FmaF(VI::ToF(s), VI::Set1F(dw * VI::HalfToFloat(ReadU16(yb + q8_0::kD))), acc[j]);
     }
   }
 #pragma GCC unroll 8
   for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]);
 }
 
-// Q4_K against Q8_K: x = (d * sc) * q - dmin * m per sub-block of 32, so
-// the super-block's sum is d * dy * sum(sc * q . y) - dmin * dy * sum(m *
-// sum y); the first in int32 lanes, the second from the activations' bsums.
-template <class VI, int NX>
-void Q4_KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-  typename VI::F acc[NX];
-  float mins[NX];
-#pragma GCC unroll 8
-  for (int j = 0; j < NX; ++j) {
-    acc[j] = VI::ZeroF();
-    mins[j] = 0.0f;
-  }
-  for (int64_t b = 0; b < n / kQkK; ++b) {
-    const uint8_t* wb = row + b * q4_k::kBytes;
-    const float d = VI::HalfToFloat(IntReadU16(wb + q4_k::kD));
-    const float dmin = VI::HalfToFloat(IntReadU16(wb + q4_k::kDmin));
-    uint8_t sc[8], m[8];
-    for (int s = 0; s < 8; ++s) GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
+// A K-quant super-block unpacked for the integer products: eight 32-byte
+// vectors of unsigned quants, each with its integer scales, so that the
+// super-block's sum against Q8_K activations y (scale dy) is
+//   d * dy * sum_k (scale_k * w_k . y_k)  -  Offset(y, dy),
+// the first term in exact int32 lanes.
+//
+// Q4_K: x = (d * sc) * q - dmin * m per sub-block of 32, so the offset is
+// dmin * dy * sum(m * sum y), from the activations' bsums.
+struct Q4_KWeights {
+  static constexpr int kBytes = q4_k::kBytes;
+  template <class VI>
+  struct Unpacked {
     typename VI::B w[8];
     typename VI::S scale[8];
+    float d, dmin;
+    uint8_t m[8];
+
+    explicit Unpacked(const uint8_t* wb) {
+      d = VI::HalfToFloat(ReadU16(wb + q4_k::kD));
+      dmin = VI::HalfToFloat(ReadU16(wb + q4_k::kDmin));
+      uint8_t sc[8];
+      for (int s = 0; s < 8; ++s) GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
 #pragma GCC unroll 4
-    for (int g = 0; g < 4; ++g) {
-      const typename VI::B q = VI::LoadB(wb + q4_k::kQs + 32 * g);
-      w[2 * g] = VI::LowNibbles(q);
-      w[2 * g + 1] = VI::HighNibbles(q);
-      scale[2 * g] = VI::Scales(sc[2 * g], sc[2 * g]);
-      scale[2 * g + 1] = VI::Scales(sc[2 * g + 1], sc[2 * g + 1]);
-    }
-    for (int j = 0; j < NX; ++j) {
-      const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;
-      typename VI::A isum = VI::ZeroA();
-#pragma GCC unroll 8
-      for (int s = 0; s < 8; ++s) {
-        isum = VI::AddA(isum, VI::DotUSScaled(w[s], VI::LoadB(yb + q8_k::kQs + 32 * s), scale[s]));
+      for (int g = 0; g < 4; ++g) {
+        const typename VI::B q = VI::LoadB(wb + q4_k::kQs + 32 * g);
+        w[2 * g] = VI::LowNibbles(q);
+        w[2 * g + 1] = VI::HighNibbles(q);
+        scale[2 * g] = VI::Scales(sc[2 * g], sc[2 * g]);
+        scale[2 * g + 1] = VI::Scales(sc[2 * g + 1], sc[2 * g + 1]);
       }
+    }
+    float Offset(const uint8_t* yb, float dy) const {
       int32_t msum = 0;
       for (int s = 0; s < 8; ++s) {
-        msum += m[s] * (IntReadI16(yb + q8_k::kBsums + 4 * s) + IntReadI16(yb + q8_k::kBsums + 4 * s + 2));
+        msum += m[s] * (ReadI16(yb + q8_k::kBsums + 4 * s) + ReadI16(yb + q8_k::kBsums + 4 * s + 2));
       }
-      const float dy = IntReadF32(yb + q8_k::kD);
-      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(d * dy), acc[j]);
-      mins[j] += (dmin * dy) * static_cast<float>(msum);
+      return (dmin * dy) * static_cast<float>(msum);
     }
-  }
-#pragma GCC unroll 8
-  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]) - mins[j];
-}
+  };
+};
 
-// Q6_K against Q8_K: x = (d * sc) * (q - 32) per group of 16, so the
-// super-block's sum is d * dy * (sum(sc * q . y) - 32 * sum(sc * sum y)), all
-// in integers (q unsigned, 0..63).
-template <class VI, int NX>
-void Q6_KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+// Q6_K: x = (d * sc) * (q - 32) per group of 16 with q unsigned (0..63), so
+// the offset is d * dy * 32 * sum(sc * sum y).
+struct Q6_KWeights {
+  static constexpr int kBytes = q6_k::kBytes;
+  template <class VI>
+  struct Unpacked {
+    // w[4 * half + k] covers elements 128 * half + 32 * k .. +32, groups
+    // 8 * half + 2 * k and + 1 (blocks.h's bit layout).
+    typename VI::B w[8];
+    typename VI::S scale[8];
+    float d;
+    const int8_t* sc;
+
+    explicit Unpacked(const uint8_t* wb) {
+      d = VI::HalfToFloat(ReadU16(wb + q6_k::kD));
+      sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const typename VI::B a = VI::LoadB(wb + q6_k::kQl + 64 * half);
+        const typename VI::B c = VI::LoadB(wb + q6_k::kQl + 64 * half + 32);
+        const typename VI::B h = VI::LoadB(wb + q6_k::kQh + 32 * half);
+        w[4 * half + 0] = VI::Or(VI::template And<15>(a), VI::template And<0x30>(VI::template Shl<4>(h)));
+        w[4 * half + 1] = VI::Or(VI::template And<15>(c), VI::template And<0x30>(VI::template Shl<2>(h)));
+        w[4 * half + 2] = VI::Or(VI::template Shr<4>(a), VI::template And<0x30>(h));
+        w[4 * half + 3] = VI::Or(VI::template Shr<4>(c), VI::template And<0x30>(VI::template Shr<2>(h)));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) scale[4 * half + k] = VI::Scales(sc[8 * half + 2 * k], sc[8 * half + 2 * k + 1]);
+      }
+    }
+    float Offset(const uint8_t* yb, float dy) const {
+      int32_t offset = 0;
+      for (int g = 0; g < 16; ++g) offset += sc[g] * ReadI16(yb + q8_k::kBsums + 2 * g);
+      return (d * dy) * static_cast<float>(32 * offset);
+    }
+  };
+};
+
+template <class VI, class W, int NX>
+void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
   typename VI::F acc[NX];
   float offsets[NX];
 #pragma GCC unroll 8
@@ -151,37 +160,17 @@ void Q6_KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, floa
     offsets[j] = 0.0f;
   }
   for (int64_t b = 0; b < n / kQkK; ++b) {
-    const uint8_t* wb = row + b * q6_k::kBytes;
-    const float d = VI::HalfToFloat(IntReadU16(wb + q6_k::kD));
-    const int8_t* sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
-    // w[4 * half + k] covers elements 128 * half + 32 * k .. +32, groups
-    // 8 * half + 2 * k and + 1 (blocks.h's bit layout).
-    typename VI::B w[8];
-    typename VI::S scale[8];
-#pragma GCC unroll 2
-    for (int half = 0; half < 2; ++half) {
-      const typename VI::B a = VI::LoadB(wb + q6_k::kQl + 64 * half);
-      const typename VI::B c = VI::LoadB(wb + q6_k::kQl + 64 * half + 32);
-      const typename VI::B h = VI::LoadB(wb + q6_k::kQh + 32 * half);
-      w[4 * half + 0] = VI::Or(VI::template And<15>(a), VI::template And<0x30>(VI::template Shl<4>(h)));
-      w[4 * half + 1] = VI::Or(VI::template And<15>(c), VI::template And<0x30>(VI::template Shl<2>(h)));
-      w[4 * half + 2] = VI::Or(VI::template Shr<4>(a), VI::template And<0x30>(h));
-      w[4 * half + 3] = VI::Or(VI::template Shr<4>(c), VI::template And<0x30>(VI::template Shr<2>(h)));
-#pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) scale[4 * half + k] = VI::Scales(sc[8 * half + 2 * k], sc[8 * half + 2 * k + 1]);
-    }
+    const typename W::template Unpacked<VI> u(row + b * W::kBytes);
     for (int j = 0; j < NX; ++j) {
       const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;
       typename VI::A isum = VI::ZeroA();
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
-        isum = VI::AddA(isum, VI::DotUSScaled(w[k], VI::LoadB(yb + q8_k::kQs + 32 * k), scale[k]));
+        isum = VI::AddA(isum, VI::DotUSScaled(u.w[k], VI::LoadB(yb + q8_k::kQs + 32 * k), u.scale[k]));
       }
-      int32_t offset = 0;
-      for (int g = 0; g < 16; ++g) offset += sc[g] * IntReadI16(yb + q8_k::kBsums + 2 * g);
-      const float dd = d * IntReadF32(yb + q8_k::kD);
-      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(dd), acc[j]);
-      offsets[j] += dd * static_cast<float>(32 * offset);
+      const float dy = ReadF32(yb + q8_k::kD);
+      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(u.d * dy), acc[j]);
+      offsets[j] += u.Offset(yb, dy);
     }
   }
 #pragma GCC unroll 8
@@ -220,13 +209,13 @@ struct Q4_0TileOf {
 template <class VI, int NX>
 struct Q4_KTileOf {
   static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    Q4_KTile<VI, NX>(r, xq, xs, n, out);
+    KTile<VI, Q4_KWeights, NX>(r, xq, xs, n, out);
   }
 };
 template <class VI, int NX>
 struct Q6_KTileOf {
   static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    Q6_KTile<VI, NX>(r, xq, xs, n, out);
+    KTile<VI, Q6_KWeights, NX>(r, xq, xs, n, out);
   }
 };
 
