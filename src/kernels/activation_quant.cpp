@@ -106,12 +106,16 @@ void RoundActivationRow(GgmlType weight_type, float* x, int64_t n) {
   const bool k = IsKQuant(weight_type);
   const int block = k ? kQkK : kQk;
   uint8_t bytes[q8_k::kBytes];
+  // Block by block through the quantizers themselves: QuantizeActivationRow
+  // checks its arguments on every call, which per 32 elements of a prefill
+  // batch would cost more than the rounding.
   for (int64_t b = 0; b < n / block; ++b, x += block) {
-    QuantizeActivationRow(weight_type, x, bytes, block);
     float d;
     if (k) {
+      QuantizeQ8_K(x, bytes, block);
       std::memcpy(&d, bytes + q8_k::kD, sizeof d);
     } else {
+      QuantizeQ8_0(x, bytes, block);
       d = Fp16ToFp32(LoadU16(bytes + q8_0::kD));
     }
     const uint8_t* qs = bytes + (k ? q8_k::kQs : q8_0::kQs);
