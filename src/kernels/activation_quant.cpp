@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "kernels/activation_quant.h"
 #include "kernels/blocks.h"
@@ -72,8 +73,9 @@ bool IsKQuant(GgmlType type) { return type == GgmlType::kQ4_K || type == GgmlTyp
 
 void CheckIntArguments(const char* what, GgmlType type, int64_t n) {
   if (!HasIntegerDot(type)) {
-    std::fprintf(stderr, "kernels::%s: weight type id %u has no integer product\n", what,
-                 static_cast<unsigned>(type));
+    const auto traits = LookupGgmlType(static_cast<uint32_t>(type));
+    std::fprintf(stderr, "kernels::%s: weight type %s (id %u) has no integer product (those that do: Q8_0 Q4_0 Q4_K Q6_K)\n",
+                 what, traits.ok() ? std::string((*traits)->name).c_str() : "unknown", static_cast<unsigned>(type));
     std::abort();
   }
   internal::CheckRowArguments(what, type, n);

@@ -383,5 +383,15 @@ TEST(IntMatMulTest, FloatTypesIgnoreTheInt8Precision) {
   for (GgmlType type : kIntTypes) EXPECT_TRUE(HasIntegerDot(type)) << TypeName(type);
 }
 
+TEST(IntDotDeathTest, TypesWithoutAnIntegerProductAndPartialBlocksAbort) {
+  std::vector<uint8_t> bytes(1024);
+  std::vector<float> x(512, 1.0f);
+  EXPECT_DEATH(ActivationRowBytes(GgmlType::kF32, 32), "ActivationRowBytes: weight type F32 .* no integer product");
+  EXPECT_DEATH(QuantizeActivationRow(GgmlType::kBF16, x.data(), bytes.data(), 32), "weight type BF16 .* no integer product");
+  EXPECT_DEATH(QuantizeActivationRow(GgmlType::kQ4_K, x.data(), bytes.data(), 32), "32 elements of Q4_K.*multiple of 256");
+  EXPECT_DEATH(DotRowInt8(GgmlType::kQ8_0, bytes.data(), bytes.data(), 48), "48 elements of Q8_0.*multiple of 32");
+  EXPECT_DEATH(DotRowInt8Reference(GgmlType::kF16, bytes.data(), bytes.data(), 32), "F16 .* no integer product");
+}
+
 }  // namespace
 }  // namespace kvstack::kernels
