@@ -118,7 +118,7 @@ void RoundActivationRow(GgmlType weight_type, float* x, int64_t n) {
       std::memcpy(&d, bytes + q8_k::kD, sizeof d);
     } else {
       QuantizeQ8_0(x, bytes, block);
-      d = Fp16ToFp32(LoadU16(bytes + q8_0::kD));
+      d = Fp16ToFp32(ReadU16(bytes + q8_0::kD));
     }
     const uint8_t* qs = bytes + (k ? q8_k::kQs : q8_0::kQs);
     for (int j = 0; j < block; ++j) x[j] = static_cast<float>(static_cast<int8_t>(qs[j])) * d;

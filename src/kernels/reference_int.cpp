@@ -7,7 +7,6 @@
 // kernels use and summed in double. A kernel thus differs from it only by
 // float rounding of the scaled block sums.
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/blocks.h"
 #include "kernels/dispatch.h"
@@ -20,15 +19,10 @@ namespace {
 using internal::Fp16ToFp32;
 using internal::kQk;
 using internal::kQkK;
-using internal::LoadU16;
+using internal::ReadF32;
+using internal::ReadU16;
 
 int8_t Q(const uint8_t* p, int i) { return static_cast<int8_t>(p[i]); }
-
-float ReadF32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // Weight quant j of a 32-element block, with its offset removed.
 int WeightQ32(GgmlType type, const uint8_t* block, int j) {
@@ -43,7 +37,7 @@ double DotQ32(GgmlType type, const uint8_t* w, const uint8_t* y, int64_t n) {
   for (int64_t b = 0; b < n / kQk; ++b, w += w_bytes, y += internal::q8_0::kBytes) {
     int64_t isum = 0;
     for (int j = 0; j < kQk; ++j) isum += WeightQ32(type, w, j) * Q(y + internal::q8_0::kQs, j);
-    const float scale = Fp16ToFp32(LoadU16(w)) * Fp16ToFp32(LoadU16(y + internal::q8_0::kD));
+    const float scale = Fp16ToFp32(ReadU16(w)) * Fp16ToFp32(ReadU16(y + internal::q8_0::kD));
     sum += static_cast<double>(scale) * static_cast<double>(isum);
   }
   return sum;
@@ -66,8 +60,8 @@ double DotQ4_K(const uint8_t* w, const uint8_t* y, int64_t n) {
       }
     }
     const float dy = ReadF32(y + internal::q8_k::kD);
-    const float d = Fp16ToFp32(LoadU16(w + q::kD)) * dy;
-    const float dmin = Fp16ToFp32(LoadU16(w + q::kDmin)) * dy;
+    const float d = Fp16ToFp32(ReadU16(w + q::kD)) * dy;
+    const float dmin = Fp16ToFp32(ReadU16(w + q::kDmin)) * dy;
     sum += static_cast<double>(d) * static_cast<double>(scaled) - static_cast<double>(dmin) * static_cast<double>(mins);
   }
   return sum;
@@ -87,7 +81,7 @@ double DotQ6_K(const uint8_t* w, const uint8_t* y, int64_t n) {
       const int sc = Q(w + q::kScales, 8 * half + 2 * k + l / 16);
       isum += int64_t{sc} * quant * Q(y + internal::q8_k::kQs, i);
     }
-    const float d = Fp16ToFp32(LoadU16(w + q::kD)) * ReadF32(y + internal::q8_k::kD);
+    const float d = Fp16ToFp32(ReadU16(w + q::kD)) * ReadF32(y + internal::q8_k::kD);
     sum += static_cast<double>(d) * static_cast<double>(isum);
   }
   return sum;

@@ -178,54 +178,45 @@ void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* 
 }
 
 // The run-time tile width to the instantiation that keeps it in registers.
-template <class VI, template <class, int> class Tile>
+template <class VI, class Tile>
 void IntTileKernel(const void* row, const uint8_t* xq, int64_t xs, int nx, int64_t n, float* out) {
   static_assert(kMaxTile == 8, "one case per tile width");
   const auto* r = static_cast<const uint8_t*>(row);
   switch (nx) {
-    case 1: return Tile<VI, 1>::Run(r, xq, xs, n, out);
-    case 2: return Tile<VI, 2>::Run(r, xq, xs, n, out);
-    case 3: return Tile<VI, 3>::Run(r, xq, xs, n, out);
-    case 4: return Tile<VI, 4>::Run(r, xq, xs, n, out);
-    case 5: return Tile<VI, 5>::Run(r, xq, xs, n, out);
-    case 6: return Tile<VI, 6>::Run(r, xq, xs, n, out);
-    case 7: return Tile<VI, 7>::Run(r, xq, xs, n, out);
-    default: return Tile<VI, 8>::Run(r, xq, xs, n, out);
+    case 1: return Tile::template Run<VI, 1>(r, xq, xs, n, out);
+    case 2: return Tile::template Run<VI, 2>(r, xq, xs, n, out);
+    case 3: return Tile::template Run<VI, 3>(r, xq, xs, n, out);
+    case 4: return Tile::template Run<VI, 4>(r, xq, xs, n, out);
+    case 5: return Tile::template Run<VI, 5>(r, xq, xs, n, out);
+    case 6: return Tile::template Run<VI, 6>(r, xq, xs, n, out);
+    case 7: return Tile::template Run<VI, 7>(r, xq, xs, n, out);
+    default: return Tile::template Run<VI, 8>(r, xq, xs, n, out);
   }
 }
 
-template <class VI, int NX>
-struct Q8_0TileOf {
+// The two tile shapes over their weight formats, as types IntTileKernel takes.
+template <class W>
+struct Q32TileOf {
+  template <class VI, int NX>
   static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    Q32Tile<VI, Q8_0Weights, NX>(r, xq, xs, n, out);
+    Q32Tile<VI, W, NX>(r, xq, xs, n, out);
   }
 };
-template <class VI, int NX>
-struct Q4_0TileOf {
+template <class W>
+struct KTileOf {
+  template <class VI, int NX>
   static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    Q32Tile<VI, Q4_0Weights, NX>(r, xq, xs, n, out);
-  }
-};
-template <class VI, int NX>
-struct Q4_KTileOf {
-  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    KTile<VI, Q4_KWeights, NX>(r, xq, xs, n, out);
-  }
-};
-template <class VI, int NX>
-struct Q6_KTileOf {
-  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    KTile<VI, Q6_KWeights, NX>(r, xq, xs, n, out);
+    KTile<VI, W, NX>(r, xq, xs, n, out);
   }
 };
 
 template <class VI>
 constexpr IntKernelTable MakeIntKernelTable() {
   return IntKernelTable{
-      .q8_0 = &IntTileKernel<VI, Q8_0TileOf>,
-      .q4_0 = &IntTileKernel<VI, Q4_0TileOf>,
-      .q4_k = &IntTileKernel<VI, Q4_KTileOf>,
-      .q6_k = &IntTileKernel<VI, Q6_KTileOf>,
+      .q8_0 = &IntTileKernel<VI, Q32TileOf<Q8_0Weights>>,
+      .q4_0 = &IntTileKernel<VI, Q32TileOf<Q4_0Weights>>,
+      .q4_k = &IntTileKernel<VI, KTileOf<Q4_KWeights>>,
+      .q6_k = &IntTileKernel<VI, KTileOf<Q6_KWeights>>,
   };
 }
 
