@@ -7,7 +7,9 @@
 //                                MatVec streams the weights once).
 //   BM_ReadBytes/<type>:         summing those bytes as 64-bit words: reading
 //                                alone, the roofline of a memory-bound MatVec.
-//   BM_MatMul/<type>/<n>/<threads>: Y = X W^T for n activation rows; the
+//   BM_MatMul/<type>/<n>/<threads>/<precision>: Y = X W^T for n activation
+//                                rows, precision 0 exact float, 1 int8
+//                                activations (quantized types only); the
 //                                "GFLOP/s" counter is 2 * rows * cols * n / s.
 //   BM_MatVecLevel/<type>/<level>: single-threaded MatVec per instruction set.
 //
@@ -128,10 +130,11 @@ void BM_MatMul(benchmark::State& state) {
   const int64_t n = state.range(1);
   const Matrix& m = GetMatrix(type);
   ThreadPool* pool = GetPool(static_cast<int>(state.range(2)));
+  const auto precision = state.range(3) == 0 ? MatMulPrecision::kExactFloat : MatMulPrecision::kInt8Activations;
   const std::vector<float> x = Activations(n);
   std::vector<float> y(static_cast<size_t>(n * kRows));
   for (auto _ : state) {
-    MatMul(m.w, x.data(), n, y.data(), pool);
+    MatMul(m.w, x.data(), n, y.data(), pool, precision);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -175,7 +178,11 @@ void TypeThreadArgs(benchmark::internal::Benchmark* b) {
 void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) {
     for (int n : {1, 4, 16, 64}) {
-      for (int threads : {1, 2}) b->Args({t, n, threads});
+      for (int threads : {1, 2}) {
+        for (int precision = 0; precision < (HasIntegerDot(kTypes[t]) ? 2 : 1); ++precision) {
+          b->Args({t, n, threads, precision});
+        }
+      }
     }
   }
 }

@@ -26,6 +26,7 @@
 
 #include "kvstack/clock.h"
 #include "kvstack/histogram.h"
+#include "kvstack/kernels.h"
 #include "kvstack/kv_cache.h"
 #include "kvstack/sampler.h"
 #include "kvstack/status.h"
@@ -38,6 +39,10 @@ class Tokenizer;
 struct EngineOptions {
   std::string model_path;          // a GGUF file (llama or qwen2)
   int threads = 0;                 // kernel threads; 0: one per CPU
+  // Quantized weights multiply 8-bit activations with integer dot products,
+  // as llama.cpp does; kExactFloat (`--exact-matmul`) keeps the float
+  // products the naive reference checks (kernels.h, MatMulPrecision).
+  kernels::MatMulPrecision matmul_precision = kernels::MatMulPrecision::kInt8Activations;
   int32_t block_size = 16;         // tokens per KV block, a power of two 1..512
   int64_t kv_memory_bytes = 256ll << 20;  // KV pool size
   int32_t num_blocks = 0;          // if > 0, the pool size in blocks instead
@@ -172,6 +177,7 @@ struct EngineInfo {
   size_t kv_bytes_per_token = 0;
   int threads = 0;
   std::string cpu_level;
+  kernels::MatMulPrecision matmul_precision = kernels::MatMulPrecision::kInt8Activations;
 };
 
 class Engine {

@@ -11,9 +11,15 @@
 //
 // Numerics. Dequantization is exact and identical at every level: each value
 // is the float ggml's dequantize_row_* produces, bit for bit, the sign of
-// zero included. Products multiply those exact values into float
-// accumulators; levels differ only in summation order (relative differences
-// around 1e-6 of the sum of |terms|). Activations are never quantized.
+// zero included. Products come in two precisions (MatMulPrecision). Exact
+// float multiplies those exact values into float accumulators; levels differ
+// only in summation order (relative differences around 1e-6 of the sum of
+// |terms|). Int8 activations do what llama.cpp does on the CPU: each
+// activation row is quantized to 8-bit blocks (QuantizeActivationRow) and
+// multiplied with the weights' integer quants in exact int32 sums per block,
+// then scaled in float; levels differ only in the float summation of those
+// scaled block sums (MatMul of more than 8 rows sums the same products in
+// its float GEMM instead).
 //
 // Callers: the engine's forward pass; kvstack gen-model (quantizers).
 // Thread safety: the free functions are pure and may run on any threads at
@@ -36,10 +42,12 @@
 namespace kvstack::kernels {
 
 // The instruction set the dispatched kernels use on this machine.
-// kAvx2 needs AVX2, FMA and F16C; kAvx512 also AVX-512 F, BW, VL and DQ.
-enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512 };
+// kAvx2 needs AVX2, FMA and F16C; kAvx512 also AVX-512 F, BW, VL and DQ;
+// kAvx512Vnni also AVX-512 VNNI (only the integer products differ from
+// kAvx512).
+enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512, kAvx512Vnni };
 CpuLevel DetectedCpuLevel();
-// "portable", "avx2", "avx512".
+// "portable", "avx2", "avx512", "avx512-vnni".
 std::string_view CpuLevelName(CpuLevel level);
 // Forces a lower level (tests compare levels; users may debug with it).
 // Levels above the detected one are clamped to it, so no kernel ever runs
@@ -106,19 +114,66 @@ void DequantizeRowReference(GgmlType type, const void* src, float* dst, int64_t 
 float DotRow(GgmlType type, const void* row, const float* x, int64_t n);
 float DotRowReference(GgmlType type, const void* row, const float* x, int64_t n);
 
+// How MatVec and MatMul multiply a quantized weight matrix.
+enum class MatMulPrecision : uint8_t {
+  // Weights dequantized exactly, products in float: the path checked against
+  // the naive reference forward pass.
+  kExactFloat,
+  // Activations quantized to 8-bit blocks and integer dot products, as
+  // llama.cpp computes (see Numerics). Types without an integer product
+  // (HasIntegerDot false: F32, F16, BF16) take the exact float path.
+  kInt8Activations,
+};
+
+// Integer products (MatMulPrecision::kInt8Activations) and their pieces.
+//
+// The activations paired with a weight type are ggml's blocks: Q8_0 (32
+// elements in 34 bytes: f16 d, int8 qs[32]) for Q8_0 and Q4_0 weights, Q8_K
+// (256 elements in 292 bytes: f32 d, int8 qs[256], int16 bsums[16], each
+// bsum the sum of 16 quants) for Q4_K and Q6_K. Quants are in -127..127.
+
+// Whether `type` has an integer product: Q8_0, Q4_0, Q4_K, Q6_K.
+bool HasIntegerDot(GgmlType type);
+// Bytes of the activation blocks of n elements paired with `weight_type`.
+// REQUIRES: HasIntegerDot(weight_type); n a multiple of its block.
+size_t ActivationRowBytes(GgmlType weight_type, int64_t n);
+// Quantizes n floats into dst (ActivationRowBytes bytes) as llama.cpp's
+// x86 build does: Q8_0 with d = amax / 127 (stored as f16) and quants
+// round(x * 127 / amax), ties to even; Q8_K with d = max / -127, where max
+// is the value of largest magnitude, and ggml's quantize_row_q8_K rounding.
+// An all-zero block gets d = 0 and zero quants (and sums). The same bytes at
+// every level. REQUIRES: as ActivationRowBytes; finite x.
+void QuantizeActivationRow(GgmlType weight_type, const float* x, void* dst, int64_t n);
+// The integer product of one weight row with activation blocks of n
+// elements, dispatched: float accumulation of exact int32 block sums.
+// REQUIRES: as ActivationRowBytes; activation quants in -127..127.
+float DotRowInt8(GgmlType type, const void* row, const void* xq, int64_t n);
+// Its scalar reference: the same int32 block sums, combined in double (each
+// block's scale product d_w * d_x is a float product, as in the kernels).
+float DotRowInt8Reference(GgmlType type, const void* row, const void* xq, int64_t n);
+
 // y[r] = dot(W[r], x) for every row. y has w.rows entries. pool may be null
-// (the caller does all the work).
+// (the caller does all the work). With kInt8Activations, x is quantized once
+// (per-thread scratch, kept) and each row's product is DotRowInt8's.
 // REQUIRES: CheckWeightMatrix(w) is OK (otherwise aborts with its message);
 // x has w.cols entries; y does not overlap x or the weights.
-void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool);
+void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool,
+            MatMulPrecision precision = MatMulPrecision::kExactFloat);
 // Y[i][r] = dot(W[r], X[i]) for i < n; X is n x w.cols, Y is n x w.rows, both
 // row-major and dense. The weights are read from memory and decoded once per
 // call, whatever n: blocks of rows are dequantized into a float copy that
 // stays in cache while every row of X passes over them (prefill is one
 // MatMul per weight matrix, not one MatVec per token). n == 1 is MatVec;
 // n <= 0 does nothing. Uses a per-thread scratch buffer that grows to the
-// largest n * w.cols seen and is kept. REQUIRES: as MatVec.
-void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool);
+// largest n * w.cols seen and is kept. With kInt8Activations every row of X
+// is quantized once. For n <= 8 each weight row is unpacked once and
+// multiplied into all n: Y[i][r] is DotRowInt8(W[r], X[i] quantized), bit
+// for bit, at the same level. For n > 8 (compute-bound) the rows are
+// rounded to the values of their blocks and multiplied in the float GEMM:
+// the same products as DotRowInt8's, summed in float in another order.
+// REQUIRES: as MatVec.
+void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
+            MatMulPrecision precision = MatMulPrecision::kExactFloat);
 
 // Quantizes n floats into one row of `type` (for kvstack gen-model and tests),
 // writing n / block_elements * block_bytes bytes to dst.

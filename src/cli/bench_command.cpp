@@ -74,6 +74,7 @@ struct EngineBenchArgs {
   std::string prompt_tokens = "128";
   int gen_tokens = 64;
   KvTypeArgs kv_type;
+  kernels::MatMulPrecision matmul = EngineOptions{}.matmul_precision;
   int block_size = 16;
   int batch_tokens = 0;
   int repeats = 3;
@@ -382,9 +383,10 @@ std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::v
     j += fmt::format(
         "\"model_path\": {}, \"model_identity\": {}, \"architecture\": {}, \"n_layer\": {}, \"n_embd\": {}, "
         "\"n_head\": {}, \"n_head_kv\": {}, \"head_dim\": {}, \"n_vocab\": {}, \"weight_bytes\": {}, "
-        "\"kv_bytes_per_token\": {}, \"cpu_level\": {}, ",
+        "\"kv_bytes_per_token\": {}, \"cpu_level\": {}, \"matmul\": {}, ",
         JsonString(c.model_path), JsonString(m.model_identity), JsonString(m.architecture), m.n_layer, m.n_embd,
-        m.n_head, m.n_head_kv, m.head_dim, m.n_vocab, m.weight_bytes, m.kv_bytes_per_token, JsonString(m.cpu_level));
+        m.n_head, m.n_head_kv, m.head_dim, m.n_vocab, m.weight_bytes, m.kv_bytes_per_token, JsonString(m.cpu_level),
+        JsonString(std::string(MatMulPrecisionName(m.matmul_precision))));
     j += fmt::format(
         "\"threads\": {}, \"sequences\": {}, \"prompt_tokens\": {}, \"gen_tokens\": {}, \"batch_tokens\": {}, "
         "\"generated_tokens\": {}, \"early_stops\": {}, \"cached_tokens\": {}, \"preemptions\": {}, "
@@ -524,6 +526,7 @@ Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& mode
   EngineOptions o;
   o.model_path = model;
   o.threads = threads;
+  o.matmul_precision = a.matmul;
   o.block_size = a.block_size;
   o.kv_dtype = kv.kv_dtype;
   o.kv_dtype_v = kv.kv_dtype_v;
@@ -539,9 +542,10 @@ Result<ConfigResult> RunConfig(const EngineBenchArgs& a, const std::string& mode
   Engine& engine = **created;
   const EngineInfo& info = engine.info();
   if (announce) {
-    std::fprintf(stderr, "model %s: %s, %d layers, embd %d, %d heads / %d KV heads, %.1f MB weights, %zu KV bytes/token, %s kernels\n",
+    std::fprintf(stderr, "model %s: %s, %d layers, embd %d, %d heads / %d KV heads, %.1f MB weights, %zu KV bytes/token, %s kernels, %s matmul\n",
                  model.c_str(), info.architecture.c_str(), info.n_layer, info.n_embd, info.n_head, info.n_head_kv,
-                 info.weight_bytes / 1e6, info.kv_bytes_per_token, info.cpu_level.c_str());
+                 info.weight_bytes / 1e6, info.kv_bytes_per_token, info.cpu_level.c_str(),
+                 std::string(MatMulPrecisionName(info.matmul_precision)).c_str());
   }
   if (prompt_tokens + a.gen_tokens > info.n_ctx) {
     return InvalidArgument(fmt::format("--prompt-tokens {} + --gen-tokens {} exceed the context of {} ({} tokens)",
@@ -683,6 +687,7 @@ CommandRunner AddBenchCommand(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(2, 1 << 20));
   AddKvTypeOptions(engine, &args->kv_type);
+  AddExactMatmulFlag(engine, &args->matmul);
   engine->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")
       ->capture_default_str();
   engine->add_option("--batch-tokens", args->batch_tokens,

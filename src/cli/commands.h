@@ -52,6 +52,12 @@ void AddKvTypeOptions(CLI::App* cmd, KvTypeArgs* args);
 Status ApplyKvTypeOptions(const KvTypeArgs& args, EngineOptions* o);
 // "int8" or "k=int8,v=int4".
 std::string KvTypesName(const EngineOptions& o);
+
+// --exact-matmul (matmul_option.cpp): sets *precision to kExactFloat when
+// given; *precision keeps its value (the engine's default) otherwise.
+void AddExactMatmulFlag(CLI::App* cmd, kernels::MatMulPrecision* precision);
+// "exact-float" or "int8-activations", for reports.
+std::string_view MatMulPrecisionName(kernels::MatMulPrecision precision);
 CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);
 CommandRunner AddBenchCommand(CLI::App& app);

@@ -21,6 +21,7 @@ struct GenerateArgs {
   int n = 64;
   int runs = 1;
   int threads = 0;
+  kernels::MatMulPrecision matmul = EngineOptions{}.matmul_precision;
   int block_size = 16;
   KvTypeArgs kv_type;
   std::string kv_memory = "64MiB";
@@ -39,6 +40,7 @@ int RunGenerate(const GenerateArgs& a) {
   EngineOptions o;
   o.model_path = a.model;
   o.threads = a.threads;
+  o.matmul_precision = a.matmul;
   o.block_size = a.block_size;
   if (Status st = ApplyKvTypeOptions(a.kv_type, &o); !st.ok()) {
     std::fprintf(stderr, "kvstack generate: %s\n", st.message().c_str());
@@ -57,9 +59,9 @@ int RunGenerate(const GenerateArgs& a) {
   }
   Engine& e = **engine;
   const EngineInfo& info = e.info();
-  std::fprintf(stderr, "model: %s (%s, %d layers, %d heads / %d KV heads, head dim %d, vocab %d), %d threads, %s kernels\n",
+  std::fprintf(stderr, "model: %s (%s, %d layers, %d heads / %d KV heads, head dim %d, vocab %d), %d threads, %s kernels, %s matmul\n",
                a.model.c_str(), info.architecture.c_str(), info.n_layer, info.n_head, info.n_head_kv, info.head_dim,
-               info.n_vocab, info.threads, info.cpu_level.c_str());
+               info.n_vocab, info.threads, info.cpu_level.c_str(), std::string(MatMulPrecisionName(info.matmul_precision)).c_str());
 
   Tokenizer::EncodeOptions enc;
   enc.add_bos = !a.no_bos && e.tokenizer().add_bos();
@@ -133,6 +135,7 @@ CommandRunner AddGenerateCommand(CLI::App& app) {
   cmd->add_option("-t,--threads", args->threads, "Kernel threads (0: one per CPU)")->capture_default_str()->check(CLI::Range(0, 1024));
   cmd->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")->capture_default_str();
   AddKvTypeOptions(cmd, &args->kv_type);
+  AddExactMatmulFlag(cmd, &args->matmul);
   cmd->add_option("--kv-memory", args->kv_memory, "KV cache size (B, KiB, MiB, GiB)")->capture_default_str();
   cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 is greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", args->top_k, "Keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));

@@ -214,6 +214,7 @@ CommandRunner AddServeCommand(CLI::App& app) {
       ->capture_default_str();
   AddAccessOptions(cmd, o, a->access);
   AddKvTypeOptions(cmd, &a->kv_type);
+  AddExactMatmulFlag(cmd, &a->options.engine.matmul_precision);
   cmd->add_option("--eviction-policy", o.engine.eviction_policy,
                   "Which cached block is evicted first: priority-lru (retention priority, then least recently "
                   "used), lru or lfu.")

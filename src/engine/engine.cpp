@@ -177,7 +177,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   if (!cache.ok()) return cache.status();
   impl->cache = std::move(cache).value();
   if (impl->onboarder) impl->onboarder->Attach(&impl->cache->arena());
-  impl->forward = std::make_unique<engine::Forward>(*impl->model, &impl->cache->arena(), impl->pool.get());
+  impl->forward = std::make_unique<engine::Forward>(*impl->model, &impl->cache->arena(), impl->pool.get(),
+                                                     o.matmul_precision);
   impl->scheduler = std::make_unique<engine::Scheduler>(
       impl->cache.get(), engine::SchedulerOptions{o.max_batch_tokens, o.max_running}, impl->onboarder.get());
 
@@ -202,6 +203,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   i.kv_bytes_per_token = c.shape.block_bytes() / static_cast<size_t>(o.block_size);
   i.threads = impl->pool->size();
   i.cpu_level = std::string(kernels::CpuLevelName(kernels::ActiveCpuLevel()));
+  i.matmul_precision = o.matmul_precision;
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 

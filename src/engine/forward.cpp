@@ -43,8 +43,9 @@ void ApplyRope(float* v, int head_dim, int n_rot, RopeStyle style, const std::ve
   }
 }
 
-Forward::Forward(const LlamaModel& model, KvArena* arena, kernels::ThreadPool* pool)
-    : model_(model), arena_(arena), pool_(pool), inv_freq_(RopeInverseFrequencies(model)) {}
+Forward::Forward(const LlamaModel& model, KvArena* arena, kernels::ThreadPool* pool,
+                 kernels::MatMulPrecision precision)
+    : model_(model), arena_(arena), pool_(pool), precision_(precision), inv_freq_(RopeInverseFrequencies(model)) {}
 
 void Forward::EmbedTokens(const ForwardBatch& batch) {
   const kernels::WeightMatrix& e = model_.token_embedding();
@@ -208,9 +209,9 @@ Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
   for (size_t l = 0; l < model_.layers().size(); ++l) {
     const LayerWeights& L = model_.layers()[l];
     for (size_t i = 0; i < n; ++i) RmsNorm(&x_[i * E], L.attn_norm.data(), E, h.rms_eps, &xn_[i * E]);
-    kernels::MatMul(L.wq, xn_.data(), rows, q_.data(), pool_);
-    kernels::MatMul(L.wk, xn_.data(), rows, k_.data(), pool_);
-    kernels::MatMul(L.wv, xn_.data(), rows, v_.data(), pool_);
+    kernels::MatMul(L.wq, xn_.data(), rows, q_.data(), pool_, precision_);
+    kernels::MatMul(L.wk, xn_.data(), rows, k_.data(), pool_, precision_);
+    kernels::MatMul(L.wv, xn_.data(), rows, v_.data(), pool_, precision_);
     if (!L.bq.empty()) {
       for (size_t i = 0; i < n; ++i) {
         for (int j = 0; j < H * D; ++j) q_[i * H * D + j] += L.bq[j];
@@ -227,17 +228,17 @@ Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
     }
     StoreKv(batch, static_cast<int>(l));
     Attention(batch, static_cast<int>(l));
-    kernels::MatMul(L.wo, attn_.data(), rows, ffn_.data(), pool_);
+    kernels::MatMul(L.wo, attn_.data(), rows, ffn_.data(), pool_, precision_);
     for (size_t j = 0; j < n * E; ++j) x_[j] += ffn_[j];
 
     for (size_t i = 0; i < n; ++i) RmsNorm(&x_[i * E], L.ffn_norm.data(), E, h.rms_eps, &xn_[i * E]);
-    kernels::MatMul(L.w_gate, xn_.data(), rows, gate_.data(), pool_);
-    kernels::MatMul(L.w_up, xn_.data(), rows, up_.data(), pool_);
+    kernels::MatMul(L.w_gate, xn_.data(), rows, gate_.data(), pool_, precision_);
+    kernels::MatMul(L.w_up, xn_.data(), rows, up_.data(), pool_, precision_);
     for (size_t j = 0; j < n * F; ++j) {
       const float g = gate_[j];
       gate_[j] = g / (1.0f + std::exp(-g)) * up_[j];
     }
-    kernels::MatMul(L.w_down, gate_.data(), rows, ffn_.data(), pool_);
+    kernels::MatMul(L.w_down, gate_.data(), rows, ffn_.data(), pool_, precision_);
     for (size_t j = 0; j < n * E; ++j) x_[j] += ffn_[j];
   }
 
@@ -251,7 +252,7 @@ Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
   }
   const int64_t n_out = static_cast<int64_t>(out_rows_.size() / E);
   logits->resize(static_cast<size_t>(n_out) * V);
-  if (n_out > 0) kernels::MatMul(model_.output(), out_rows_.data(), n_out, logits->data(), pool_);
+  if (n_out > 0) kernels::MatMul(model_.output(), out_rows_.data(), n_out, logits->data(), pool_, precision_);
   return Status::Ok();
 }
 

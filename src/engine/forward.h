@@ -42,7 +42,10 @@ struct ForwardBatch {
 class Forward {
  public:
   // REQUIRES: the arena's shape matches the model (layers, KV heads, head dim).
-  Forward(const LlamaModel& model, KvArena* arena, kernels::ThreadPool* pool);
+  // `precision` applies to every weight product (kernels.h); the exact float
+  // one is what the naive reference forward pass checks.
+  Forward(const LlamaModel& model, KvArena* arena, kernels::ThreadPool* pool,
+          kernels::MatMulPrecision precision = kernels::MatMulPrecision::kExactFloat);
 
   // Logits of the tokens with want_logits, in batch order: rows of n_vocab.
   Status Run(const ForwardBatch& batch, std::vector<float>* logits);
@@ -57,6 +60,7 @@ class Forward {
   const LlamaModel& model_;
   KvArena* arena_;
   kernels::ThreadPool* pool_;
+  kernels::MatMulPrecision precision_;
   std::vector<double> inv_freq_;  // per rotated pair
 
   // Scratch, sized to the largest batch seen.

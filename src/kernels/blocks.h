@@ -15,6 +15,13 @@
 //         q = (4 low bits from ql | 2 high bits from qh << 4) - 32; each group
 //         of 16 elements has a signed 8-bit scale; x = (d * scale) * q.
 //
+// Activations for the integer products (activation_quant.cpp) use two more
+// of ggml's blocks:
+//   Q8_0  as above, paired with Q8_0 and Q4_0 weights; quants in -127..127.
+//   Q8_K  (256 elements, 292 bytes): d:f32 | qs:int8[256] | bsums:int16[16]
+//         x = q * d; bsums[g] = the sum of the 16 quants of group g. Paired
+//         with Q4_K and Q6_K weights; quants in -128..127.
+//
 // The evaluation orders above are ggml's, and they decide the sign of a zero:
 // Q6_K's d * scale is often negative, so a zero quant gives -0.0 there
 // (../shared/golden/tinyq-a_dequant.json hashes those exact bytes).
@@ -42,6 +49,9 @@ inline constexpr int kD = 0, kDmin = 2, kScales = 4, kQs = 16, kBytes = 144;
 }
 namespace q6_k {
 inline constexpr int kQl = 0, kQh = 128, kScales = 192, kD = 208, kBytes = 210;
+}
+namespace q8_k {
+inline constexpr int kD = 0, kQs = 4, kBsums = 260, kBytes = 292;
 }
 
 namespace {

@@ -28,6 +28,7 @@ CpuLevel Detect() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  if (avx512 && __builtin_cpu_supports("avx512vnni")) return CpuLevel::kAvx512Vnni;
   if (avx512) return CpuLevel::kAvx512;
   if (avx2) return CpuLevel::kAvx2;
 #endif
@@ -49,6 +50,7 @@ std::string_view CpuLevelName(CpuLevel level) {
     case CpuLevel::kPortable: return "portable";
     case CpuLevel::kAvx2: return "avx2";
     case CpuLevel::kAvx512: return "avx512";
+    case CpuLevel::kAvx512Vnni: return "avx512-vnni";
   }
   return "unknown";
 }
@@ -68,10 +70,32 @@ namespace internal {
 const KernelTable& ActiveKernels() {
   switch (ActiveCpuLevel()) {
 #if defined(KVSTACK_KERNELS_X86)
+    case CpuLevel::kAvx512Vnni:  // VNNI changes only the integer products
     case CpuLevel::kAvx512: return kAvx512Kernels;
     case CpuLevel::kAvx2: return kAvx2Kernels;
 #endif
     default: return kPortableKernels;
+  }
+}
+
+const IntKernelTable& ActiveIntKernels() {
+  switch (ActiveCpuLevel()) {
+#if defined(KVSTACK_KERNELS_X86)
+    case CpuLevel::kAvx512Vnni: return kAvx512VnniIntKernels;
+    case CpuLevel::kAvx512: return kAvx512IntKernels;
+    case CpuLevel::kAvx2: return kAvx2IntKernels;
+#endif
+    default: return kPortableIntKernels;
+  }
+}
+
+IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type) {
+  switch (type) {
+    case GgmlType::kQ8_0: return table.q8_0;
+    case GgmlType::kQ4_0: return table.q4_0;
+    case GgmlType::kQ4_K: return table.q4_k;
+    case GgmlType::kQ6_K: return table.q6_k;
+    default: return nullptr;
   }
 }
 

@@ -11,16 +11,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/unaligned.h"
+
 namespace kvstack::kernels::internal {
 namespace {
-
-// Little-endian 16-bit load from any address (block fields are not aligned
-// for their type in a GGUF mapping).
-inline uint16_t LoadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 inline void StoreU16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, sizeof v); }
 

@@ -67,10 +67,27 @@ struct KernelTable {
   KvKernelTable kv;
 };
 
+// The integer products (simd_int_dot.h): a weight row against activations
+// quantized to 8 bits (activation_blocks.h), up to kMaxTile activation rows
+// at once. out[j] = the product with the activation row at xq + j * xq_stride
+// bytes, for j < nx. REQUIRES: 1 <= nx <= kMaxTile; n a multiple of the
+// weight type's block.
+using IntDotTileFn = void (*)(const void* row, const uint8_t* xq, int64_t xq_stride, int nx, int64_t n,
+                              float* out);
+
+struct IntKernelTable {
+  IntDotTileFn q8_0, q4_0;  // against Q8_0 activations
+  IntDotTileFn q4_k, q6_k;  // against Q8_K activations
+};
+
 extern const KernelTable kPortableKernels;
+extern const IntKernelTable kPortableIntKernels;
 #if defined(KVSTACK_KERNELS_X86)
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;
+extern const IntKernelTable kAvx2IntKernels;
+extern const IntKernelTable kAvx512IntKernels;      // AVX-512 BW, no VNNI
+extern const IntKernelTable kAvx512VnniIntKernels;  // vpdpbusd
 #endif
 
 }  // namespace kvstack::kernels::internal

@@ -39,11 +39,11 @@ struct Portable {
   static float ReduceAdd(F a) { return (a[0] + a[1]) + (a[2] + a[3]); }
 
   static F LoadF16(const uint8_t* p) {
-    return F{Fp16ToFp32(LoadU16(p)), Fp16ToFp32(LoadU16(p + 2)), Fp16ToFp32(LoadU16(p + 4)),
-             Fp16ToFp32(LoadU16(p + 6))};
+    return F{Fp16ToFp32(ReadU16(p)), Fp16ToFp32(ReadU16(p + 2)), Fp16ToFp32(ReadU16(p + 4)),
+             Fp16ToFp32(ReadU16(p + 6))};
   }
   static F LoadBF16(const uint8_t* p) {
-    I bits = {LoadU16(p), LoadU16(p + 2), LoadU16(p + 4), LoadU16(p + 6)};
+    I bits = {ReadU16(p), ReadU16(p + 2), ReadU16(p + 4), ReadU16(p + 6)};
     bits <<= 16;
     F r;
     std::memcpy(&r, &bits, sizeof r);

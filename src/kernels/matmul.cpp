@@ -15,6 +15,18 @@
 // Both paths read activations from a copy whose row stride is 64 bytes longer
 // than a row: with a stride that is a multiple of 4 KiB (4096 columns, say)
 // the rows of a tile would fall into the same L1 sets and evict each other.
+//
+// With MatMulPrecision::kInt8Activations (types with an integer product) the
+// activation rows are rounded to 8-bit blocks. Up to kMaxTile rows (decode)
+// they stay quantized, a quarter of their float size: blocks of weight rows
+// that stay in L2, each row unpacked once per tile and multiplied into every
+// activation row with integer dot products (simd_int_dot.h). More rows
+// (prefill, wide batches) are compute-bound, and there the integer products
+// do not beat the float GEMM: each 32-element block needs its own float
+// scaling, and vpmaddubsw + vpmaddwd issue on fewer ports than FMAs on the
+// AVX2 machines measured (BENCHMARKS.md). So those rows are rounded in place
+// to the values their blocks stand for and go through the GEMM path: the
+// same products, summed in another order.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -24,6 +36,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/activation_quant.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernel_table.h"
 #include "kvstack/kernels.h"
@@ -163,6 +176,50 @@ void GemmRange(const MatMulJob& job, int64_t begin, int64_t end) {
   }
 }
 
+// The integer path (see the file comment): the quantized activations, and
+// rows [begin, end) of Y from them.
+struct IntMatMulJob {
+  internal::IntDotTileFn dot;
+  const uint8_t* data;
+  int64_t rows, cols, row_bytes, n;
+  const uint8_t* xq;  // n activation rows at xq_stride bytes
+  int64_t xq_stride;
+  float* y;
+};
+
+void IntRange(const IntMatMulJob& job, int64_t begin, int64_t end) {
+  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes);
+  float out[kMaxTile];
+  for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
+    const int64_t r1 = std::min(end, r0 + block_rows);
+    for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
+      const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
+      for (int64_t r = r0; r < r1; ++r) {
+        job.dot(job.data + r * job.row_bytes, job.xq + t0 * job.xq_stride, job.xq_stride, nx, job.cols, out);
+        for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r] = out[j];
+      }
+    }
+  }
+}
+
+void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
+  const auto xq_stride = static_cast<int64_t>(ActivationRowBytes(w.type, w.cols));
+  thread_local std::vector<uint8_t> xq_scratch;
+  if (xq_scratch.size() < static_cast<size_t>(n * xq_stride)) xq_scratch.resize(static_cast<size_t>(n * xq_stride));
+  for (int64_t i = 0; i < n; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq_scratch.data() + i * xq_stride, w.cols);
+  const IntMatMulJob job{.dot = internal::FindIntKernel(internal::ActiveIntKernels(), w.type),
+                         .data = static_cast<const uint8_t*>(w.data),
+                         .rows = w.rows,
+                         .cols = w.cols,
+                         .row_bytes = static_cast<int64_t>(w.row_bytes),
+                         .n = n,
+                         .xq = xq_scratch.data(),
+                         .xq_stride = xq_stride,
+                         .y = y};
+  const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * std::min<int64_t>(n, kMaxTile)));
+  Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { IntRange(*j, begin, end); });
+}
+
 }  // namespace
 
 Status CheckWeightMatrix(const WeightMatrix& w) {
@@ -189,13 +246,14 @@ Status CheckWeightMatrix(const WeightMatrix& w) {
   return Status::Ok();
 }
 
-void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool) {
+void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool, MatMulPrecision precision) {
   CheckOrDie("MatVec", w);
   if (w.rows == 0) return;
   if (w.cols == 0) {
     std::fill(y, y + w.rows, 0.0f);
     return;
   }
+  if (precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type)) return IntMatMul(w, x, 1, y, pool);
   // One pointer captured, so the std::function holds it without allocating
   // (MatVec runs dozens of times per decoded token).
   const struct {
@@ -212,19 +270,25 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool) {
   });
 }
 
-void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
-  if (n == 1) return MatVec(w, x, y, pool);
+void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
+            MatMulPrecision precision) {
+  if (n == 1) return MatVec(w, x, y, pool, precision);
   CheckOrDie("MatMul", w);
   if (n <= 0 || w.rows == 0) return;
   if (w.cols == 0) {
     std::fill(y, y + n * w.rows, 0.0f);
     return;
   }
+  const bool int8 = precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type);
+  if (int8 && n <= kMaxTile) return IntMatMul(w, x, n, y, pool);
   const internal::KernelTable& table = internal::ActiveKernels();
   const int64_t stride = w.cols + kRowPad;
   thread_local std::vector<float> x_scratch;
   float* padded = Scratch(x_scratch, n * stride);
-  for (int64_t i = 0; i < n; ++i) std::copy(x + i * w.cols, x + (i + 1) * w.cols, padded + i * stride);
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy(x + i * w.cols, x + (i + 1) * w.cols, padded + i * stride);
+    if (int8) internal::RoundActivationRow(w.type, padded + i * stride, w.cols);
+  }
 
   const MatMulJob job{.kernels = internal::FindKernels(table, w.type),
                       .gemm = &table.gemm,

@@ -20,12 +20,12 @@ using internal::Bf16ToFp32;
 using internal::Fp16ToFp32;
 using internal::kQk;
 using internal::kQkK;
-using internal::LoadU16;
+using internal::ReadU16;
 
 void DequantizeQ8_0(const uint8_t* row, float* y, int64_t n) {
   namespace q = internal::q8_0;
   for (int64_t b = 0; b < n / kQk; ++b, row += q::kBytes, y += kQk) {
-    const float d = Fp16ToFp32(LoadU16(row + q::kD));
+    const float d = Fp16ToFp32(ReadU16(row + q::kD));
     const int8_t* qs = reinterpret_cast<const int8_t*>(row + q::kQs);
     for (int j = 0; j < kQk; ++j) y[j] = static_cast<float>(qs[j]) * d;
   }
@@ -34,7 +34,7 @@ void DequantizeQ8_0(const uint8_t* row, float* y, int64_t n) {
 void DequantizeQ4_0(const uint8_t* row, float* y, int64_t n) {
   namespace q = internal::q4_0;
   for (int64_t b = 0; b < n / kQk; ++b, row += q::kBytes, y += kQk) {
-    const float d = Fp16ToFp32(LoadU16(row + q::kD));
+    const float d = Fp16ToFp32(ReadU16(row + q::kD));
     const uint8_t* qs = row + q::kQs;
     for (int j = 0; j < kQk / 2; ++j) {
       y[j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
@@ -46,8 +46,8 @@ void DequantizeQ4_0(const uint8_t* row, float* y, int64_t n) {
 void DequantizeQ4_K(const uint8_t* row, float* y, int64_t n) {
   namespace q = internal::q4_k;
   for (int64_t b = 0; b < n / kQkK; ++b, row += q::kBytes) {
-    const float d = Fp16ToFp32(LoadU16(row + q::kD));
-    const float dmin = Fp16ToFp32(LoadU16(row + q::kDmin));
+    const float d = Fp16ToFp32(ReadU16(row + q::kD));
+    const float dmin = Fp16ToFp32(ReadU16(row + q::kDmin));
     const uint8_t* qs = row + q::kQs;
     for (int sub = 0; sub < 8; sub += 2, qs += 32) {
       uint8_t sc, m;
@@ -64,7 +64,7 @@ void DequantizeQ4_K(const uint8_t* row, float* y, int64_t n) {
 void DequantizeQ6_K(const uint8_t* row, float* y, int64_t n) {
   namespace q = internal::q6_k;
   for (int64_t b = 0; b < n / kQkK; ++b, row += q::kBytes) {
-    const float d = Fp16ToFp32(LoadU16(row + q::kD));
+    const float d = Fp16ToFp32(ReadU16(row + q::kD));
     const uint8_t* ql = row + q::kQl;
     const uint8_t* qh = row + q::kQh;
     const int8_t* sc = reinterpret_cast<const int8_t*>(row + q::kScales);
@@ -94,10 +94,10 @@ void DequantizeRowReference(GgmlType type, const void* src, float* dst, int64_t 
       if (n > 0) std::memcpy(dst, p, static_cast<size_t>(n) * sizeof(float));
       return;
     case GgmlType::kF16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFp32(LoadU16(p + 2 * i));
+      for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToFp32(ReadU16(p + 2 * i));
       return;
     case GgmlType::kBF16:
-      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToFp32(LoadU16(p + 2 * i));
+      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToFp32(ReadU16(p + 2 * i));
       return;
     case GgmlType::kQ8_0: return DequantizeQ8_0(p, dst, n);
     case GgmlType::kQ4_0: return DequantizeQ4_0(p, dst, n);

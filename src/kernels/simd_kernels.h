@@ -39,21 +39,10 @@
 #include "kernels/kernel_table.h"
 #include "kernels/simd_gemm.h"
 #include "kernels/simd_kv.h"
+#include "kernels/unaligned.h"
 
 namespace kvstack::kernels::internal {
 namespace {
-
-inline uint16_t ReadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-inline float ReadF32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 inline float Bf16BitsToFloat(uint16_t h) {
   const uint32_t bits = static_cast<uint32_t>(h) << 16;

@@ -10,23 +10,12 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/kernel_table.h"
+#include "kernels/unaligned.h"
 
 namespace kvstack::kernels::internal {
 namespace {
-
-inline float KvReadF32(const uint8_t* p) {
-  float v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-inline uint16_t KvReadU16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // The FP8 codes through binary16, whose conversion every level has exactly:
 // e5m2 is the top byte of a half; e4m3 shifted into a half's fields has its
@@ -102,7 +91,7 @@ void ScoresInt8Key(const uint8_t* head, int B, int D, int G, int len, const floa
   constexpr int L = V::kLanes;
   constexpr int kChunk = 256;
   const uint8_t* tail = head + static_cast<int64_t>(B) * D;
-  const float S = KvReadF32(tail);
+  const float S = ReadF32(tail);
   const uint8_t* code = tail + 4;
   alignas(64) float qs[kChunk];
   for (int j = 0; j < len; ++j) out[j] = 0;
@@ -134,7 +123,7 @@ void AccumulateInt8(const uint8_t* head, int B, int D, int G, int len, const flo
   for (int j = 0; j < len; ++j) {
     const uint8_t* row = head + static_cast<int64_t>(j) * D;
     for (int g = 0; g < groups; ++g) {
-      const float ws = w[j] * V::HalfToFloat(KvReadU16(scales + (static_cast<int64_t>(j) * groups + g) * 2));
+      const float ws = w[j] * V::HalfToFloat(ReadU16(scales + (static_cast<int64_t>(j) * groups + g) * 2));
       const typename V::F wv = V::Set1(ws);
       int d = g * G;
       const int end = d + G;
@@ -154,7 +143,7 @@ void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const floa
   constexpr int kChunk = 128;
   const int half = D / 2;
   const uint8_t* tail = head + static_cast<int64_t>(B) * half;
-  const float S = KvReadF32(tail);
+  const float S = ReadF32(tail);
   const uint8_t* code = tail + 4;
   alignas(64) float qlo[kChunk], qhi[kChunk];
   for (int j = 0; j < len; ++j) out[j] = 0;
@@ -195,8 +184,8 @@ void AccumulateInt4Value(const uint8_t* head, int B, int D, int G, int len, cons
     int i = 0;
     while (i < half) {
       const int glo = i / G, ghi = (i + half) / G;
-      const float wlo = w[j] * V::HalfToFloat(KvReadU16(sc + 2 * glo));
-      const float whi = w[j] * V::HalfToFloat(KvReadU16(sc + 2 * ghi));
+      const float wlo = w[j] * V::HalfToFloat(ReadU16(sc + 2 * glo));
+      const float whi = w[j] * V::HalfToFloat(ReadU16(sc + 2 * ghi));
       // The run of elements sharing both groups (G divides D/2, or G = D).
       int end = (glo + 1) * G;
       if (end > half) end = half;

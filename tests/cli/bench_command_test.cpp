@@ -44,7 +44,7 @@ TEST_F(BenchEngineCommand, HelpDescribesTheMethod) {
   EXPECT_EQ(run.exit_code, 0) << run.output;
   for (const char* text : {"--model", "--threads", "--sequences", "--prompt-tokens", "--gen-tokens", "--kv-type",
                            "--block-size", "--batch-tokens", "--repeats", "--profile", "--markdown", "prefill tok/s",
-                           "floor", "Exit codes"}) {
+                           "floor", "Exit codes", "--exact-matmul"}) {
     EXPECT_THAT(run.output, HasSubstr(text));
   }
 }
@@ -79,6 +79,7 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
     EXPECT_EQ(r["sequences"], i + 1);
     EXPECT_EQ(r["prompt_tokens"], 8);
     EXPECT_EQ(r["gen_tokens"], 4);
+    EXPECT_EQ(r["matmul"], "int8-activations");  // the engine's default
     EXPECT_EQ(r["cached_tokens"], 0);  // distinct prompts: no prefix hits
     EXPECT_EQ(r["preemptions"], 0);
     EXPECT_GE(r["generated_tokens"].get<int>(), i + 1);  // at least the first tokens
@@ -101,6 +102,20 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
   EXPECT_EQ(cm["decode"].size(), 2u);
   EXPECT_TRUE(cm["decode_step_ms_fit"].contains("base_ms"));
   EXPECT_TRUE(cm["decode_step_ms_fit"].contains("per_sequence_ms"));
+}
+
+TEST_F(BenchEngineCommand, ExactMatmulIsReportedInTheProfile) {
+  const std::string profile = dir_.File("exact.json");
+  const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --exact-matmul --profile " + profile);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("exact-float matmul"));
+  std::ifstream in(profile);
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << text.str();
+  ASSERT_FALSE(j["results"].empty());
+  EXPECT_EQ(j["results"][0]["matmul"], "exact-float");
 }
 
 TEST_F(BenchEngineCommand, SeveralPromptLengthsAddTheStepCostFit) {

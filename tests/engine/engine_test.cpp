@@ -31,10 +31,12 @@ nlohmann::json LoadJson(const std::string& path) {
 }
 
 std::unique_ptr<Engine> MakeEngine(const std::string& model, KvDType kv = KvDType::kF32, int32_t blocks = 0,
-                                   int block_size = 16, int max_batch = 256) {
+                                   int block_size = 16, int max_batch = 256,
+                                   kernels::MatMulPrecision precision = EngineOptions{}.matmul_precision) {
   EngineOptions o;
   o.model_path = model;
   o.threads = 2;
+  o.matmul_precision = precision;
   o.kv_dtype = kv;
   o.num_blocks = blocks;
   o.kv_memory_bytes = 16 << 20;
@@ -136,9 +138,74 @@ TEST(EngineGoldenTest, TinyqF32GreedyEqualsLlamaCpp) {
   }
 }
 
+// Top-1 agreement with llama.cpp's tokens of one golden file under one way
+// of running the forward pass.
+struct Agreement {
+  int checked = 0;    // positions with llama.cpp's top-1/top-2 gap >= 0.5
+  int agreed = 0;     // positions where the top-1 equals llama.cpp's token
+  int positions = 0;  // all teacher-forced positions
+};
+
+// Teacher-forced on llama.cpp's tokens of every prompt: either the whole
+// sequence in one batch (prefill: more than 8 rows per product) or one
+// token per step (decode: the integer kernels when precision is int8).
+// Adds a failure wherever the gap is at least 0.5 and the top-1 differs.
+Agreement TeacherForced(const engine::LlamaModel& model, const nlohmann::json& prompts,
+                        kernels::MatMulPrecision precision, bool one_token_per_step, const std::string& what) {
+  const LlamaHParams& h = model.hparams();
+  Agreement a;
+  for (const auto& p : prompts) {
+    std::vector<Token> all = p["prompt_token_ids_with_bos"].get<std::vector<Token>>();
+    const size_t prompt_len = all.size();
+    const auto completion = p["completion_token_ids"].get<std::vector<Token>>();
+    all.insert(all.end(), completion.begin(), completion.end());
+    KvCacheConfig c;
+    c.num_blocks = 64;
+    c.shape = KvShape{.num_layers = static_cast<int32_t>(h.n_layer), .num_kv_heads = static_cast<int32_t>(h.n_head_kv),
+                      .head_dim = static_cast<int32_t>(h.head_dim), .block_size = 16, .dtype = KvDType::kF32};
+    auto cache = KvCache::Create(c);
+    EXPECT_TRUE(cache.ok());
+    if (!cache.ok()) return a;
+    AdmissionRequest req{.tokens = all};
+    auto seq = (*cache)->Admit(req, (*cache)->PlanAdmission(req));
+    EXPECT_TRUE(seq.ok());
+    if (!seq.ok()) return a;
+    kernels::ThreadPool pool(2);
+    engine::Forward fwd(model, &(*cache)->arena(), &pool, precision);
+    std::vector<float> logits, step_logits;
+    engine::ForwardBatch batch;
+    batch.tables.push_back((*cache)->BlockTable(*seq));
+    for (size_t i = 0; i + 1 < all.size(); ++i) {
+      batch.tokens.push_back({all[i], static_cast<int32_t>(i), 0, i + 1 >= prompt_len});
+      if (one_token_per_step || i + 2 == all.size()) {
+        EXPECT_TRUE(fwd.Run(batch, &step_logits).ok());
+        logits.insert(logits.end(), step_logits.begin(), step_logits.end());
+        batch.tokens.clear();
+      }
+    }
+    const auto gaps = p["top1_top2_logprob_gap"].get<std::vector<double>>();
+    for (size_t i = 0; i < completion.size(); ++i) {
+      const float* row = &logits[i * h.n_vocab];
+      const Token argmax = static_cast<Token>(std::max_element(row, row + h.n_vocab) - row);
+      ++a.positions;
+      a.agreed += argmax == completion[i];
+      if (gaps[i] < 0.5) continue;
+      EXPECT_EQ(argmax, completion[i]) << what << " " << p["name"] << " position " << i << " gap " << gaps[i];
+      ++a.checked;
+    }
+  }
+  std::cout << what << ": top-1 agreed at " << a.checked << " teacher-forced positions with gap >= 0.5; at "
+            << a.agreed << " of all " << a.positions << " positions\n";
+  return a;
+}
+
 // Quantized files, teacher-forced on llama.cpp's tokens: the top-1 token must
 // agree wherever llama.cpp's top-1/top-2 gap is at least 0.5 (below that,
-// llama.cpp's quantized activations decide; see numerics_caution).
+// llama.cpp's quantized activations decide; see numerics_caution), with
+// exact float products and with int8 activations, batched and one token per
+// step. Agreement on every position is reported; int8 activations round as
+// llama.cpp does, so they must agree on at least as many positions as the
+// exact float products.
 TEST(EngineGoldenTest, TinyqQuantizedTopOneAgreesTeacherForced) {
   const nlohmann::json golden = LoadJson(SharedPath("golden/tinyq-a_greedy.json"));
   for (const std::string q : {"q8_0", "q4_0", "q4_k_m", "q6_k"}) {
@@ -146,42 +213,50 @@ TEST(EngineGoldenTest, TinyqQuantizedTopOneAgreesTeacherForced) {
     SKIP_WITHOUT(path);
     auto model = engine::LlamaModel::Load(path);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
-    const LlamaHParams& h = (*model)->hparams();
-    int checked = 0;
-    for (const auto& p : golden["files"][q]["prompts"]) {
-      std::vector<Token> all = p["prompt_token_ids_with_bos"].get<std::vector<Token>>();
-      const size_t prompt_len = all.size();
-      const auto completion = p["completion_token_ids"].get<std::vector<Token>>();
-      all.insert(all.end(), completion.begin(), completion.end());
-      KvCacheConfig c;
-      c.num_blocks = 64;
-      c.shape = KvShape{.num_layers = static_cast<int32_t>(h.n_layer), .num_kv_heads = static_cast<int32_t>(h.n_head_kv),
-                        .head_dim = static_cast<int32_t>(h.head_dim), .block_size = 16, .dtype = KvDType::kF32};
-      auto cache = KvCache::Create(c);
-      ASSERT_TRUE(cache.ok());
-      AdmissionRequest req{.tokens = all};
-      auto seq = (*cache)->Admit(req, (*cache)->PlanAdmission(req));
-      ASSERT_TRUE(seq.ok());
-      kernels::ThreadPool pool(2);
-      engine::Forward fwd(**model, &(*cache)->arena(), &pool);
-      engine::ForwardBatch batch;
-      batch.tables.push_back((*cache)->BlockTable(*seq));
-      for (size_t i = 0; i + 1 < all.size(); ++i) {
-        batch.tokens.push_back({all[i], static_cast<int32_t>(i), 0, i + 1 >= prompt_len});
+    const nlohmann::json& prompts = golden["files"][q]["prompts"];
+    const Agreement exact = TeacherForced(**model, prompts, kernels::MatMulPrecision::kExactFloat, false, q + " exact");
+    const Agreement int8 = TeacherForced(**model, prompts, kernels::MatMulPrecision::kInt8Activations, false,
+                                         q + " int8, batched");
+    const Agreement int8_steps = TeacherForced(**model, prompts, kernels::MatMulPrecision::kInt8Activations, true,
+                                               q + " int8, one token per step");
+    EXPECT_GT(exact.checked, 0) << q;
+    EXPECT_GE(int8.agreed, exact.agreed) << q;
+    EXPECT_GE(int8_steps.agreed, exact.agreed) << q;
+  }
+}
+
+// Greedy completions of the quantized files against llama.cpp's: how many
+// tokens of each completion match before the first difference, with each
+// precision through the whole engine. Reported; int8 activations must match
+// at least as many as exact float products.
+TEST(EngineGoldenTest, TinyqQuantizedGreedyPrefixAgreement) {
+  const nlohmann::json golden = LoadJson(SharedPath("golden/tinyq-a_greedy.json"));
+  for (const std::string q : {"q8_0", "q4_0", "q4_k_m", "q6_k"}) {
+    const std::string path = SharedPath("models/" + golden["files"][q]["file"].get<std::string>());
+    SKIP_WITHOUT(path);
+    std::map<kernels::MatMulPrecision, int> matched;
+    for (const kernels::MatMulPrecision precision :
+         {kernels::MatMulPrecision::kExactFloat, kernels::MatMulPrecision::kInt8Activations}) {
+      auto e = MakeEngine(path, KvDType::kF32, 0, 16, 256, precision);
+      ASSERT_NE(e, nullptr);
+      int total = 0, whole = 0, prompts = 0;
+      for (const auto& p : golden["files"][q]["prompts"]) {
+        const auto want = p["completion_token_ids"].get<std::vector<Token>>();
+        auto id = e->Submit(Greedy(p["prompt_token_ids_with_bos"].get<std::vector<Token>>(), static_cast<int>(want.size())));
+        ASSERT_TRUE(id.ok());
+        const std::vector<Token> got = RunAll(*e)[*id];
+        size_t k = 0;
+        while (k < got.size() && k < want.size() && got[k] == want[k]) ++k;
+        matched[precision] += static_cast<int>(k);
+        total += static_cast<int>(want.size());
+        whole += k == want.size();
+        ++prompts;
       }
-      std::vector<float> logits;
-      ASSERT_TRUE(fwd.Run(batch, &logits).ok());
-      const auto gaps = p["top1_top2_logprob_gap"].get<std::vector<double>>();
-      for (size_t i = 0; i < completion.size(); ++i) {
-        if (gaps[i] < 0.5) continue;
-        const float* row = &logits[i * h.n_vocab];
-        const Token argmax = static_cast<Token>(std::max_element(row, row + h.n_vocab) - row);
-        EXPECT_EQ(argmax, completion[i]) << q << " " << p["name"] << " position " << i << " gap " << gaps[i];
-        ++checked;
-      }
+      std::cout << q << (precision == kernels::MatMulPrecision::kExactFloat ? " exact" : " int8")
+                << ": greedy completions equal llama.cpp's for " << whole << " of " << prompts << " prompts; "
+                << matched[precision] << " of " << total << " tokens before the first difference\n";
     }
-    EXPECT_GT(checked, 0) << q;
-    std::cout << q << ": top-1 agreed at " << checked << " teacher-forced positions with gap >= 0.5\n";
+    EXPECT_GE(matched[kernels::MatMulPrecision::kInt8Activations], matched[kernels::MatMulPrecision::kExactFloat]) << q;
   }
 }
 

@@ -12,7 +12,7 @@ namespace kvstack::kernels::test_util {
 
 std::vector<CpuLevel> RunnableLevels() {
   std::vector<CpuLevel> levels;
-  for (CpuLevel l : {CpuLevel::kPortable, CpuLevel::kAvx2, CpuLevel::kAvx512}) {
+  for (CpuLevel l : {CpuLevel::kPortable, CpuLevel::kAvx2, CpuLevel::kAvx512, CpuLevel::kAvx512Vnni}) {
     if (l <= DetectedCpuLevel()) levels.push_back(l);
   }
   return levels;
