@@ -1,4 +1,6 @@
 // --exact-matmul: one meaning for generate, bench engine and serve.
+#include <CLI/CLI.hpp>
+
 #include "cli/commands.h"
 
 namespace kvstack::cli {
