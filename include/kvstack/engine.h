@@ -64,6 +64,13 @@ struct EngineOptions {
   // chain: no tiers. An error fails Create().
   std::function<Result<std::unique_ptr<TierChain>>(size_t block_bytes, const std::string& model_identity)>
       make_tiers;
+  // Tiers store offloaded blocks in this type instead of the device's
+  // (`--tier-kv-type int8`: half the bytes of f16 moved and stored), widened
+  // back on onboarding. Off by default: onboarded KV then differs from
+  // computed KV (BENCHMARKS.md measures by how much). Needs float device KV
+  // and a narrower type; the tiers' keys carry the tier layout, so tiers
+  // shared with servers that store other layouts never mix them.
+  std::optional<KvDType> tier_kv_dtype;
   // Onboard a tier's blocks only while its measured bandwidth beats
   // recomputing them at the measured prefill rate.
   bool onboard_only_when_faster = true;
@@ -167,6 +174,10 @@ struct EngineInfo {
   // tiers' keys, so blocks of different layouts never meet in any tier.
   std::string cache_identity;
   std::string kv_types;  // "f16", "int8", "k=int8,v=int4"
+  // What the tiers store: kv_types unless EngineOptions::tier_kv_dtype
+  // converts (empty without tiers), and the bytes of one block there.
+  std::string tier_kv_types;
+  size_t tier_block_bytes = 0;
   uint64_t hash_seed = 0;  // EngineOptions::hash_seed: a router keys requests with it too
   std::string architecture;
   int32_t n_layer = 0, n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_vocab = 0;

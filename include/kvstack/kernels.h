@@ -196,6 +196,13 @@ Status QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 // the layout's REQUIRES (even head_dim for int4); finite x.
 void QuantizeKvRow(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim, int32_t slot,
                    const float* x);
+// Stores a whole head of block_size tokens (rows: block_size x head_dim
+// floats) at once: what a tier converting full blocks uses. For int8 and
+// int4 K the channel scales come from the whole block (no growth, so no
+// requantization); every other case equals QuantizeKvRow over slots 0..B-1.
+// REQUIRES: as QuantizeKvRow.
+void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim,
+                    const float* rows);
 // out[0..head_dim) = token `slot` of the head as floats (the reference the
 // attention kernels are tested against; tiers and tests read blocks with it).
 void DequantizeKvRow(KvDType type, KvPart part, const std::byte* head, int32_t block_size, int32_t head_dim,

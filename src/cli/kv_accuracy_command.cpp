@@ -23,22 +23,33 @@ struct KvAccuracyArgs {
   bool markdown = false;
 };
 
-// "int8" (K and V) or "int8/int4" (K int8, V int4).
-Result<std::pair<KvDType, KvDType>> ParsePair(const std::string& text) {
+// "int8" (K and V), "int8/int4" (K int8, V int4), and either followed by
+// "@int8": blocks come back through tiers storing int8 (--tier-kv-type).
+Result<engine::KvCandidate> ParseCandidate(const std::string& item) {
+  engine::KvCandidate c;
+  const size_t at = item.find('@');
+  const std::string text = item.substr(0, at);
+  if (at != std::string::npos) {
+    auto t = ParseKvDType(item.substr(at + 1));
+    if (!t.ok()) return InvalidArgument("--kv-types: " + t.status().message());
+    c.via_tier = *t;
+  }
   const size_t slash = text.find('/');
   auto k = ParseKvDType(text.substr(0, slash));
   if (!k.ok()) return InvalidArgument("--kv-types: " + k.status().message());
-  if (slash == std::string::npos) return std::pair{*k, *k};
+  c.k = c.v = *k;
+  if (slash == std::string::npos) return c;
   auto v = ParseKvDType(text.substr(slash + 1));
   if (!v.ok()) return InvalidArgument("--kv-types: " + v.status().message());
-  return std::pair{*k, *v};
+  c.v = *v;
+  return c;
 }
 
 int Run(const KvAccuracyArgs& a) {
   engine::KvAccuracyOptions o;
   std::stringstream list(a.types);
   for (std::string item; std::getline(list, item, ',');) {
-    auto p = ParsePair(item);
+    auto p = ParseCandidate(item);
     if (!p.ok()) return ReportFailure("bench kv-accuracy", p.status());
     o.candidates.push_back(*p);
   }
@@ -54,8 +65,9 @@ int Run(const KvAccuracyArgs& a) {
     auto rep = engine::MeasureKvAccuracy(o);
     if (!rep.ok()) return ReportFailure("bench kv-accuracy", rep.status());
     for (const engine::KvAccuracy& r : rep->results) {
-      const std::string kv = r.k_type == r.v_type ? std::string(KvDTypeName(r.k_type))
-                                                  : fmt::format("{}/{}", KvDTypeName(r.k_type), KvDTypeName(r.v_type));
+      std::string kv = r.k_type == r.v_type ? std::string(KvDTypeName(r.k_type))
+                                            : fmt::format("{}/{}", KvDTypeName(r.k_type), KvDTypeName(r.v_type));
+      if (r.via_tier) kv += fmt::format(" via {} tiers", KvDTypeName(*r.via_tier));
       std::printf("%s%s%s%d x %d%s%s%s%.4f%s%.2e%s%.2e%s%.2e%s\n", a.markdown ? "| " : "", m.c_str(), sep, rep->context,
                   rep->windows, sep, kv.c_str(), sep, r.top1_agreement, sep, r.mean_kl, sep, r.p99_kl, sep, r.max_kl,
                   a.markdown ? " |" : "");
@@ -74,7 +86,8 @@ std::function<int()> AddKvAccuracyBench(CLI::App* bench) {
       "Accuracy of quantized KV types against f32 KV, teacher-forced over text sampled from the model: top-1 "
       "agreement and KL divergence of the next-token distribution at every position.");
   cmd->add_option("-m,--model", a->models, "GGUF model; repeat for several")->required()->take_all();
-  cmd->add_option("--kv-types", a->types, "Comma-separated K/V types to compare ('int8' or 'int8/int4' for K/V)")
+  cmd->add_option("--kv-types", a->types, "Comma-separated K/V types to compare ('int8' or 'int8/int4' for K/V; 'f16@int8': f16 KV whose full blocks "
+                  "come back from tiers storing int8, as --tier-kv-type int8 does)")
       ->capture_default_str();
   cmd->add_option("--positions", a->positions, "Positions compared per model (whole windows)")->capture_default_str();
   cmd->add_option("--context", a->context, "Tokens per window; 0: the model's training context")->capture_default_str();

@@ -31,6 +31,7 @@ struct ServeArgs {
   std::string disk_tier_size = "4GiB";
   AccessFiles access;
   KvTypeArgs kv_type;
+  std::string tier_kv_type;  // empty: the device's
 };
 
 constexpr char kFooter[] = R"(
@@ -114,6 +115,14 @@ int RunServe(ServeArgs& a) {
   if (Status st = ApplyKvTypeOptions(a.kv_type, &o.engine); !st.ok()) {
     std::fprintf(stderr, "kvstack serve: %s\n", st.message().c_str());
     return 2;
+  }
+  if (!a.tier_kv_type.empty()) {
+    auto t = ParseKvDType(a.tier_kv_type);
+    if (!t.ok()) {
+      std::fprintf(stderr, "kvstack serve: --tier-kv-type: %s\n", t.status().message().c_str());
+      return 2;
+    }
+    o.engine.tier_kv_dtype = *t;
   }
   for (auto [flag, text, out] : {std::tuple{"--host-tier", &a.host_tier, &o.tiers.host_bytes},
                                  std::tuple{"--disk-tier-size", &a.disk_tier_size, &o.tiers.disk_bytes}}) {
@@ -297,6 +306,12 @@ CommandRunner AddServeCommand(CLI::App& app) {
       ->group(tiers);
   cmd->add_option("--offload-min-hits", o.tiers.offload_min_hits, "...or if it was hit at least this often.")
       ->capture_default_str()
+      ->group(tiers);
+  cmd->add_option("--tier-kv-type", a->tier_kv_type,
+                  "Store offloaded blocks in the tiers as this type (int8: half the bytes of f16 moved and stored), "
+                  "widened back on onboarding. Off by default: onboarded KV then differs slightly from computed KV "
+                  "(BENCHMARKS.md). Needs f32/f16/bf16 --kv-type and a narrower type.")
+      ->type_name("TYPE")
       ->group(tiers);
   cmd->add_flag("--onboard-always", o.tiers.onboard_always,
                 "Bring tier blocks back even when recomputing them would be faster (by default the tiers' measured "

@@ -10,6 +10,7 @@
 #include "engine/forward.h"
 #include "engine/llama_model.h"
 #include "engine/scheduler.h"
+#include "engine/kv_block_convert.h"
 #include "engine/tier_onboarder.h"
 #include "kvstack/kernels.h"
 #include "kvstack/tokenizer.h"
@@ -158,17 +159,31 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   c.hash_seed = o.hash_seed;
   c.event_buffer_limit = o.event_buffer_limit;
   c.clock = impl->clock;
+  // The tiers' layout: the device's, or a narrower one blocks are converted
+  // to; its identity extends the device's, so a tier shared with a server
+  // that stores another layout of the same blocks never mixes the two.
+  std::optional<KvShape> tier_shape;
+  std::string tier_identity = CacheIdentity(impl->model->identity(), c.shape);
+  if (o.tier_kv_dtype && (c.shape.k_type() != *o.tier_kv_dtype || c.shape.v_type() != *o.tier_kv_dtype)) {
+    auto t = engine::TierKvShape(c.shape, *o.tier_kv_dtype);
+    if (!t.ok()) return t.status();
+    tier_shape = *t;
+    tier_identity += "/tier:" + t->layout_identity();
+  }
+  const KvShape& stored = tier_shape ? *tier_shape : c.shape;
   if (o.make_tiers) {
-    auto chain = o.make_tiers(c.shape.block_bytes(), CacheIdentity(impl->model->identity(), c.shape));
+    auto chain = o.make_tiers(stored.block_bytes(), tier_identity);
     if (!chain.ok()) return chain.status();
     if (*chain) {
-      if ((*chain)->bytes_per_block() != c.shape.block_bytes()) {
-        return InvalidArgument(fmt::format("tiers store blocks of {} bytes; this model's KV blocks are {}",
-                                           (*chain)->bytes_per_block(), c.shape.block_bytes()));
+      if ((*chain)->bytes_per_block() != stored.block_bytes()) {
+        return InvalidArgument(fmt::format("tiers store blocks of {} bytes; this model's {} KV blocks are {}",
+                                           (*chain)->bytes_per_block(), stored.types_name(), stored.block_bytes()));
       }
       impl->onboarder = std::make_unique<engine::TierOnboarder>(
           std::move(chain).value(),
-          engine::TierOnboarder::Options{.block_size = o.block_size, .only_when_faster = o.onboard_only_when_faster},
+          engine::TierOnboarder::Options{.block_size = o.block_size,
+                                         .only_when_faster = o.onboard_only_when_faster,
+                                         .tier_shape = tier_shape},
           impl->clock);
       c.eviction_listener = impl->onboarder.get();
     }
@@ -186,6 +201,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   i.model_identity = impl->model->identity();
   i.cache_identity = CacheIdentity(i.model_identity, c.shape);
   i.kv_types = c.shape.types_name();
+  if (impl->onboarder) {
+    i.tier_kv_types = stored.types_name();
+    i.tier_block_bytes = stored.block_bytes();
+  }
   i.hash_seed = o.hash_seed;
   i.architecture = h.architecture;
   i.n_layer = static_cast<int32_t>(h.n_layer);

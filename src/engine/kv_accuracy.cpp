@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "engine/forward.h"
+#include "engine/kv_block_convert.h"
 #include "engine/llama_model.h"
 #include "kvstack/tokenizer.h"
 
@@ -26,6 +27,8 @@ void LogSoftmax(const float* logits, int n, std::vector<double>* out) {
 
 struct Runner {
   std::unique_ptr<KvArena> arena;
+  std::optional<KvShape> tier;      // blocks round-trip through this layout once full
+  std::vector<std::byte> scratch;   // one block in the tier layout
   std::unique_ptr<Forward> forward;
   std::vector<float> logits;
   std::vector<double> kl;
@@ -49,7 +52,7 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
   const int B = o.block_size;
   const int32_t blocks = (ctx + B - 1) / B;
   kernels::ThreadPool pool(o.threads);
-  auto make = [&](KvDType k, KvDType v) -> Result<Runner> {
+  auto make = [&](KvDType k, KvDType v, std::optional<KvDType> via_tier) -> Result<Runner> {
     KvShape shape{.num_layers = static_cast<int32_t>(h.n_layer), .num_kv_heads = static_cast<int32_t>(h.n_head_kv),
                   .head_dim = static_cast<int32_t>(h.head_dim), .block_size = B, .dtype = k, .v_dtype = v};
     auto a = KvArena::Create(shape, blocks, KvStorageMode::kAllocate);
@@ -57,13 +60,19 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
     Runner r;
     r.arena = std::make_unique<KvArena>(std::move(a).value());
     r.forward = std::make_unique<Forward>(m, r.arena.get(), &pool);
+    if (via_tier) {
+      auto t = TierKvShape(shape, *via_tier);
+      if (!t.ok()) return t.status();
+      r.tier = *t;
+      r.scratch.resize(t->block_bytes());
+    }
     return r;
   };
-  auto ref = make(KvDType::kF32, KvDType::kF32);
+  auto ref = make(KvDType::kF32, KvDType::kF32, std::nullopt);
   if (!ref.ok()) return ref.status();
   std::vector<Runner> cands;
-  for (auto [k, v] : o.candidates) {
-    auto r = make(k, v);
+  for (const KvCandidate& cand : o.candidates) {
+    auto r = make(cand.k, cand.v, cand.via_tier);
     if (!r.ok()) return r.status();
     cands.push_back(std::move(r).value());
   }
@@ -95,6 +104,12 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
         double kl = 0;
         for (int i = 0; i < V; ++i) kl += std::exp(lp_ref[i]) * (lp_ref[i] - lp[i]);
         c.kl.push_back(std::max(kl, 0.0));
+        if (c.tier && pos % B == B - 1) {
+          // The block is full: from now on it is read as tiers would hand it back.
+          std::byte* block = c.arena->Block(pos / B);
+          ConvertKvBlock(c.arena->shape(), block, *c.tier, c.scratch.data());
+          ConvertKvBlock(*c.tier, c.scratch.data(), c.arena->shape(), block);
+        }
       }
       // The text: a sample of the f32 distribution (temperature 1).
       std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -116,8 +131,9 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
   for (size_t i = 0; i < cands.size(); ++i) {
     Runner& c = cands[i];
     KvAccuracy a;
-    a.k_type = o.candidates[i].first;
-    a.v_type = o.candidates[i].second;
+    a.k_type = o.candidates[i].k;
+    a.v_type = o.candidates[i].v;
+    a.via_tier = o.candidates[i].via_tier;
     a.positions = static_cast<int64_t>(c.kl.size());
     a.top1_agreement = double(c.agree) / double(a.positions);
     double sum = 0;

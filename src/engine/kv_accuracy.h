@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,9 +23,19 @@
 
 namespace kvstack::engine {
 
+// One KV setting to compare with f32 KV.
+struct KvCandidate {
+  KvDType k = KvDType::kF16, v = KvDType::kF16;
+  // Blocks that come back from tiers storing this type
+  // (EngineOptions::tier_kv_dtype): each block, once full, is converted to it
+  // and widened back in place, as if every earlier block had been offloaded
+  // and onboarded. Unset: the device KV only.
+  std::optional<KvDType> via_tier;
+};
+
 struct KvAccuracyOptions {
   std::string model_path;
-  std::vector<std::pair<KvDType, KvDType>> candidates;  // (K type, V type)
+  std::vector<KvCandidate> candidates;
   int64_t positions = 20000;  // compared positions in all (whole windows: rounded up)
   int32_t context = 0;        // tokens per window; 0: the model's training context
   int32_t block_size = 16;
@@ -34,6 +45,7 @@ struct KvAccuracyOptions {
 
 struct KvAccuracy {
   KvDType k_type = KvDType::kF32, v_type = KvDType::kF32;
+  std::optional<KvDType> via_tier;
   int64_t positions = 0;
   double top1_agreement = 0;  // share of positions whose argmax equals f32 KV's
   double mean_kl = 0;         // nats

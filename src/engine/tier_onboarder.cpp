@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/kv_block_convert.h"
 #include "kvstack/tier_policy.h"
 
 namespace kvstack::engine {
@@ -22,11 +23,24 @@ TierOnboarder::~TierOnboarder() {
 
 void TierOnboarder::OnEvicting(BlockId id, const BlockHash& key, Priority priority, uint32_t hits) {
   if (arena_ == nullptr || key.IsZero()) return;
-  const std::span<const std::byte> bytes(arena_->Block(ToIndex(id)), arena_->block_bytes());
+  std::span<const std::byte> bytes(arena_->Block(ToIndex(id)), arena_->block_bytes());
+  if (options_.tier_shape) {
+    offload_scratch_.resize(chain_->bytes_per_block());
+    ConvertKvBlock(arena_->shape(), bytes.data(), *options_.tier_shape, offload_scratch_.data());
+    bytes = offload_scratch_;
+  }
   switch (chain_->Offload(key, priority, hits, bytes)) {
     case OffloadOutcome::kStored: ++metrics_.offloaded_blocks; break;
     case OffloadOutcome::kSkipped: ++metrics_.offload_skipped_blocks; break;
     case OffloadOutcome::kRefused: ++metrics_.offload_refused_blocks; break;
+  }
+}
+
+void TierOnboarder::Onboard(const std::byte* tier_block, std::byte* device_block) const {
+  if (options_.tier_shape) {
+    ConvertKvBlock(*options_.tier_shape, tier_block, arena_->shape(), device_block);
+  } else {
+    std::memcpy(device_block, tier_block, arena_->block_bytes());
   }
 }
 
@@ -133,14 +147,23 @@ int32_t TierOnboarder::Start(RequestId id, std::span<const BlockHash> keys, std:
     if (i < known && source[k] <= 0) ++metrics_.timely_blocks;  // staged or already in host RAM
     if (source[k] < 0) {
       auto staged = staged_.find(keys[k]);
-      std::memcpy(dest, staged->second.bytes.data(), arena_->block_bytes());
+      Onboard(staged->second.bytes.data(), dest);
       staged_bytes_ -= staged->second.bytes.size();
       staged_.erase(staged);
       continue;
     }
     hashes.push_back(keys[k]);
-    dests.emplace_back(dest, arena_->block_bytes());
     f.fetched.push_back(i);
+    if (options_.tier_shape) {
+      f.targets.push_back(dest);
+    } else {
+      dests.emplace_back(dest, arena_->block_bytes());
+    }
+  }
+  if (options_.tier_shape && !hashes.empty()) {
+    const size_t block = chain_->bytes_per_block();
+    f.scratch.resize(hashes.size() * block);
+    for (size_t b = 0; b < hashes.size(); ++b) dests.emplace_back(f.scratch.data() + b * block, block);
   }
   if (!hashes.empty()) {
     f.handle = chain_->StartFetch(hashes, dests);
@@ -167,6 +190,9 @@ std::optional<int32_t> TierOnboarder::Poll(RequestId id) {
     // ends at the first block that was read and did not arrive.
     const size_t arrived = static_cast<size_t>(f.handle.blocks_ready());
     if (arrived < f.fetched.size()) ready = f.fetched[arrived];
+    for (size_t b = 0; b < arrived && b < f.targets.size(); ++b) {
+      Onboard(f.scratch.data() + b * chain_->bytes_per_block(), f.targets[b]);
+    }
   }
   metrics_.onboarded_blocks += static_cast<uint64_t>(ready);
   metrics_.wait_us.Observe(double(clock_->Now() - f.started));

@@ -38,6 +38,10 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
     int32_t block_size = 16;       // tokens per block
     bool only_when_faster = true;  // compare measured bandwidth with the recompute rate
     size_t max_prefetch_bytes = 64u << 20;  // scratch held by prefetches in flight
+    // The layout the tiers store (kv_block_convert.h): blocks are converted
+    // to it on offload and widened back into the device layout on
+    // onboarding. Unset: the tiers hold device blocks byte for byte.
+    std::optional<KvShape> tier_shape;
   };
   TierOnboarder(std::unique_ptr<TierChain> chain, const Options& options, const Clock* clock);
   ~TierOnboarder() override;
@@ -63,6 +67,10 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   struct Fetch {
     FetchHandle handle;             // the blocks not staged, in key order
     std::vector<int32_t> fetched;   // key index of each block the handle reads
+    // With a tier layout: the handle reads into scratch, and each arrived
+    // block is widened into its device block (targets, in handle order).
+    std::vector<std::byte> scratch;
+    std::vector<std::byte*> targets;
     int32_t requested = 0;          // leading keys being brought up
     bool reading = false;           // false: every block was staged (copied)
     Micros started = 0;
@@ -78,6 +86,8 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
     uint64_t order = 0;
   };
   void Stage(const BlockHash& key, std::span<const std::byte> bytes);
+  // A tier's block (chain().bytes_per_block() bytes) into a device block.
+  void Onboard(const std::byte* tier_block, std::byte* device_block) const;
   // Finishes prefetches whose reads are done (the chain promotes their
   // blocks into the fastest tier as it finishes them).
   void ReapPrefetches();
@@ -90,6 +100,7 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   const Options options_;
   const Clock* clock_;
   KvArena* arena_ = nullptr;
+  std::vector<std::byte> offload_scratch_;  // one block in the tier layout
   double recompute_tokens_per_s_ = 0;
   std::vector<double> get_bytes_per_s_;  // per tier, refreshed at most every 100 ms
   Micros bandwidth_read_at_ = -1;

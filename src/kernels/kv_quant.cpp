@@ -208,6 +208,31 @@ void StoreChannelKey(bool int4, uint8_t* head, int B, int D, int slot, const flo
   }
 }
 
+// A whole block of channel-scaled K at once: each channel's scale comes from
+// that channel's largest value over the block, and S from the largest scale,
+// so nothing grows or is requantized (QuantizeKvHead's contract).
+void StoreChannelKeyBlock(bool int4, uint8_t* head, int B, int D, const float* rows) {
+  const KeyValues kv{head, D, int4};
+  const float L = static_cast<float>(kv.levels());
+  uint8_t* s_at = head + KeyValueBytes(int4, B, D);
+  uint8_t* code = s_at + 4;
+  thread_local std::vector<float> want;
+  want.assign(static_cast<size_t>(D), 0.0f);
+  float top = 0;
+  for (int t = 0; t < B; ++t) {
+    for (int d = 0; d < D; ++d) want[d] = std::max(want[d], std::fabs(rows[static_cast<size_t>(t) * D + d]) / L);
+  }
+  for (int d = 0; d < D; ++d) top = std::max(top, want[d]);
+  const float S = top / 255;
+  std::memcpy(s_at, &S, 4);
+  for (int d = 0; d < D; ++d) code[d] = static_cast<uint8_t>(CodeFor(want[d], S));
+  for (int t = 0; t < B; ++t) {
+    for (int d = 0; d < D; ++d) {
+      kv.Set(t, d, kv.Quantize(rows[static_cast<size_t>(t) * D + d], S * static_cast<float>(code[d])));
+    }
+  }
+}
+
 }  // namespace
 
 void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, int32_t D, int32_t slot,
@@ -243,6 +268,14 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, 
       }
       return;
   }
+}
+
+void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t B, int32_t D, const float* rows) {
+  if ((type == KvDType::kInt8 || type == KvDType::kInt4) && part == KvPart::kKey) {
+    StoreChannelKeyBlock(type == KvDType::kInt4, reinterpret_cast<uint8_t*>(head), B, D, rows);
+    return;
+  }
+  for (int32_t t = 0; t < B; ++t) QuantizeKvRow(type, part, head, B, D, t, rows + static_cast<size_t>(t) * D);
 }
 
 void DequantizeKvRow(KvDType type, KvPart part, const std::byte* head_bytes, int32_t B, int32_t D, int32_t slot,

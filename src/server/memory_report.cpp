@@ -35,7 +35,7 @@ nlohmann::json NodesJson(const std::vector<TierNodeMetrics>& nodes) {
   return out;
 }
 
-nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const OnboardMetrics& o) {
+nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const OnboardMetrics& o, const EngineInfo& info) {
   nlohmann::json levels = nlohmann::json::array();
   if (t) {
     for (const TierMetrics& m : t->tiers) {
@@ -59,6 +59,9 @@ nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const Onboard
   const double timeliness =
       o.onboard_blocks_requested ? double(o.timely_blocks) / double(o.onboard_blocks_requested) : 0.0;
   return {{"enabled", t.has_value()},
+          // What the tiers store (--tier-kv-type), and one block's bytes there.
+          {"kv_types", info.tier_kv_types},
+          {"bytes_per_block", info.tier_block_bytes},
           {"levels", std::move(levels)},
           {"offload",
            {{"stored", o.offloaded_blocks}, {"skipped", o.offload_skipped_blocks}, {"refused", o.offload_refused_blocks}}},
@@ -185,7 +188,7 @@ nlohmann::json MemoryReport(const MemoryReportInputs& in) {
         {"in_flight", in.in_flight},
         {"preemptions", in.preemptions},
         {"recorded", w.recorded}}},
-      {"tiers", TiersJson(in.tiers, in.onboard)},
+      {"tiers", TiersJson(in.tiers, in.onboard, in.info)},
   };
 }
 

@@ -55,6 +55,11 @@ Status ValidateOptions(const ServerOptions& o) {
     return InvalidArgument(fmt::format("--max-n {}: must be from 1 to {}", o.max_n, kMaxChoices));
   }
   KVSTACK_RETURN_IF_ERROR(AtLeast("--host-tier", o.tiers.host_bytes, 0));
+  if (o.engine.tier_kv_dtype && !o.tiers.enabled()) {
+    return InvalidArgument(fmt::format("--tier-kv-type {}: no tier to store it in (give --host-tier, --disk-tier, "
+                                       "--redis or --redis-cluster)",
+                                       KvDTypeName(*o.engine.tier_kv_dtype)));
+  }
   KVSTACK_RETURN_IF_ERROR(AtLeast("--disk-tier-size", o.tiers.disk_bytes, 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--redis-ttl", o.tiers.redis_ttl_s, 1));
   KVSTACK_RETURN_IF_ERROR(AtLeast("--offload-min-hits", o.tiers.offload_min_hits, 0));

@@ -205,6 +205,12 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                   kv.total_blocks, kv.block_size, double(kv.total_blocks) * double(kv.kv_bytes_per_block) / (1 << 20),
                   int64_t{kv.total_blocks} * kv.block_size, info.kv_types, info.kv_bytes_per_token,
                   server::KvCapacityVsF16(info)));
+  if (!info.tier_kv_types.empty() && info.tier_kv_types != info.kv_types) {
+    log(fmt::format("tiers store KV as {} ({} bytes a block, {:.2f}x the device's {}); onboarded blocks are widened "
+                    "back",
+                    info.tier_kv_types, info.tier_block_bytes,
+                    double(info.tier_block_bytes) / double(kv.kv_bytes_per_block), info.kv_types));
+  }
   auto chat = server::ChatFormatForModel(path, (*engine)->tokenizer(), log);
   if (!chat.ok()) return chat.status();
 

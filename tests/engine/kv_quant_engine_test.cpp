@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <random>
 #include <tuple>
 
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "common/requirement.h"
 #include "engine/forward.h"
 #include "engine/kv_accuracy.h"
+#include "engine/kv_block_convert.h"
 #include "engine/llama_model.h"
 #include "kvstack/engine.h"
 #include "kvstack/model_gen.h"
@@ -126,6 +129,7 @@ struct Target {
   KvDType k, v;
   double min_top1;
   double max_mean_kl;  // < 0: reported, not asserted
+  std::optional<KvDType> via_tier = std::nullopt;  // blocks come back from tiers storing this type
 };
 
 void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context, const std::vector<Target>& targets) {
@@ -133,13 +137,14 @@ void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context
   o.model_path = model;
   o.positions = positions;
   o.context = context;
-  for (const Target& t : targets) o.candidates.push_back({t.k, t.v});
+  for (const Target& t : targets) o.candidates.push_back({t.k, t.v, t.via_tier});
   auto rep = engine::MeasureKvAccuracy(o);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   ASSERT_EQ(rep->results.size(), targets.size());
   for (size_t i = 0; i < targets.size(); ++i) {
     const engine::KvAccuracy& r = rep->results[i];
-    const std::string name = std::string(KvDTypeName(r.k_type)) + "/" + std::string(KvDTypeName(r.v_type));
+    std::string name = std::string(KvDTypeName(r.k_type)) + "/" + std::string(KvDTypeName(r.v_type));
+    if (r.via_tier) name += std::string(" via ") + std::string(KvDTypeName(*r.via_tier)) + " tiers";
     std::printf("%s %s: %lld positions, top-1 %.4f, mean KL %.3e, p99 KL %.3e, max KL %.3e\n",
                 std::filesystem::path(model).filename().c_str(), name.c_str(), static_cast<long long>(r.positions),
                 r.top1_agreement, r.mean_kl, r.p99_kl, r.max_kl);
@@ -165,7 +170,10 @@ TEST(KvQuantEngineTest, Stories260KAccuracyAgainstF32Kv) {
                   {KvDType::kF32, KvDType::kInt8, 0.995, 5e-5},      // V alone: 0.9985, 7.5e-6
                   {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.87, -1},  // 0.900
                   {KvDType::kInt8, KvDType::kInt4, 0.95, -1},        // 0.972
-                  {KvDType::kInt4, KvDType::kInt4, 0.68, -1}});      // 0.725
+                  {KvDType::kInt4, KvDType::kInt4, 0.68, -1},        // 0.725
+                  // --tier-kv-type int8: f16 KV whose full blocks come back
+                  // from int8 tiers (channel scales over the whole block).
+                  {KvDType::kF16, KvDType::kF16, 0.985, 2.5e-4, KvDType::kInt8}});  // 0.9941, 8.3e-5
 }
 
 TEST(KvQuantEngineTest, TinyqAAccuracyAgainstF32Kv) {
@@ -175,6 +183,83 @@ TEST(KvQuantEngineTest, TinyqAAccuracyAgainstF32Kv) {
     ExpectAccuracy(model, 600, 0,
                    {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3}, {KvDType::kInt4, KvDType::kInt4, 0.92, -1}});
   }
+}
+
+// A block converted to the tiers' int8 layout and widened back (what
+// --tier-kv-type int8 does to an offloaded block) stays within half an int8
+// step of its f16 values (plus the f16 rounding of the result): keys per
+// channel over the block, values per token group. Widening to f32 and back
+// is exact.
+TEST(KvBlockConvertTest, Int8RoundTripWithinHalfAStep) {
+  const KvShape f16{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_size = 16, .dtype = KvDType::kF16};
+  auto tier = engine::TierKvShape(f16, KvDType::kInt8);
+  ASSERT_TRUE(tier.ok()) << tier.status().ToString();
+  const int B = 16, D = 64, H = 2;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  std::vector<std::byte> block(f16.block_bytes()), small(tier->block_bytes()), back(f16.block_bytes());
+  // Values as f16 rows; one outlier channel in the keys, as real keys have.
+  std::vector<float> values(static_cast<size_t>(2 * 2 * H * B * D));
+  for (size_t i = 0; i < values.size(); ++i) values[i] = n(rng) * ((i % D) == 5 ? 12.0f : 1.0f);
+  auto head = [&](std::vector<std::byte>& b, const KvShape& s, int l, int part, int h) {
+    return b.data() + static_cast<size_t>(l) * s.layer_bytes() +
+           (part == 0 ? static_cast<size_t>(h) * s.k_head_bytes()
+                      : static_cast<size_t>(H) * s.k_head_bytes() + static_cast<size_t>(h) * s.v_head_bytes());
+  };
+  auto row = [&](int l, int part, int h, int t) { return values.data() + (((l * 2 + part) * H + h) * B + t) * D; };
+  for (int l = 0; l < 2; ++l)
+    for (int part = 0; part < 2; ++part)
+      for (int h = 0; h < H; ++h)
+        for (int t = 0; t < B; ++t) {
+          kernels::QuantizeKvRow(KvDType::kF16, part ? KvPart::kValue : KvPart::kKey, head(block, f16, l, part, h), B,
+                                 D, t, row(l, part, h, t));
+          // What the block really holds: f16-rounded values.
+          kernels::DequantizeKvRow(KvDType::kF16, KvPart::kKey, head(block, f16, l, part, h), B, D, t,
+                                   row(l, part, h, t));
+        }
+  engine::ConvertKvBlock(f16, block.data(), *tier, small.data());
+  engine::ConvertKvBlock(*tier, small.data(), f16, back.data());
+  std::vector<float> got(static_cast<size_t>(D));
+  for (int l = 0; l < 2; ++l)
+    for (int part = 0; part < 2; ++part)
+      for (int h = 0; h < H; ++h)
+        for (int t = 0; t < B; ++t) {
+          kernels::DequantizeKvRow(KvDType::kF16, KvPart::kKey, head(back, f16, l, part, h), B, D, t, got.data());
+          float top = 0;
+          for (int r = 0; r < B; ++r)
+            for (int d = 0; d < D; ++d) top = std::max(top, std::fabs(row(l, part, h, r)[d]));
+          for (int d = 0; d < D; ++d) {
+            const float x = row(l, part, h, t)[d];
+            float amax = 0;
+            if (part == 0) {
+              for (int r = 0; r < B; ++r) amax = std::max(amax, std::fabs(row(l, 0, h, r)[d]));
+            } else {
+              for (int e = 0; e < D; ++e) amax = std::max(amax, std::fabs(row(l, 1, h, t)[e]));
+            }
+            const float step = part == 0 ? amax / 127 + top / 127 / 255 : amax / 127;
+            const float bound = 0.5f * step * 1.01f + std::fabs(x) * 0x1p-10f + 1e-6f;
+            ASSERT_LE(std::fabs(got[d] - x), bound) << "layer " << l << (part ? " V" : " K") << " head " << h
+                                                    << " token " << t << " d " << d;
+          }
+        }
+  KvShape f32 = f16;
+  f32.dtype = KvDType::kF32;
+  std::vector<std::byte> wide(f32.block_bytes()), again(f16.block_bytes());
+  engine::ConvertKvBlock(f16, block.data(), f32, wide.data());
+  engine::ConvertKvBlock(f32, wide.data(), f16, again.data());
+  EXPECT_EQ(again, block);
+}
+
+TEST(KvBlockConvertTest, TierTypeMustBeNarrowerThanFloatDeviceKv) {
+  const KvShape f16{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .block_size = 16, .dtype = KvDType::kF16};
+  EXPECT_TRUE(engine::TierKvShape(f16, KvDType::kInt4).ok());
+  EXPECT_TRUE(engine::TierKvShape(f16, KvDType::kFp8E4M3).ok());
+  EXPECT_FALSE(engine::TierKvShape(f16, KvDType::kBF16).ok());
+  KvShape int8 = f16;
+  int8.dtype = KvDType::kInt8;
+  auto refused = engine::TierKvShape(int8, KvDType::kInt4);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("already quantized"), std::string::npos) << refused.status().ToString();
 }
 
 // With quantized KV a prompt served again from the prefix cache, batched

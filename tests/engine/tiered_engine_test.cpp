@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -59,6 +60,8 @@ struct TierSetup {
   uint64_t disk_bytes = 8 << 20;
   int redis_port = 0;       // 0: no Redis tier
   bool only_when_faster = false;
+  std::optional<KvDType> tier_kv;  // EngineOptions::tier_kv_dtype
+  std::string* identity = nullptr;  // where to report the identity the tiers were given
 };
 
 std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks, KvDType kv = KvDType::kF16) {
@@ -72,7 +75,9 @@ std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks
   if (tiers) {
     const TierSetup t = *tiers;
     o.onboard_only_when_faster = t.only_when_faster;
+    o.tier_kv_dtype = t.tier_kv;
     o.make_tiers = [t](size_t block_bytes, const std::string& model_id) -> Result<std::unique_ptr<TierChain>> {
+      if (t.identity) *t.identity = model_id;
       TierChainOptions c;
       c.min_priority = 0;  // keep every evicted block: the test wants traffic
       if (t.host_blocks > 0) {
@@ -224,6 +229,77 @@ TEST(TieredEngineTest, Int8KvEqualWithTiersOnAndOff) {
   ASSERT_EQ(failures, 0);
   for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(got[i], expected[i]) << "request " << i;
   EXPECT_GT(tiered->onboard_metrics().onboarded_blocks, 0u) << "the tiers were never used: equality proves nothing";
+}
+
+// --tier-kv-type int8: f16 blocks leave the device pool as int8 (the tiers
+// hold blocks of the int8 layout, a little over half the bytes) and come
+// back widened. Lossy by design, so outputs are compared with the engine
+// without tiers and the share that differs is bounded by what was measured,
+// not required to be zero; the tiers must really have served blocks.
+TEST(TieredEngineTest, Int8TierStoresHalfTheBytesAndServesBlocks) {
+  const auto prompts = MakePrompts(300, 20261205);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 48);
+  ASSERT_TRUE(plain);
+  const auto expected = RunPrompts(*plain, prompts, 1, &failures);
+  ASSERT_EQ(failures, 0);
+  TempDir disk("int8-tier");
+  std::string identity, f16_identity;
+  TierSetup tiers{.host_blocks = 24, .disk_dir = disk.path().string(), .tier_kv = KvDType::kInt8,
+                  .identity = &identity};
+  auto tiered = MakeEngine(&tiers, 48);
+  ASSERT_TRUE(tiered);
+  TierSetup f16_tiers{.host_blocks = 24, .identity = &f16_identity};
+  ASSERT_TRUE(MakeEngine(&f16_tiers, 48));
+  // Tiers shared with an engine storing f16 blocks never mix the two layouts.
+  EXPECT_NE(identity, f16_identity);
+  EXPECT_NE(identity.find("/tier:kv:k=int8,v=int8"), std::string::npos) << identity;
+
+  const KvShape device{.num_layers = 2, .num_kv_heads = 2, .head_dim = 16, .block_size = 16, .dtype = KvDType::kF16};
+  const KvShape stored{.num_layers = 2, .num_kv_heads = 2, .head_dim = 16, .block_size = 16, .dtype = KvDType::kInt8};
+  ASSERT_EQ(tiered->cache().arena().block_bytes(), device.block_bytes());
+  EXPECT_EQ(tiered->tiers()->bytes_per_block(), stored.block_bytes());
+  EXPECT_EQ(tiered->info().tier_kv_types, "int8");
+  EXPECT_EQ(tiered->info().tier_block_bytes, stored.block_bytes());
+  EXPECT_LT(double(stored.block_bytes()), 0.6 * double(device.block_bytes()));
+
+  const auto got = RunPrompts(*tiered, prompts, 1, &failures);
+  ASSERT_EQ(failures, 0);
+  size_t differ = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) differ += got[i] != expected[i];
+  const OnboardMetrics m = tiered->onboard_metrics();
+  std::printf("int8 tiers: %llu blocks onboarded; %zu of %zu requests' 16 greedy tokens differ from f16 without tiers\n",
+              static_cast<unsigned long long>(m.onboarded_blocks), differ, prompts.size());
+  EXPECT_GT(m.onboarded_blocks, 0u) << "the tiers were never used";
+  EXPECT_LE(differ, prompts.size() / 10) << "int8 tiers changed far more outputs than measured";
+  // Every byte a tier wrote or read was a block of the int8 layout.
+  tiered->tiers()->Flush();
+  for (const TierMetrics& t : tiered->tiers()->Metrics().tiers) {
+    EXPECT_EQ(t.bytes_in % stored.block_bytes(), 0u) << t.name;
+    EXPECT_EQ(t.bytes_out % stored.block_bytes(), 0u) << t.name;
+  }
+}
+
+TEST(TieredEngineTest, TierKvTypeMustBeNarrowerThanFloatDeviceKv) {
+  EngineOptions o;
+  o.model_path = ModelPath();
+  o.num_blocks = 16;
+  o.tier_kv_dtype = KvDType::kInt8;
+  o.kv_dtype = KvDType::kInt4;
+  auto quantized = Engine::Create(o);
+  ASSERT_FALSE(quantized.ok());
+  EXPECT_NE(quantized.status().message().find("already quantized"), std::string::npos) << quantized.status().ToString();
+  o.kv_dtype = KvDType::kF16;
+  o.tier_kv_dtype = KvDType::kF32;
+  auto wider = Engine::Create(o);
+  ASSERT_FALSE(wider.ok());
+  EXPECT_NE(wider.status().message().find("not smaller"), std::string::npos) << wider.status().ToString();
+  // The device's own type is no conversion at all.
+  TierSetup same{.host_blocks = 8, .tier_kv = KvDType::kF16};
+  auto e = MakeEngine(&same, 16);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->tiers()->bytes_per_block(), e->cache().arena().block_bytes());
+  EXPECT_EQ(e->info().tier_kv_types, "f16");
 }
 
 // Onboarding is a choice: with the bandwidth check on, and a recompute rate

@@ -138,6 +138,54 @@ TEST(KvQuantTest, RoundTripWithinOneStep) {
   }
 }
 
+// A whole head at once (what tiers converting full blocks use): channel
+// keys take their scales from the whole block, so every value is within half
+// a step of its channel's scale (no growth), the scale rounded up by its
+// 8-bit code (at most one unit of S = top / L / 255); every other type stores
+// the same bytes as row by row.
+TEST(KvQuantTest, WholeHeadKeysWithinHalfAStepOfTheirChannel) {
+  std::mt19937 rng(9);
+  for (int D : {8, 64, 128}) {
+    for (KvDType t : kQuantized) {
+      for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+        const int B = 16;
+        std::vector<float> rows;
+        for (int s = 0; s < B; ++s) {
+          const std::vector<float> r = Row(rng, D);
+          rows.insert(rows.end(), r.begin(), r.end());
+        }
+        Head whole(t, part, B, D), by_row(t, part, B, D);
+        QuantizeKvHead(t, part, whole.bytes.data(), B, D, rows.data());
+        for (int s = 0; s < B; ++s) by_row.Store(s, rows.data() + static_cast<size_t>(s) * D);
+        const bool channel = part == KvPart::kKey && (t == KvDType::kInt8 || t == KvDType::kInt4);
+        if (!channel) {
+          EXPECT_EQ(whole.bytes, by_row.bytes) << KvDTypeName(t) << " D " << D;
+          continue;
+        }
+        const float L = t == KvDType::kInt8 ? 127 : 7;
+        float top = 0;
+        for (float x : rows) top = std::max(top, std::fabs(x));
+        for (int d = 0; d < D; ++d) {
+          float amax = 0;
+          for (int r = 0; r < B; ++r) amax = std::max(amax, std::fabs(rows[static_cast<size_t>(r) * D + d]));
+          const float bound = 0.5f * (amax / L + top / L / 255) * 1.01f + 1e-7f;
+          for (int r = 0; r < B; ++r) {
+            ASSERT_LE(std::fabs(whole.Load(r)[d] - rows[static_cast<size_t>(r) * D + d]), bound)
+                << KvDTypeName(t) << " K D " << D << " slot " << r << " d " << d;
+          }
+        }
+      }
+    }
+  }
+  // All zeros: zero scales, zero values, nothing undefined.
+  for (KvDType t : {KvDType::kInt8, KvDType::kInt4}) {
+    Head h(t, KvPart::kKey, 16, 64);
+    const std::vector<float> zeros(16 * 64, 0.0f);
+    QuantizeKvHead(t, KvPart::kKey, h.bytes.data(), 16, 64, zeros.data());
+    for (int s = 0; s < 16; ++s) EXPECT_THAT(h.Load(s), ::testing::Each(0.0f));
+  }
+}
+
 // A token that fits the block's channel scales leaves the earlier tokens'
 // bytes alone; one that does not requantizes them to wider scales.
 TEST(KvQuantTest, Int4KeyRequantizesOnlyWhenAChannelGrows) {

@@ -136,10 +136,59 @@ TEST(ServeKvTypesTest, SharedTiersNeverCrossKvLayouts) {
   fs::remove_all(disk);
 }
 
+// --tier-kv-type int8: the f16 server's evicted blocks go to its host tier
+// as int8 (6,000 bytes a block instead of 10,240) and come back as hits; the
+// answer is the one the server gives without tiers (8 greedy tokens of
+// stories260K survive int8 KV: it keeps llama.cpp's completions with int8
+// KV, kv_quant_engine_test).
+TEST(ServeKvTypesTest, Int8TierKvTypeServesHitsFromHalfSizeBlocks) {
+  if (Stories260KPath().empty()) {
+    if (std::getenv("CI")) FAIL() << "../shared/models/stories260K.gguf is absent under CI";
+    GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
+  }
+  std::string alone;
+  {
+    ServeProcess s(Base("f16"));
+    ASSERT_TRUE(s.ok()) << s.error();
+    const JsonReply r = Complete(*s.Client(), kPrompt);
+    ASSERT_EQ(r.status, 200) << r.raw;
+    alone = Text(r);
+  }
+  std::vector<std::string> a = Base("f16");
+  for (const char* arg : {"--host-tier", "1MiB", "--tier-kv-type", "int8", "--offload-min-priority", "0",
+                          "--onboard-always"}) {
+    a.push_back(arg);
+  }
+  ServeProcess s(a);
+  ASSERT_TRUE(s.ok()) << s.error();
+  EXPECT_NE(s.Output().find("tiers store KV as int8 (6000 bytes a block"), std::string::npos) << s.Output();
+  auto c = s.Client();
+  const JsonReply first = Complete(*c, kPrompt);
+  ASSERT_EQ(first.status, 200) << first.raw;
+  EXPECT_EQ(Text(first), alone);
+  Flood(*c);
+  const JsonReply again = Complete(*c, kPrompt);
+  ASSERT_EQ(again.status, 200) << again.raw;
+  EXPECT_GT(Cached(again), 0) << "no block came back from the int8 tier";
+  EXPECT_EQ(Text(again), alone);
+  const JsonReply mem = GetJson(*c, "/v1/memory");
+  ASSERT_EQ(mem.status, 200);
+  EXPECT_EQ(mem.body["memory"]["kv"]["types"], "f16");
+  EXPECT_EQ(mem.body["tiers"]["kv_types"], "int8");
+  EXPECT_EQ(mem.body["tiers"]["bytes_per_block"].get<int>(), 6000);
+  EXPECT_GT(mem.body["tiers"]["onboard"]["onboarded_blocks"].get<int>(), 0);
+  const json& host = mem.body["tiers"]["levels"][0];
+  EXPECT_EQ(host["bytes_in"].get<int64_t>() % 6000, 0) << host.dump();
+  EXPECT_GT(host["bytes_in"].get<int64_t>(), 0) << host.dump();
+}
+
 TEST(ServeKvTypesTest, BadKvTypesAreRefusedByFlag) {
   if (Stories260KPath().empty()) GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
   for (auto [flag, value] : {std::pair{"--kv-type", "q8"}, std::pair{"--kv-type-k", "int3"},
-                             std::pair{"--kv-type-v", "fp4"}, std::pair{"--eviction-policy", "random"}}) {
+                             std::pair{"--kv-type-v", "fp4"}, std::pair{"--eviction-policy", "random"},
+                             std::pair{"--tier-kv-type", "int3"},
+                             // A real type, but no tier to store it in.
+                             std::pair{"--tier-kv-type", "int8"}}) {
     std::string cmd = std::string(KVSTACK_BINARY) + " serve --port 0 --model '" + Stories260KPath() + "' " + flag +
                       " " + value + " 2>&1";
     FILE* pipe = ::popen(cmd.c_str(), "r");
