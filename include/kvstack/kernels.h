@@ -18,8 +18,9 @@
 // activation row is quantized to 8-bit blocks (QuantizeActivationRow) and
 // multiplied with the weights' integer quants in exact int32 sums per block,
 // then scaled in float; levels differ only in the float summation of those
-// scaled block sums (MatMul of more than 8 rows sums the same products in
-// its float GEMM instead).
+// scaled block sums, and a row's result never depends on how many rows its
+// MatMul had (batch invariance: a prompt chunked differently, or a prefix
+// served from a cache, gives the same bits).
 //
 // Callers: the engine's forward pass; kvstack gen-model (quantizers).
 // Thread safety: the free functions are pure and may run on any threads at
@@ -166,11 +167,9 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool,
 // MatMul per weight matrix, not one MatVec per token). n == 1 is MatVec;
 // n <= 0 does nothing. Uses a per-thread scratch buffer that grows to the
 // largest n * w.cols seen and is kept. With kInt8Activations every row of X
-// is quantized once. For n <= 8 each weight row is unpacked once and
-// multiplied into all n: Y[i][r] is DotRowInt8(W[r], X[i] quantized), bit
-// for bit, at the same level. For n > 8 (compute-bound) the rows are
-// rounded to the values of their blocks and multiplied in the float GEMM:
-// the same products as DotRowInt8's, summed in float in another order.
+// is quantized once, and each weight row is unpacked once per tile of up to
+// 8 rows of X and multiplied into all of them: Y[i][r] is DotRowInt8(W[r],
+// X[i] quantized), bit for bit, at the same level, for every n.
 // REQUIRES: as MatVec.
 void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
             MatMulPrecision precision = MatMulPrecision::kExactFloat);

@@ -14,7 +14,6 @@
 #include <cstring>
 #include <string>
 
-#include "kernels/activation_quant.h"
 #include "kernels/blocks.h"
 #include "kernels/dispatch.h"
 #include "kernels/half.h"
@@ -102,30 +101,6 @@ void QuantizeActivationRow(GgmlType weight_type, const float* x, void* dst, int6
   }
 }
 
-namespace internal {
-
-void RoundActivationRow(GgmlType weight_type, float* x, int64_t n) {
-  const bool k = IsKQuant(weight_type);
-  const int block = k ? kQkK : kQk;
-  uint8_t bytes[q8_k::kBytes];
-  // Block by block through the quantizers themselves: QuantizeActivationRow
-  // checks its arguments on every call, which per 32 elements of a prefill
-  // batch would cost more than the rounding.
-  for (int64_t b = 0; b < n / block; ++b, x += block) {
-    float d;
-    if (k) {
-      QuantizeQ8_K(x, bytes, block);
-      std::memcpy(&d, bytes + q8_k::kD, sizeof d);
-    } else {
-      QuantizeQ8_0(x, bytes, block);
-      d = Fp16ToFp32(ReadU16(bytes + q8_0::kD));
-    }
-    const uint8_t* qs = bytes + (k ? q8_k::kQs : q8_0::kQs);
-    for (int j = 0; j < block; ++j) x[j] = static_cast<float>(static_cast<int8_t>(qs[j])) * d;
-  }
-}
-
-}  // namespace internal
 
 float DotRowInt8(GgmlType type, const void* row, const void* xq, int64_t n) {
   CheckIntArguments("DotRowInt8", type, n);

@@ -17,16 +17,17 @@
 // the rows of a tile would fall into the same L1 sets and evict each other.
 //
 // With MatMulPrecision::kInt8Activations (types with an integer product) the
-// activation rows are rounded to 8-bit blocks. Up to kMaxTile rows (decode)
-// they stay quantized, a quarter of their float size: blocks of weight rows
+// activation rows are quantized to 8-bit blocks, a quarter of their float
+// size, and multiplied in tiles of up to kMaxTile rows: blocks of weight rows
 // that stay in L2, each row unpacked once per tile and multiplied into every
-// activation row with integer dot products (simd_int_dot.h). More rows
-// (prefill, wide batches) are compute-bound, and there the integer products
-// do not beat the float GEMM: each 32-element block needs its own float
-// scaling, and vpmaddubsw + vpmaddwd issue on fewer ports than FMAs on the
-// AVX2 machines measured (BENCHMARKS.md). So those rows are rounded in place
-// to the values their blocks stand for and go through the GEMM path: the
-// same products, summed in another order.
+// activation row of the tile with integer dot products (simd_int_dot.h).
+// Every row takes this path, however many rows the call has, so a token's
+// result is bit for bit the same whether it was computed alone, in a decode
+// batch or in a prefill chunk: prefix-cache hits, tier onboarding and
+// preemption never change an output. (Rounding wide batches to their blocks'
+// values and using the float GEMM, as issue 11 first did above 8 rows, was
+// up to 1.4x faster there on AVX2 but summed in another order, and greedy
+// outputs then depended on how a prompt had been chunked.)
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -36,7 +37,6 @@
 
 #include <fmt/format.h>
 
-#include "kernels/activation_quant.h"
 #include "kernels/dispatch.h"
 #include "kernels/kernel_table.h"
 #include "kvstack/kernels.h"
@@ -279,15 +279,15 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
     std::fill(y, y + n * w.rows, 0.0f);
     return;
   }
-  const bool int8 = precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type);
-  if (int8 && n <= kMaxTile) return IntMatMul(w, x, n, y, pool);
+  // Every row through the integer tiles, however many: a row's result must
+  // not depend on the batch it was computed in (see the file comment).
+  if (precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type)) return IntMatMul(w, x, n, y, pool);
   const internal::KernelTable& table = internal::ActiveKernels();
   const int64_t stride = w.cols + kRowPad;
   thread_local std::vector<float> x_scratch;
   float* padded = Scratch(x_scratch, n * stride);
   for (int64_t i = 0; i < n; ++i) {
     std::copy(x + i * w.cols, x + (i + 1) * w.cols, padded + i * stride);
-    if (int8) internal::RoundActivationRow(w.type, padded + i * stride, w.cols);
   }
 
   const MatMulJob job{.kernels = internal::FindKernels(table, w.type),
