@@ -67,6 +67,13 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
   ASSERT_FALSE(j.is_discarded()) << text.str();
   EXPECT_EQ(j["format"], "kvstack-bench-engine/1");
   EXPECT_GT(j["memcpy_gbps"].get<double>(), 0);
+  // The floor is the read bandwidth of the configuration's thread count.
+  const double read_gbps = j["read_gbps"]["1"].get<double>();
+  EXPECT_GT(read_gbps, 0);
+  for (const nlohmann::json& r : j["results"]) {
+    const double want = 1e3 * r["bytes_per_decode_step"].get<double>() / (read_gbps * 1e9);
+    EXPECT_NEAR(r["floor_ms_per_decode_step"].get<double>(), want, want * 1e-3 + 1e-4);
+  }
   ASSERT_EQ(j["results"].size(), 2u);
   for (int i = 0; i < 2; ++i) {
     const nlohmann::json& r = j["results"][i];
