@@ -65,12 +65,14 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
 
  private:
   struct Fetch {
-    FetchHandle handle;             // the blocks not staged, in key order
-    std::vector<int32_t> fetched;   // key index of each block the handle reads
     // With a tier layout: the handle reads into scratch, and each arrived
     // block is widened into its device block (targets, in handle order).
+    // Declared before the handle, so it outlives the reads the handle's
+    // destructor waits for.
     std::vector<std::byte> scratch;
     std::vector<std::byte*> targets;
+    FetchHandle handle;             // the blocks not staged, in key order
+    std::vector<int32_t> fetched;   // key index of each block the handle reads
     int32_t requested = 0;          // leading keys being brought up
     bool reading = false;           // false: every block was staged (copied)
     Micros started = 0;
