@@ -415,7 +415,7 @@ std::string ProfileJson(const EngineBenchArgs& a, double copy_gbps, const std::m
                    static_cast<int64_t>(a.copy_mib) << 20);
   j += "  \"read_gbps\": {";
   for (auto it = read_gbps.begin(); it != read_gbps.end(); ++it) {
-    j += fmt::format("{}\"{}\": {:.3f}", it == read_gbps.begin() ? "" : ", ", it->first, it->second);
+    j += fmt::format("{}\"{}\": {:.6g}", it == read_gbps.begin() ? "" : ", ", it->first, it->second);
   }
   j += "},\n";
   j += fmt::format("  \"kv_type\": {},\n  \"block_size\": {},\n  \"repeats\": {},\n  \"seed\": {},\n",

@@ -72,7 +72,9 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
   EXPECT_GT(read_gbps, 0);
   for (const nlohmann::json& r : j["results"]) {
     const double want = 1e3 * r["bytes_per_decode_step"].get<double>() / (read_gbps * 1e9);
-    EXPECT_NEAR(r["floor_ms_per_decode_step"].get<double>(), want, want * 1e-3 + 1e-4);
+    // Both sides come from printed figures (6 significant digits for the
+    // bandwidth, 4 decimals for the floor).
+    EXPECT_NEAR(r["floor_ms_per_decode_step"].get<double>(), want, want * 2e-3 + 1e-4);
   }
   ASSERT_EQ(j["results"].size(), 2u);
   for (int i = 0; i < 2; ++i) {
