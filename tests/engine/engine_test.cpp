@@ -144,6 +144,7 @@ struct Agreement {
   int checked = 0;    // positions with llama.cpp's top-1/top-2 gap >= 0.5
   int agreed = 0;     // positions where the top-1 equals llama.cpp's token
   int positions = 0;  // all teacher-forced positions
+  std::vector<float> logits;  // every completion position's row, prompt after prompt
 };
 
 // Teacher-forced on llama.cpp's tokens of every prompt: either the whole
@@ -183,6 +184,7 @@ Agreement TeacherForced(const engine::LlamaModel& model, const nlohmann::json& p
         batch.tokens.clear();
       }
     }
+    a.logits.insert(a.logits.end(), logits.begin(), logits.begin() + static_cast<long>(completion.size() * h.n_vocab));
     const auto gaps = p["top1_top2_logprob_gap"].get<std::vector<double>>();
     for (size_t i = 0; i < completion.size(); ++i) {
       const float* row = &logits[i * h.n_vocab];
@@ -222,6 +224,9 @@ TEST(EngineGoldenTest, TinyqQuantizedTopOneAgreesTeacherForced) {
     EXPECT_GT(exact.checked, 0) << q;
     EXPECT_GE(int8.agreed, exact.agreed) << q;
     EXPECT_GE(int8_steps.agreed, exact.agreed) << q;
+    // Batch invariance: with int8 activations a position's logits are the
+    // same bits whether its sequence ran in one batch or a token per step.
+    EXPECT_EQ(int8.logits, int8_steps.logits) << q;
   }
 }
 
