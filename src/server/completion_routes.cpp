@@ -177,13 +177,17 @@ void RespondWhole(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Re
         return true;
       },
       [st](bool /*success*/) {
-        if (!st->finished) {
-          ++st->ctx.disconnected;
+        // Out of the gate, cancelled and logged before it is counted:
+        // whoever sees the disconnect counted sees no request in flight for
+        // it, and the log line.
+        const bool gone = !st->finished;
+        st->ticket.Release();
+        if (gone) {
+          st->ctx.loop->Cancel(st->channel);
           st->ctx.log(fmt::format("{}: the client went away before its completion; cancelling the request",
                                   st->meta.id));
-          st->ctx.loop->Cancel(st->channel);
+          ++st->ctx.disconnected;
         }
-        st->ticket.Release();
       });
 }
 
@@ -238,12 +242,16 @@ void StartStream(ServerContext& ctx, httplib::Response& res, std::shared_ptr<Req
         return true;
       },
       [st](bool /*success*/) {
-        if (!st->sse.done()) {
-          ++st->ctx.disconnected;
-          st->ctx.log(fmt::format("{}: the client went away mid-stream; cancelling the request", st->sse.meta().id));
-          st->ctx.loop->Cancel(st->channel);
-        }
+        // Out of the gate, cancelled and logged before it is counted:
+        // whoever sees the disconnect counted sees no request in flight for
+        // it, and the log line.
+        const bool gone = !st->sse.done();
         st->ticket.Release();
+        if (gone) {
+          st->ctx.loop->Cancel(st->channel);
+          st->ctx.log(fmt::format("{}: the client went away mid-stream; cancelling the request", st->sse.meta().id));
+          ++st->ctx.disconnected;
+        }
       });
 }
 
