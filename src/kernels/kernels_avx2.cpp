@@ -7,6 +7,7 @@
 
 #include "kernels/kernel_table.h"
 #include "kernels/simd_kernels.h"
+#include "kernels/x86_sum.h"
 
 namespace kvstack::kernels::internal {
 namespace {
@@ -28,12 +29,7 @@ struct Avx2 {
   static F Mul(F a, F b) { return _mm256_mul_ps(a, b); }
   static F Fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F MulSub(F a, F b, F c) { return _mm256_fmsub_ps(a, b, c); }
-  static float ReduceAdd(F v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
+  static float ReduceAdd(F v) { return Sum256(v); }
 
   static F LoadF16(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   static F LoadBF16(const uint8_t* p) {

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "kernels/x86_sum.h"
+
 namespace kvstack::kernels::internal {
 namespace {
 
@@ -58,12 +60,7 @@ struct X86Int {
   static F ZeroF() { return _mm256_setzero_ps(); }
   static F Set1F(float v) { return _mm256_set1_ps(v); }
   static F FmaF(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
-  static float ReduceF(F v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-  }
+  static float ReduceF(F v) { return Sum256(v); }
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 };
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include "common/requirement.h"
 #include "server/serve_process.h"
 #include "tiers/redis_server.h"
 
@@ -45,13 +46,9 @@ std::vector<std::string> Base(const std::string& kv_type) {
 }
 
 TEST(ServeKvTypesTest, SharedTiersNeverCrossKvLayouts) {
-  if (Stories260KPath().empty()) {
-    if (std::getenv("CI")) FAIL() << "../shared/models/stories260K.gguf is absent under CI";
-    GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
-  }
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
   if (!tier_test::RedisServerInstalled()) {
-    if (std::getenv("CI")) FAIL() << "redis-server is absent under CI (scripts/install-deps installs it)";
-    GTEST_SKIP() << "needs redis-server";
+    KVSTACK_SKIP_MISSING() << "needs redis-server (scripts/install-deps installs it)";
   }
   tier_test::RedisServer redis;
   ASSERT_TRUE(redis.Start());
@@ -142,10 +139,7 @@ TEST(ServeKvTypesTest, SharedTiersNeverCrossKvLayouts) {
 // stories260K survive int8 KV: it keeps llama.cpp's completions with int8
 // KV, kv_quant_engine_test).
 TEST(ServeKvTypesTest, Int8TierKvTypeServesHitsFromHalfSizeBlocks) {
-  if (Stories260KPath().empty()) {
-    if (std::getenv("CI")) FAIL() << "../shared/models/stories260K.gguf is absent under CI";
-    GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
-  }
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
   std::string alone;
   {
     ServeProcess s(Base("f16"));
@@ -183,7 +177,7 @@ TEST(ServeKvTypesTest, Int8TierKvTypeServesHitsFromHalfSizeBlocks) {
 }
 
 TEST(ServeKvTypesTest, BadKvTypesAreRefusedByFlag) {
-  if (Stories260KPath().empty()) GTEST_SKIP() << "needs ../shared/models/stories260K.gguf";
+  if (Stories260KPath().empty()) KVSTACK_SKIP_MISSING() << "needs ../shared/models/stories260K.gguf";
   for (auto [flag, value] : {std::pair{"--kv-type", "q8"}, std::pair{"--kv-type-k", "int3"},
                              std::pair{"--kv-type-v", "fp4"}, std::pair{"--eviction-policy", "random"},
                              std::pair{"--tier-kv-type", "int3"},
