@@ -10,7 +10,10 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string_view>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "kvstack/gguf.h"
 #include "kvstack/tokenizer.h"
@@ -30,6 +33,19 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// Every sanitizer ends its report with "SUMMARY: <Name>Sanitizer: ...".
+bool HasSanitizerSummary(const std::string& out) {
+  const std::string tag = "SUMMARY: ";
+  for (size_t at = out.find(tag); at != std::string::npos; at = out.find(tag, at + 1)) {
+    const size_t name = at + tag.size();
+    const size_t colon = out.find(':', name);
+    if (colon == std::string::npos) return false;
+    const std::string_view word(out.data() + name, colon - name);
+    if (word.size() > 9 && word.substr(word.size() - 9) == "Sanitizer") return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -87,6 +103,13 @@ ServeProcess::~ServeProcess() {
     ::kill(pid_, SIGKILL);
     int status = 0;
     ::waitpid(pid_, &status, 0);
+  }
+  // A sanitizer finding in the child (a race under TSan, a bad access under
+  // ASan) fails the test that started it, even when every reply the test saw
+  // was right: the report is in the child's output, not the test's.
+  const std::string out = ReadFile(log_path_);
+  if (HasSanitizerSummary(out)) {
+    ADD_FAILURE() << "kvstack (pid " << pid_ << ") reported a sanitizer finding:\n" << out;
   }
   std::filesystem::remove(log_path_);
 }
