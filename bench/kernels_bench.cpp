@@ -5,8 +5,10 @@
 //   BM_Memcpy/<type>:            memcpy of as many bytes as that matrix holds,
 //                                the baseline MatVec is compared with (a
 //                                MatVec streams the weights once).
-//   BM_ReadBytes/<type>:         summing those bytes as 64-bit words: reading
-//                                alone, the roofline of a memory-bound MatVec.
+//   BM_ReadBytes/<type>/<threads>: summing those bytes as 64-bit words, split
+//                                over the threads as MatVec splits its rows:
+//                                reading alone, the roofline of a memory-bound
+//                                MatVec on that many threads.
 //   BM_MatMul/<type>/<n>/<threads>/<precision>: Y = X W^T for n activation
 //                                rows, precision 0 exact float, 1 int8
 //                                activations (quantized types only); the
@@ -109,17 +111,31 @@ void BM_Memcpy(benchmark::State& state) {
 
 void BM_ReadBytes(benchmark::State& state) {
   const Matrix& m = GetMatrix(kTypes[state.range(0)]);
-  const size_t words = m.bytes.size() / sizeof(uint64_t);
+  const int threads = static_cast<int>(state.range(1));
+  ThreadPool* pool = GetPool(threads);
+  const int64_t words = static_cast<int64_t>(m.bytes.size() / sizeof(uint64_t));
+  std::vector<uint64_t> sums(static_cast<size_t>(threads) * 8);  // a cache line per chunk
   for (auto _ : state) {
-    uint64_t sum[4] = {0, 0, 0, 0};
-    for (size_t i = 0; i + 4 <= words; i += 4) {
-      for (size_t k = 0; k < 4; ++k) {
-        uint64_t v;
-        std::memcpy(&v, m.bytes.data() + 8 * (i + k), sizeof v);
-        sum[k] += v;
+    // One chunk per thread, as MatVec splits its rows.
+    pool->ParallelFor(words, (words + threads - 1) / threads, [&](int64_t begin, int64_t end) {
+      uint64_t sum[4] = {0, 0, 0, 0};
+      int64_t i = begin;
+      for (; i + 4 <= end; i += 4) {
+        for (int64_t k = 0; k < 4; ++k) {
+          uint64_t v;
+          std::memcpy(&v, m.bytes.data() + 8 * (i + k), sizeof v);
+          sum[k] += v;
+        }
       }
-    }
-    benchmark::DoNotOptimize(sum);
+      for (; i < end; ++i) {
+        uint64_t v;
+        std::memcpy(&v, m.bytes.data() + 8 * i, sizeof v);
+        sum[0] += v;
+      }
+      sums[static_cast<size_t>(begin / ((words + threads - 1) / threads)) * 8] += sum[0] + sum[1] + sum[2] + sum[3];
+    });
+    benchmark::DoNotOptimize(sums.data());
+    benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(m.bytes.size()));
   state.SetLabel(std::string(GetGgmlTypeTraits(kTypes[state.range(0)]).name));
@@ -195,7 +211,7 @@ void LevelArgs(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_MatVec)->Apply(TypeThreadArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Memcpy)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_ReadBytes)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReadBytes)->Apply(TypeThreadArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatVecLevel)->Apply(LevelArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
