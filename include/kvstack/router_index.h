@@ -43,6 +43,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+
 #include "kvstack/block_hash.h"
 #include "kvstack/cache_events.h"
 #include "kvstack/clock.h"
@@ -149,14 +151,18 @@ class BlockIndex {
     Priority priority = kDefaultPriority;
     Micros predicted_until = 0;  // 0: no prediction
   };
+  // Open addressing: an event is one probe into a flat array instead of a
+  // bucket, a node and an allocation (router_bench: see BENCHMARKS.md).
+  // Block keys are uniform 128-bit hashes, so their low word is the hash.
+  using BlockMap = absl::flat_hash_map<BlockHash, Entry, std::hash<BlockHash>>;
   struct Worker {
     bool foreign = false;
-    std::unordered_map<BlockHash, Entry> blocks;
+    BlockMap blocks;
     std::unordered_map<std::string, BlockHash> foreign_keys;  // foreign hash -> kvstack key
     WorkerIndexStats stats;
   };
   void Apply(Worker& w, const IndexEvent& e);
-  void Erase(Worker& w, std::unordered_map<BlockHash, Entry>::iterator it);
+  void Erase(Worker& w, BlockMap::iterator it);
   void ClearTier(Worker& w, std::optional<StorageTier> tier);
   void ApplyWire(Worker& w, const WireEvent& e);
   void Account(Worker& w, const Entry& e, int sign) const;

@@ -47,7 +47,7 @@ void BlockIndex::Account(Worker& w, const Entry& e, int sign) const {
   if (e.predicted_until != 0) w.stats.predicted += sign;
 }
 
-void BlockIndex::Erase(Worker& w, std::unordered_map<BlockHash, Entry>::iterator it) {
+void BlockIndex::Erase(Worker& w, BlockMap::iterator it) {
   Account(w, it->second, -1);
   w.blocks.erase(it);
 }
@@ -59,7 +59,7 @@ void BlockIndex::ClearTier(Worker& w, std::optional<StorageTier> tier) {
     Account(w, e, -1);
     e.tiers &= static_cast<uint8_t>(~mask);
     if (e.tiers == 0 && e.predicted_until == 0) {
-      it = w.blocks.erase(it);
+      w.blocks.erase(it++);  // erasing invalidates only the erased iterator
       continue;
     }
     Account(w, e, +1);
