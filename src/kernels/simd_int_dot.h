@@ -28,6 +28,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/prefetch.h"
 #include "kernels/unaligned.h"
 
 namespace kvstack::kernels::internal {
@@ -58,6 +59,7 @@ void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float
   for (int j = 0; j < NX; ++j) acc[j] = VI::ZeroF();
   for (int64_t b = 0; b < n / kQk; ++b) {
     const uint8_t* wb = row + b * W::kBytes;
+    PrefetchAhead<W::kBytes>(wb);
     const typename VI::B w = W::template Load<VI>(wb);
     // Both formats keep d first.
     const float dw = VI::HalfToFloat(ReadU16(wb));
@@ -160,6 +162,7 @@ void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* 
     offsets[j] = 0.0f;
   }
   for (int64_t b = 0; b < n / kQkK; ++b) {
+    PrefetchAhead<W::kBytes>(row + b * W::kBytes);
     const typename W::template Unpacked<VI> u(row + b * W::kBytes);
     for (int j = 0; j < NX; ++j) {
       const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;

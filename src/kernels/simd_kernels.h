@@ -37,6 +37,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
+#include "kernels/prefetch.h"
 #include "kernels/simd_gemm.h"
 #include "kernels/simd_kv.h"
 #include "kernels/unaligned.h"
@@ -115,6 +116,7 @@ struct F32Format {
     constexpr int L = V::kLanes;
     int64_t col = 0;
     for (; col + 2 * L <= n; col += 2 * L) {
+      PrefetchAhead<2 * L * 4>(row + 4 * col);
       sink.template Put<0>(V::Load(reinterpret_cast<const float*>(row) + col), col);
       sink.template Put<1>(V::Load(reinterpret_cast<const float*>(row) + col + L), col + L);
     }
@@ -129,6 +131,7 @@ struct F16Format {
     constexpr int L = V::kLanes;
     int64_t col = 0;
     for (; col + 2 * L <= n; col += 2 * L) {
+      PrefetchAhead<2 * L * 2>(row + 2 * col);
       sink.template Put<0>(V::LoadF16(row + 2 * col), col);
       sink.template Put<1>(V::LoadF16(row + 2 * (col + L)), col + L);
     }
@@ -143,6 +146,7 @@ struct Bf16Format {
     constexpr int L = V::kLanes;
     int64_t col = 0;
     for (; col + 2 * L <= n; col += 2 * L) {
+      PrefetchAhead<2 * L * 2>(row + 2 * col);
       sink.template Put<0>(V::LoadBF16(row + 2 * col), col);
       sink.template Put<1>(V::LoadBF16(row + 2 * (col + L)), col + L);
     }
@@ -157,6 +161,7 @@ struct Q8_0Format {
     constexpr int L = V::kLanes;
     for (int64_t b = 0; b < n / kQk; ++b) {
       const uint8_t* block = row + b * q8_0::kBytes;
+      PrefetchAhead<q8_0::kBytes>(block);
       const uint8_t* qs = block + q8_0::kQs;
       const typename V::F d = V::Set1(V::HalfToFloat(ReadU16(block + q8_0::kD)));
       const int64_t base = b * kQk;
@@ -175,6 +180,7 @@ struct Q4_0Format {
     constexpr int L = V::kLanes;
     for (int64_t b = 0; b < n / kQk; ++b) {
       const uint8_t* block = row + b * q4_0::kBytes;
+      PrefetchAhead<q4_0::kBytes>(block);
       const uint8_t* qs = block + q4_0::kQs;
       const typename V::F d = V::Set1(V::HalfToFloat(ReadU16(block + q4_0::kD)));
       const int64_t base = b * kQk;
@@ -202,6 +208,7 @@ struct Q4_KFormat {
     constexpr int L = V::kLanes;
     for (int64_t b = 0; b < n / kQkK; ++b) {
       const uint8_t* block = row + b * q4_k::kBytes;
+      PrefetchAhead<q4_k::kBytes>(block);
       const uint8_t* scales = block + q4_k::kScales;
       const float d = V::HalfToFloat(ReadU16(block + q4_k::kD));
       const float dmin = V::HalfToFloat(ReadU16(block + q4_k::kDmin));
@@ -241,6 +248,7 @@ struct Q6_KFormat {
     constexpr int L = V::kLanes;
     for (int64_t b = 0; b < n / kQkK; ++b) {
       const uint8_t* block = row + b * q6_k::kBytes;
+      PrefetchAhead<q6_k::kBytes>(block);
       const float d = V::HalfToFloat(ReadU16(block + q6_k::kD));
       for (int half = 0; half < 2; ++half) {
         const uint8_t* ql = block + q6_k::kQl + 64 * half;

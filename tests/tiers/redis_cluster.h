@@ -45,8 +45,23 @@ class RedisCluster {
   RedisCluster& operator=(const RedisCluster&) = delete;
 
   // Starts 6 nodes and creates the cluster (1 replica per master). `error`
-  // says what failed.
+  // says what failed. A cluster that fails to form is torn down and formed
+  // again on fresh ports, up to 3 times: a port picked free can be taken by
+  // another test's process before a node binds it (or its bus port, +10000).
   bool Start(std::string* error) {
+    std::string why;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (StartOnce(&why)) return true;
+      nodes_.clear();
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+      std::filesystem::create_directories(dir_, ec);
+    }
+    return Fail(error, why + " (3 attempts)");
+  }
+
+ private:
+  bool StartOnce(std::string* error) {
     if (dir_.empty()) return Fail(error, "no temporary directory");
     for (int i = 0; i < 6; ++i) {
       const std::string d = dir_ + "/node" + std::to_string(i);
@@ -65,6 +80,8 @@ class RedisCluster {
     if (!WaitReplicas(std::chrono::seconds(30))) return Fail(error, "the replicas never showed in CLUSTER SLOTS");
     return true;
   }
+
+ public:
 
   // "127.0.0.1:p1,127.0.0.1:p2,..." (every node: any is a valid seed).
   std::string Seeds() const {
