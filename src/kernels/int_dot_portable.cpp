@@ -67,13 +67,36 @@ struct PortableInt {
   static S Scales(int lo, int hi) { return S{lo, lo, lo, lo, hi, hi, hi, hi}; }
   static A DotUSScaled(B w, B y, S s) { return DotUS(w, y) * s; }
 
+  typedef int16_t W16 __attribute__((vector_size(32)));
+  static W16 LoadW16(const int16_t* p) {
+    W16 r;
+    std::memcpy(&r, p, sizeof r);
+    return r;
+  }
+  static A Madd16(const uint8_t* p, W16 c) {
+    A r;
+    for (int i = 0; i < 8; ++i) {
+      int16_t v[2];
+      std::memcpy(v, p + 4 * i, sizeof v);
+      r[i] = v[0] * c[2 * i] + v[1] * c[2 * i + 1];
+    }
+    return r;
+  }
+
   static A ZeroA() { return A{}; }
   static A AddA(A a, A b) { return a + b; }
+  static A SubA(A a, A b) { return a - b; }
+  template <int N>
+  static A ShlA(A a) {
+    return a * (1 << N);  // a shift of a negative lane would be UB before C++20
+  }
   static F ToF(A a) { return __builtin_convertvector(a, F); }
   static F ZeroF() { return F{}; }
   static F Set1F(float v) { return F{v, v, v, v, v, v, v, v}; }
   // Not fused: the portable build has no FMA to rely on.
+  static F MulF(F a, F b) { return a * b; }
   static F FmaF(F a, F b, F c) { return a * b + c; }
+  static F FmsubF(F a, F b, F c) { return a * b - c; }
   static float ReduceF(F v) { return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])); }
   static float HalfToFloat(uint16_t h) { return Fp16ToFp32(h); }
 };

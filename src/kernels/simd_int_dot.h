@@ -19,7 +19,10 @@
 //   DotUS(w, y): w in 0..127 times y in -128..127,
 //   Scales(lo, hi) and DotUSScaled(w, y, s): DotUS with lanes 0-3 times lo
 //   and lanes 4-7 times hi (|w| <= 63, |lo|, |hi| <= 128),
-//   ZeroA AddA ToF ZeroF Set1F FmaF ReduceF HalfToFloat.
+//   ZeroA AddA SubA ShlA<N> ToF ZeroF Set1F MulF FmaF FmsubF (a * b - c)
+//   ReduceF HalfToFloat,
+//   and over W16 (16 int16): LoadW16(p) and Madd16(p, c): 16 int16 read
+//   from the bytes at p times c's, adjacent products summed into 8 int32.
 //
 // Same rules as simd_kernels.h: internal linkage, no library code.
 #pragma once
@@ -80,22 +83,33 @@ void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float
 //   d * dy * sum_k (scale_k * w_k . y_k)  -  Offset(y, dy),
 // the first term in exact int32 lanes.
 //
+// Accumulate(isum, yb, dy, acc) adds a super-block's sum against the
+// activation block yb (scale dy) into the float lanes acc, given isum, the
+// int32 lanes of sum_k scale_k * w_k . y_k. The offset comes from the
+// activations' bsums with one vector multiply-add per pair (a scalar loop
+// over the eight or sixteen sums cost about as much as the products).
+//
 // Q4_K: x = (d * sc) * q - dmin * m per sub-block of 32, so the offset is
-// dmin * dy * sum(m * sum y), from the activations' bsums.
+// dmin * dy * sum(m * sum y): lane i holds m_i * (bsum_2i + bsum_2i+1).
 struct Q4_KWeights {
   static constexpr int kBytes = q4_k::kBytes;
   template <class VI>
   struct Unpacked {
     typename VI::B w[8];
     typename VI::S scale[8];
-    float d, dmin;
-    uint8_t m[8];
+    typename VI::F d, dmin;
+    typename VI::W16 m16;  // m_s at 2s and 2s + 1
 
     explicit Unpacked(const uint8_t* wb) {
-      d = VI::HalfToFloat(ReadU16(wb + q4_k::kD));
-      dmin = VI::HalfToFloat(ReadU16(wb + q4_k::kDmin));
-      uint8_t sc[8];
-      for (int s = 0; s < 8; ++s) GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
+      d = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kD)));
+      dmin = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kDmin)));
+      uint8_t sc[8], m[8];
+      int16_t m_pairs[16];
+      for (int s = 0; s < 8; ++s) {
+        GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
+        m_pairs[2 * s] = m_pairs[2 * s + 1] = m[s];
+      }
+      m16 = VI::LoadW16(m_pairs);
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
         const typename VI::B q = VI::LoadB(wb + q4_k::kQs + 32 * g);
@@ -105,18 +119,17 @@ struct Q4_KWeights {
         scale[2 * g + 1] = VI::Scales(sc[2 * g + 1], sc[2 * g + 1]);
       }
     }
-    float Offset(const uint8_t* yb, float dy) const {
-      int32_t msum = 0;
-      for (int s = 0; s < 8; ++s) {
-        msum += m[s] * (ReadI16(yb + q8_k::kBsums + 4 * s) + ReadI16(yb + q8_k::kBsums + 4 * s + 2));
-      }
-      return (dmin * dy) * static_cast<float>(msum);
+    typename VI::F Accumulate(typename VI::A isum, const uint8_t* yb, float dy, typename VI::F acc) const {
+      const typename VI::A offset = VI::Madd16(yb + q8_k::kBsums, m16);
+      const typename VI::F x = VI::FmsubF(VI::ToF(isum), d, VI::MulF(VI::ToF(offset), dmin));
+      return VI::FmaF(x, VI::Set1F(dy), acc);
     }
   };
 };
 
 // Q6_K: x = (d * sc) * (q - 32) per group of 16 with q unsigned (0..63), so
-// the offset is d * dy * 32 * sum(sc * sum y).
+// the offset is d * dy * 32 * sum(sc * sum y), subtracted in exact int32
+// lanes (at most 2 * 16 * 127 * 128 * 32 each).
 struct Q6_KWeights {
   static constexpr int kBytes = q6_k::kBytes;
   template <class VI>
@@ -126,11 +139,14 @@ struct Q6_KWeights {
     typename VI::B w[8];
     typename VI::S scale[8];
     float d;
-    const int8_t* sc;
+    typename VI::W16 sc16;
 
     explicit Unpacked(const uint8_t* wb) {
       d = VI::HalfToFloat(ReadU16(wb + q6_k::kD));
-      sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
+      const auto* sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
+      int16_t wide[16];
+      for (int g = 0; g < 16; ++g) wide[g] = sc[g];
+      sc16 = VI::LoadW16(wide);
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
         const typename VI::B a = VI::LoadB(wb + q6_k::kQl + 64 * half);
@@ -144,10 +160,9 @@ struct Q6_KWeights {
         for (int k = 0; k < 4; ++k) scale[4 * half + k] = VI::Scales(sc[8 * half + 2 * k], sc[8 * half + 2 * k + 1]);
       }
     }
-    float Offset(const uint8_t* yb, float dy) const {
-      int32_t offset = 0;
-      for (int g = 0; g < 16; ++g) offset += sc[g] * ReadI16(yb + q8_k::kBsums + 2 * g);
-      return (d * dy) * static_cast<float>(32 * offset);
+    typename VI::F Accumulate(typename VI::A isum, const uint8_t* yb, float dy, typename VI::F acc) const {
+      const typename VI::A offset = VI::template ShlA<5>(VI::Madd16(yb + q8_k::kBsums, sc16));
+      return VI::FmaF(VI::ToF(VI::SubA(isum, offset)), VI::Set1F(d * dy), acc);
     }
   };
 };
@@ -155,12 +170,8 @@ struct Q6_KWeights {
 template <class VI, class W, int NX>
 void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
   typename VI::F acc[NX];
-  float offsets[NX];
 #pragma GCC unroll 8
-  for (int j = 0; j < NX; ++j) {
-    acc[j] = VI::ZeroF();
-    offsets[j] = 0.0f;
-  }
+  for (int j = 0; j < NX; ++j) acc[j] = VI::ZeroF();
   for (int64_t b = 0; b < n / kQkK; ++b) {
     PrefetchAhead<W::kBytes>(row + b * W::kBytes);
     const typename W::template Unpacked<VI> u(row + b * W::kBytes);
@@ -171,13 +182,11 @@ void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* 
       for (int k = 0; k < 8; ++k) {
         isum = VI::AddA(isum, VI::DotUSScaled(u.w[k], VI::LoadB(yb + q8_k::kQs + 32 * k), u.scale[k]));
       }
-      const float dy = ReadF32(yb + q8_k::kD);
-      acc[j] = VI::FmaF(VI::ToF(isum), VI::Set1F(u.d * dy), acc[j]);
-      offsets[j] += u.Offset(yb, dy);
+      acc[j] = u.Accumulate(isum, yb, ReadF32(yb + q8_k::kD), acc[j]);
     }
   }
 #pragma GCC unroll 8
-  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]) - offsets[j];
+  for (int j = 0; j < NX; ++j) out[j] = VI::ReduceF(acc[j]);
 }
 
 // The run-time tile width to the instantiation that keeps it in registers.

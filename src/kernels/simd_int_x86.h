@@ -54,12 +54,25 @@ struct X86Int {
   }
   static A DotUSScaled(B w, B y, S s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, y), s); }
 
+  using W16 = __m256i;
+  static W16 LoadW16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static A Madd16(const uint8_t* p, W16 c) {
+    return _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), c);
+  }
+
   static A ZeroA() { return _mm256_setzero_si256(); }
   static A AddA(A a, A b) { return _mm256_add_epi32(a, b); }
+  static A SubA(A a, A b) { return _mm256_sub_epi32(a, b); }
+  template <int N>
+  static A ShlA(A a) {
+    return _mm256_slli_epi32(a, N);
+  }
   static F ToF(A a) { return _mm256_cvtepi32_ps(a); }
   static F ZeroF() { return _mm256_setzero_ps(); }
   static F Set1F(float v) { return _mm256_set1_ps(v); }
+  static F MulF(F a, F b) { return _mm256_mul_ps(a, b); }
   static F FmaF(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F FmsubF(F a, F b, F c) { return _mm256_fmsub_ps(a, b, c); }
   static float ReduceF(F v) { return Sum256(v); }
   static float HalfToFloat(uint16_t h) { return _cvtsh_ss(h); }
 };
