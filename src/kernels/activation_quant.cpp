@@ -13,10 +13,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/dispatch.h"
 #include "kernels/half.h"
+#include "kernels/unaligned.h"
 #include "kvstack/kernels.h"
 
 namespace kvstack::kernels {
@@ -106,10 +108,24 @@ float DotRowInt8(GgmlType type, const void* row, const void* xq, int64_t n) {
   CheckIntArguments("DotRowInt8", type, n);
   float out = 0.0f;
   if (n > 0) {
-    internal::FindIntKernel(internal::ActiveIntKernels(), type)(row, static_cast<const uint8_t*>(xq), 0, 1, n,
-                                                                &out);
+    const auto* y = static_cast<const uint8_t*>(xq);
+    std::vector<float> xd(static_cast<size_t>(internal::ActivationScaleCount(type, n)));
+    internal::WidenActivationScales(type, y, n, xd.data(), 1);
+    internal::FindIntKernel(internal::ActiveIntKernels(), type)(row, y, 0, xd.data(), 1, 1, n, &out);
   }
   return out;
 }
+
+namespace internal {
+
+int64_t ActivationScaleCount(GgmlType weight_type, int64_t n) { return IsKQuant(weight_type) ? 0 : n / kQk; }
+
+void WidenActivationScales(GgmlType weight_type, const uint8_t* xq, int64_t n, float* xd, int64_t stride) {
+  for (int64_t b = 0; b < ActivationScaleCount(weight_type, n); ++b) {
+    xd[b * stride] = Fp16ToFp32(ReadU16(xq + b * q8_0::kBytes));
+  }
+}
+
+}  // namespace internal
 
 }  // namespace kvstack::kernels

@@ -20,6 +20,13 @@ const TypeKernels* FindKernels(const KernelTable& table, GgmlType type);
 const IntKernelTable& ActiveIntKernels();
 IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type);
 
+// How many float scales WidenActivationScales writes for an activation row
+// of n elements paired with `weight_type` (n / 32 for Q8_0 activations, 0
+// for Q8_K), and the writing: xd[b * stride] = block b's scale of the row
+// at xq (IntDotTileFn's layout).
+int64_t ActivationScaleCount(GgmlType weight_type, int64_t n);
+void WidenActivationScales(GgmlType weight_type, const uint8_t* xq, int64_t n, float* xd, int64_t stride);
+
 // Aborts, naming `what`, the type and n, unless `type` is supported and n is
 // a non-negative multiple of its block: the free functions' REQUIRES.
 void CheckRowArguments(const char* what, GgmlType type, int64_t n);

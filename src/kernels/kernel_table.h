@@ -70,10 +70,15 @@ struct KernelTable {
 // The integer products (simd_int_dot.h): a weight row against activations
 // quantized to 8 bits (activation_blocks.h), up to kMaxTile activation rows
 // at once. out[j] = the product with the activation row at xq + j * xq_stride
-// bytes, for j < nx. REQUIRES: 1 <= nx <= kMaxTile; n a multiple of the
-// weight type's block.
-using IntDotTileFn = void (*)(const void* row, const uint8_t* xq, int64_t xq_stride, int nx, int64_t n,
-                              float* out);
+// bytes, for j < nx. xd holds, for Q8_0 activations, each block's f16 scale
+// widened to float (WidenActivationScales), block b of row j at
+// xd[b * xd_stride + j]: converted once per product instead of once per
+// weight row, and block-major so that the tile reads them through one
+// pointer (eight more row pointers spilled registers). Q8_K activations keep
+// a float scale, and their kernels ignore xd (which may then be null).
+// REQUIRES: 1 <= nx <= kMaxTile; n a multiple of the weight type's block.
+using IntDotTileFn = void (*)(const void* row, const uint8_t* xq, int64_t xq_stride, const float* xd,
+                              int64_t xd_stride, int nx, int64_t n, float* out);
 
 struct IntKernelTable {
   IntDotTileFn q8_0, q4_0;  // against Q8_0 activations

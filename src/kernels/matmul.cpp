@@ -184,6 +184,10 @@ struct IntMatMulJob {
   int64_t rows, cols, row_bytes, n;
   const uint8_t* xq;  // n activation rows at xq_stride bytes
   int64_t xq_stride;
+  // Their widened scales, per tile of kMaxTile rows: block b of the tile's
+  // row j at xd[t * xd_tile + b * kMaxTile + j] (IntDotTileFn's layout).
+  const float* xd;
+  int64_t xd_tile;
   float* y;
 };
 
@@ -195,7 +199,8 @@ void IntRange(const IntMatMulJob& job, int64_t begin, int64_t end) {
     for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
       const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
       for (int64_t r = r0; r < r1; ++r) {
-        job.dot(job.data + r * job.row_bytes, job.xq + t0 * job.xq_stride, job.xq_stride, nx, job.cols, out);
+        job.dot(job.data + r * job.row_bytes, job.xq + t0 * job.xq_stride, job.xq_stride,
+                job.xd + t0 / kMaxTile * job.xd_tile, kMaxTile, nx, job.cols, out);
         for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r] = out[j];
       }
     }
@@ -206,7 +211,16 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
   const auto xq_stride = static_cast<int64_t>(ActivationRowBytes(w.type, w.cols));
   thread_local std::vector<uint8_t> xq_scratch;
   if (xq_scratch.size() < static_cast<size_t>(n * xq_stride)) xq_scratch.resize(static_cast<size_t>(n * xq_stride));
-  for (int64_t i = 0; i < n; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq_scratch.data() + i * xq_stride, w.cols);
+  const int64_t xd_tile = internal::ActivationScaleCount(w.type, w.cols) * kMaxTile;
+  const int64_t tiles = (n + kMaxTile - 1) / kMaxTile;
+  thread_local std::vector<float> xd_scratch;
+  if (xd_scratch.size() < static_cast<size_t>(tiles * xd_tile)) xd_scratch.resize(static_cast<size_t>(tiles * xd_tile));
+  for (int64_t i = 0; i < n; ++i) {
+    uint8_t* xq = xq_scratch.data() + i * xq_stride;
+    QuantizeActivationRow(w.type, x + i * w.cols, xq, w.cols);
+    internal::WidenActivationScales(w.type, xq, w.cols, xd_scratch.data() + i / kMaxTile * xd_tile + i % kMaxTile,
+                                    kMaxTile);
+  }
   const IntMatMulJob job{.dot = internal::FindIntKernel(internal::ActiveIntKernels(), w.type),
                          .data = static_cast<const uint8_t*>(w.data),
                          .rows = w.rows,
@@ -215,6 +229,8 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
                          .n = n,
                          .xq = xq_scratch.data(),
                          .xq_stride = xq_stride,
+                         .xd = xd_scratch.data(),
+                         .xd_tile = xd_tile,
                          .y = y};
   const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * std::min<int64_t>(n, kMaxTile)));
   Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { IntRange(*j, begin, end); });

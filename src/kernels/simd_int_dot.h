@@ -56,7 +56,8 @@ struct Q4_0Weights {
 };
 
 template <class VI, class W, int NX>
-void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, const float* xd, int64_t ds, int64_t n,
+             float* out) {
   typename VI::F acc[NX];
 #pragma GCC unroll 8
   for (int j = 0; j < NX; ++j) acc[j] = VI::ZeroF();
@@ -65,12 +66,12 @@ void Q32Tile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float
     PrefetchAhead<W::kBytes>(wb);
     const typename VI::B w = W::template Load<VI>(wb);
     // Both formats keep d first.
-    const float dw = VI::HalfToFloat(ReadU16(wb));
+    const typename VI::F dw = VI::Set1F(VI::HalfToFloat(ReadU16(wb)));
 #pragma GCC unroll 8
     for (int j = 0; j < NX; ++j) {
       const uint8_t* yb = xq + j * xs + b * q8_0::kBytes;
       const typename VI::A s = VI::DotSS(w, VI::LoadB(yb + q8_0::kQs));
-      acc[j] = VI::FmaF(VI::ToF(s), VI::Set1F(dw * VI::HalfToFloat(ReadU16(yb + q8_0::kD))), acc[j]);
+      acc[j] = VI::FmaF(VI::ToF(s), VI::MulF(dw, VI::Set1F(xd[b * ds + j])), acc[j]);
     }
   }
 #pragma GCC unroll 8
@@ -191,18 +192,19 @@ void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* 
 
 // The run-time tile width to the instantiation that keeps it in registers.
 template <class VI, class Tile>
-void IntTileKernel(const void* row, const uint8_t* xq, int64_t xs, int nx, int64_t n, float* out) {
+void IntTileKernel(const void* row, const uint8_t* xq, int64_t xs, const float* xd, int64_t ds, int nx, int64_t n,
+                   float* out) {
   static_assert(kMaxTile == 8, "one case per tile width");
   const auto* r = static_cast<const uint8_t*>(row);
   switch (nx) {
-    case 1: return Tile::template Run<VI, 1>(r, xq, xs, n, out);
-    case 2: return Tile::template Run<VI, 2>(r, xq, xs, n, out);
-    case 3: return Tile::template Run<VI, 3>(r, xq, xs, n, out);
-    case 4: return Tile::template Run<VI, 4>(r, xq, xs, n, out);
-    case 5: return Tile::template Run<VI, 5>(r, xq, xs, n, out);
-    case 6: return Tile::template Run<VI, 6>(r, xq, xs, n, out);
-    case 7: return Tile::template Run<VI, 7>(r, xq, xs, n, out);
-    default: return Tile::template Run<VI, 8>(r, xq, xs, n, out);
+    case 1: return Tile::template Run<VI, 1>(r, xq, xs, xd, ds, n, out);
+    case 2: return Tile::template Run<VI, 2>(r, xq, xs, xd, ds, n, out);
+    case 3: return Tile::template Run<VI, 3>(r, xq, xs, xd, ds, n, out);
+    case 4: return Tile::template Run<VI, 4>(r, xq, xs, xd, ds, n, out);
+    case 5: return Tile::template Run<VI, 5>(r, xq, xs, xd, ds, n, out);
+    case 6: return Tile::template Run<VI, 6>(r, xq, xs, xd, ds, n, out);
+    case 7: return Tile::template Run<VI, 7>(r, xq, xs, xd, ds, n, out);
+    default: return Tile::template Run<VI, 8>(r, xq, xs, xd, ds, n, out);
   }
 }
 
@@ -210,14 +212,16 @@ void IntTileKernel(const void* row, const uint8_t* xq, int64_t xs, int nx, int64
 template <class W>
 struct Q32TileOf {
   template <class VI, int NX>
-  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
-    Q32Tile<VI, W, NX>(r, xq, xs, n, out);
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, const float* xd, int64_t ds, int64_t n,
+                  float* out) {
+    Q32Tile<VI, W, NX>(r, xq, xs, xd, ds, n, out);
   }
 };
 template <class W>
 struct KTileOf {
   template <class VI, int NX>
-  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, int64_t n, float* out) {
+  static void Run(const uint8_t* r, const uint8_t* xq, int64_t xs, const float* /*xd*/, int64_t /*ds*/, int64_t n,
+                  float* out) {
     KTile<VI, W, NX>(r, xq, xs, n, out);
   }
 };
