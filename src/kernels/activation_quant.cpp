@@ -13,7 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "kernels/blocks.h"
 #include "kernels/dispatch.h"
@@ -108,10 +107,13 @@ float DotRowInt8(GgmlType type, const void* row, const void* xq, int64_t n) {
   CheckIntArguments("DotRowInt8", type, n);
   float out = 0.0f;
   if (n > 0) {
-    const auto* y = static_cast<const uint8_t*>(xq);
-    std::vector<float> xd(static_cast<size_t>(internal::ActivationScaleCount(type, n)));
-    internal::WidenActivationScales(type, y, n, xd.data(), 1);
-    internal::FindIntKernel(internal::ActiveIntKernels(), type)(row, y, 0, xd.data(), 1, 1, n, &out);
+    const GgmlTypeTraits& t = GetGgmlTypeTraits(type);
+    const WeightMatrix w{.type = type,
+                         .data = row,
+                         .rows = 1,
+                         .cols = n,
+                         .row_bytes = static_cast<size_t>(n / t.block_elements) * t.block_bytes};
+    internal::IntMatMulQuantized(w, static_cast<const uint8_t*>(xq), 0, 1, &out, nullptr);
   }
   return out;
 }

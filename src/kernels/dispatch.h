@@ -6,6 +6,7 @@
 
 #include "kernels/kernel_table.h"
 #include "kvstack/gguf.h"
+#include "kvstack/kernels.h"
 
 namespace kvstack::kernels::internal {
 
@@ -26,6 +27,14 @@ IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type);
 // at xq (IntDotTileFn's layout).
 int64_t ActivationScaleCount(GgmlType weight_type, int64_t n);
 void WidenActivationScales(GgmlType weight_type, const uint8_t* xq, int64_t n, float* xd, int64_t stride);
+
+// Y = W X for n activation rows already quantized (QuantizeActivationRow's
+// format, xq_stride bytes apart): the integer products, at the active level,
+// in its own layout where it has one (IntKernelTable::pack_q32). MatMul and
+// MatVec (kInt8Activations) and DotRowInt8 all come here, so one row gives
+// the same bits by any of them.
+void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_stride, int64_t n, float* y,
+                        ThreadPool* pool);
 
 // Aborts, naming `what`, the type and n, unless `type` is supported and n is
 // a non-negative multiple of its block: the free functions' REQUIRES.

@@ -80,9 +80,37 @@ struct KernelTable {
 using IntDotTileFn = void (*)(const void* row, const uint8_t* xq, int64_t xq_stride, const float* xd,
                               int64_t xd_stride, int nx, int64_t n, float* out);
 
+// A level may repack Q8_0 activation rows into its own layout for its Q8_0
+// and Q4_0 tiles (AVX-512 VNNI: two blocks per 512-bit vector). The packer
+// writes PackedQ32RowBytes(n) bytes for a row of n elements from the row's
+// Q8_0 blocks at xq; the offset is the weights' zero point that the packed
+// activations carry in their correction sums (128 for Q8_0, 8 for Q4_0).
+// The packed tiles multiply mr (1 or 2) weight rows, row_bytes apart, each
+// loaded once, into nx packed activation rows (xp, ps bytes apart), so that
+// every activation load serves two weight rows: out[m * kMaxTile + j] for
+// weight row m and activation row j. A (weight row, activation row) pair
+// gets the same bits whatever mr and nx.
+using IntPackFn = void (*)(const uint8_t* xq, int64_t n, int offset, uint8_t* packed);
+inline constexpr int kMaxPackedRows = 2;
+using IntPackedTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* xp, int64_t ps, int nx,
+                                 int64_t n, float* out);
+
+// A pair of blocks per record (64 bytes of interleaved quants, then 16 int32
+// correction sums), then every pair's two scales (8 bytes each); rounded up
+// to a cache line.
+inline int64_t PackedQ32RowBytes(int64_t n) {
+  const int64_t pairs = (n / 32 + 1) / 2;
+  return (pairs * 136 + 63) / 64 * 64;
+}
+
 struct IntKernelTable {
   IntDotTileFn q8_0, q4_0;  // against Q8_0 activations
   IntDotTileFn q4_k, q6_k;  // against Q8_K activations
+  // Optional (null: the level has none): the packer and the tiles over its
+  // packed rows. A level that has them uses them for every Q8_0 and Q4_0
+  // product, one row or many, so its results stay batch invariant.
+  IntPackFn pack_q32 = nullptr;
+  IntPackedTileFn q8_0_packed = nullptr, q4_0_packed = nullptr;
 };
 
 extern const KernelTable kPortableKernels;

@@ -21,6 +21,8 @@
 // size, and multiplied in tiles of up to kMaxTile rows: blocks of weight rows
 // that stay in L2, each row unpacked once per tile and multiplied into every
 // activation row of the tile with integer dot products (simd_int_dot.h).
+// A level may repack the activations for its own Q8_0 / Q4_0 tiles (AVX-512
+// VNNI: int_dot_avx512_vnni.cpp), which then take two weight rows at a time.
 // Every row takes this path, however many rows the call has, so a token's
 // result is bit for bit the same whether it was computed alone, in a decode
 // batch or in a prefill chunk: prefix-cache hits, tier onboarding and
@@ -180,24 +182,36 @@ void GemmRange(const MatMulJob& job, int64_t begin, int64_t end) {
 // rows [begin, end) of Y from them.
 struct IntMatMulJob {
   internal::IntDotTileFn dot;
+  internal::IntPackedTileFn packed;  // instead of dot when the level packs (xq is then packed)
   const uint8_t* data;
   int64_t rows, cols, row_bytes, n;
   const uint8_t* xq;  // n activation rows at xq_stride bytes
   int64_t xq_stride;
   // Their widened scales, per tile of kMaxTile rows: block b of the tile's
   // row j at xd[t * xd_tile + b * kMaxTile + j] (IntDotTileFn's layout).
-  const float* xd;
+  const float* xd;  // null for K-quants and packed rows
   int64_t xd_tile;
   float* y;
 };
 
 void IntRange(const IntMatMulJob& job, int64_t begin, int64_t end) {
   const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes);
-  float out[kMaxTile];
+  float out[internal::kMaxPackedRows * kMaxTile];
   for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
     const int64_t r1 = std::min(end, r0 + block_rows);
     for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
       const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
+      if (job.packed != nullptr) {
+        for (int64_t r = r0; r < r1; r += internal::kMaxPackedRows) {
+          const int mr = static_cast<int>(std::min<int64_t>(internal::kMaxPackedRows, r1 - r));
+          job.packed(job.data + r * job.row_bytes, job.row_bytes, mr, job.xq + t0 * job.xq_stride, job.xq_stride, nx,
+                     job.cols, out);
+          for (int m = 0; m < mr; ++m) {
+            for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r + m] = out[m * kMaxTile + j];
+          }
+        }
+        continue;
+      }
       for (int64_t r = r0; r < r1; ++r) {
         job.dot(job.data + r * job.row_bytes, job.xq + t0 * job.xq_stride, job.xq_stride,
                 job.xd + t0 / kMaxTile * job.xd_tile, kMaxTile, nx, job.cols, out);
@@ -211,32 +225,57 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
   const auto xq_stride = static_cast<int64_t>(ActivationRowBytes(w.type, w.cols));
   thread_local std::vector<uint8_t> xq_scratch;
   if (xq_scratch.size() < static_cast<size_t>(n * xq_stride)) xq_scratch.resize(static_cast<size_t>(n * xq_stride));
-  const int64_t xd_tile = internal::ActivationScaleCount(w.type, w.cols) * kMaxTile;
-  const int64_t tiles = (n + kMaxTile - 1) / kMaxTile;
+  for (int64_t i = 0; i < n; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq_scratch.data() + i * xq_stride, w.cols);
+  internal::IntMatMulQuantized(w, xq_scratch.data(), xq_stride, n, y, pool);
+}
+
+}  // namespace
+
+namespace internal {
+
+void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_stride, int64_t n, float* y,
+                        ThreadPool* pool) {
+  const IntKernelTable& table = ActiveIntKernels();
+  const bool q32 = w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0;
+  IntMatMulJob job{.dot = FindIntKernel(table, w.type),
+                   .packed = nullptr,
+                   .data = static_cast<const uint8_t*>(w.data),
+                   .rows = w.rows,
+                   .cols = w.cols,
+                   .row_bytes = static_cast<int64_t>(w.row_bytes),
+                   .n = n,
+                   .xq = xq,
+                   .xq_stride = xq_stride,
+                   .xd = nullptr,
+                   .xd_tile = 0,
+                   .y = y};
+  thread_local std::vector<uint8_t> packed_scratch;
   thread_local std::vector<float> xd_scratch;
-  if (xd_scratch.size() < static_cast<size_t>(tiles * xd_tile)) xd_scratch.resize(static_cast<size_t>(tiles * xd_tile));
-  for (int64_t i = 0; i < n; ++i) {
-    uint8_t* xq = xq_scratch.data() + i * xq_stride;
-    QuantizeActivationRow(w.type, x + i * w.cols, xq, w.cols);
-    internal::WidenActivationScales(w.type, xq, w.cols, xd_scratch.data() + i / kMaxTile * xd_tile + i % kMaxTile,
-                                    kMaxTile);
+  if (q32 && table.pack_q32 != nullptr) {
+    const int64_t ps = PackedQ32RowBytes(w.cols);
+    if (packed_scratch.size() < static_cast<size_t>(n * ps)) packed_scratch.resize(static_cast<size_t>(n * ps));
+    const int offset = w.type == GgmlType::kQ8_0 ? 128 : 8;
+    for (int64_t i = 0; i < n; ++i) table.pack_q32(xq + i * xq_stride, w.cols, offset, packed_scratch.data() + i * ps);
+    job.packed = w.type == GgmlType::kQ8_0 ? table.q8_0_packed : table.q4_0_packed;
+    job.xq = packed_scratch.data();
+    job.xq_stride = ps;
+  } else if (q32) {
+    job.xd_tile = ActivationScaleCount(w.type, w.cols) * kMaxTile;
+    const int64_t tiles = (n + kMaxTile - 1) / kMaxTile;
+    if (xd_scratch.size() < static_cast<size_t>(tiles * job.xd_tile)) {
+      xd_scratch.resize(static_cast<size_t>(tiles * job.xd_tile));
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      WidenActivationScales(w.type, xq + i * xq_stride, w.cols,
+                            xd_scratch.data() + i / kMaxTile * job.xd_tile + i % kMaxTile, kMaxTile);
+    }
+    job.xd = xd_scratch.data();
   }
-  const IntMatMulJob job{.dot = internal::FindIntKernel(internal::ActiveIntKernels(), w.type),
-                         .data = static_cast<const uint8_t*>(w.data),
-                         .rows = w.rows,
-                         .cols = w.cols,
-                         .row_bytes = static_cast<int64_t>(w.row_bytes),
-                         .n = n,
-                         .xq = xq_scratch.data(),
-                         .xq_stride = xq_stride,
-                         .xd = xd_scratch.data(),
-                         .xd_tile = xd_tile,
-                         .y = y};
   const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * std::min<int64_t>(n, kMaxTile)));
   Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { IntRange(*j, begin, end); });
 }
 
-}  // namespace
+}  // namespace internal
 
 Status CheckWeightMatrix(const WeightMatrix& w) {
   const auto traits = LookupGgmlType(static_cast<uint32_t>(w.type));

@@ -176,6 +176,7 @@ void KTile(const uint8_t* row, const uint8_t* xq, int64_t xs, int64_t n, float* 
   for (int64_t b = 0; b < n / kQkK; ++b) {
     PrefetchAhead<W::kBytes>(row + b * W::kBytes);
     const typename W::template Unpacked<VI> u(row + b * W::kBytes);
+#pragma GCC unroll 8
     for (int j = 0; j < NX; ++j) {
       const uint8_t* yb = xq + j * xs + b * q8_k::kBytes;
       typename VI::A isum = VI::ZeroA();
