@@ -64,6 +64,9 @@ constexpr int64_t kColumnChunk = 512;
 // chunk, and the caller then waits for it, so tiny chunks cost more than
 // they save.
 constexpr int64_t kMinParallelBytes = 64 * 1024;
+// Activation rows per chunk when they are quantized (or packed) across the
+// pool: a row of a few thousand elements takes about a microsecond.
+constexpr int64_t kRowsPerQuantizeChunk = 8;
 // Padding of a copied activation row, in floats (one cache line).
 constexpr int64_t kRowPad = 16;
 
@@ -225,8 +228,13 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
   const auto xq_stride = static_cast<int64_t>(ActivationRowBytes(w.type, w.cols));
   thread_local std::vector<uint8_t> xq_scratch;
   if (xq_scratch.size() < static_cast<size_t>(n * xq_stride)) xq_scratch.resize(static_cast<size_t>(n * xq_stride));
-  for (int64_t i = 0; i < n; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq_scratch.data() + i * xq_stride, w.cols);
-  internal::IntMatMulQuantized(w, xq_scratch.data(), xq_stride, n, y, pool);
+  // Quantizing is O(n * cols) against the product's O(n * cols * rows), but
+  // on one thread it left the others idle for several percent of a prefill.
+  uint8_t* xq = xq_scratch.data();
+  Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq + i * xq_stride, w.cols);
+  });
+  internal::IntMatMulQuantized(w, xq, xq_stride, n, y, pool);
 }
 
 }  // namespace
@@ -255,7 +263,10 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
     const int64_t ps = PackedQ32RowBytes(w.cols);
     if (packed_scratch.size() < static_cast<size_t>(n * ps)) packed_scratch.resize(static_cast<size_t>(n * ps));
     const int offset = w.type == GgmlType::kQ8_0 ? 128 : 8;
-    for (int64_t i = 0; i < n; ++i) table.pack_q32(xq + i * xq_stride, w.cols, offset, packed_scratch.data() + i * ps);
+    uint8_t* packed = packed_scratch.data();
+    Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) table.pack_q32(xq + i * xq_stride, w.cols, offset, packed + i * ps);
+    });
     job.packed = w.type == GgmlType::kQ8_0 ? table.q8_0_packed : table.q4_0_packed;
     job.xq = packed_scratch.data();
     job.xq_stride = ps;
