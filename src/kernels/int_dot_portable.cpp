@@ -73,6 +73,16 @@ struct PortableInt {
     std::memcpy(&r, p, sizeof r);
     return r;
   }
+  static W16 WidenPairsW16(uint64_t bytes) {
+    W16 r;
+    for (int i = 0; i < 16; ++i) r[i] = static_cast<int16_t>((bytes >> (8 * (i / 2))) & 0xFF);
+    return r;
+  }
+  static W16 WidenW16(const int8_t* p) {
+    W16 r;
+    for (int i = 0; i < 16; ++i) r[i] = p[i];
+    return r;
+  }
   static A Madd16(const uint8_t* p, W16 c) {
     A r;
     for (int i = 0; i < 8; ++i) {

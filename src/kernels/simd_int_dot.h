@@ -21,13 +21,16 @@
 //   and lanes 4-7 times hi (|w| <= 63, |lo|, |hi| <= 128),
 //   ZeroA AddA SubA ShlA<N> ToF ZeroF Set1F MulF FmaF FmsubF (a * b - c)
 //   ReduceF HalfToFloat,
-//   and over W16 (16 int16): LoadW16(p) and Madd16(p, c): 16 int16 read
+//   and over W16 (16 int16): LoadW16(p), WidenW16(16 int8),
+//   WidenPairsW16(8 bytes in a uint64, each twice, unsigned) and
+//   Madd16(p, c): 16 int16 read
 //   from the bytes at p times c's, adjacent products summed into 8 int32.
 //
 // Same rules as simd_kernels.h: internal linkage, no library code.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
@@ -104,13 +107,21 @@ struct Q4_KWeights {
     explicit Unpacked(const uint8_t* wb) {
       d = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kD)));
       dmin = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kDmin)));
-      uint8_t sc[8], m[8];
-      int16_t m_pairs[16];
-      for (int s = 0; s < 8; ++s) {
-        GetScaleMinK4(s, wb + q4_k::kScales, &sc[s], &m[s]);
-        m_pairs[2 * s] = m_pairs[2 * s + 1] = m[s];
-      }
-      m16 = VI::LoadW16(m_pairs);
+      // GetScaleMinK4 for all eight sub-blocks at once, in general
+      // registers: byte s of `scales` / `mins` is sub-block s's. (Built in a
+      // byte array and read back as a vector, the mins stalled store
+      // forwarding on every super-block.)
+      uint32_t u[3];
+      std::memcpy(u, wb + q4_k::kScales, sizeof u);
+      const uint64_t scales = (u[0] & 0x3f3f3f3fu) |
+                              static_cast<uint64_t>((u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)) << 32;
+      const uint64_t mins = (u[1] & 0x3f3f3f3fu) |
+                            static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4))
+                                << 32;
+      m16 = VI::WidenPairsW16(mins);
+      int sc[8];
+#pragma GCC unroll 8
+      for (int s = 0; s < 8; ++s) sc[s] = static_cast<int>((scales >> (8 * s)) & 0xFF);
 #pragma GCC unroll 4
       for (int g = 0; g < 4; ++g) {
         const typename VI::B q = VI::LoadB(wb + q4_k::kQs + 32 * g);
@@ -145,9 +156,9 @@ struct Q6_KWeights {
     explicit Unpacked(const uint8_t* wb) {
       d = VI::HalfToFloat(ReadU16(wb + q6_k::kD));
       const auto* sc = reinterpret_cast<const int8_t*>(wb + q6_k::kScales);
-      int16_t wide[16];
-      for (int g = 0; g < 16; ++g) wide[g] = sc[g];
-      sc16 = VI::LoadW16(wide);
+      // Widened in a register: sixteen scalar stores read back as one
+      // vector stall store forwarding on every super-block.
+      sc16 = VI::WidenW16(sc);
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
         const typename VI::B a = VI::LoadB(wb + q6_k::kQl + 64 * half);

@@ -56,6 +56,13 @@ struct X86Int {
 
   using W16 = __m256i;
   static W16 LoadW16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static W16 WidenPairsW16(uint64_t bytes) {
+    const __m128i b = _mm_cvtsi64_si128(static_cast<long long>(bytes));
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
+  }
+  static W16 WidenW16(const int8_t* p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
   static A Madd16(const uint8_t* p, W16 c) {
     return _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), c);
   }
