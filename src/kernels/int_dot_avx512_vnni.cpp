@@ -111,13 +111,17 @@ void PackedTile(const uint8_t* rows, int64_t row_bytes, const uint8_t* xp, int64
       w[m] = Interleave(W::Block(a), whole ? W::Block(b) : _mm256_setzero_si256());
       dw[m] = PairScales(_cvtsh_ss(ReadU16(a)), whole ? _cvtsh_ss(ReadU16(b)) : 0.0f);
     }
+    // Row j's record and scales lie j * ps past these two: one offset per
+    // row for both, so the compiler need not keep sixteen pointers.
+    const uint8_t* records_p = xp + p * kRecordBytes;
+    const uint8_t* scales_p = scales + 8 * p;
 #pragma GCC unroll 8
     for (int j = 0; j < NX; ++j) {
-      const uint8_t* record = xp + j * ps + p * kRecordBytes;
-      const __m512i y = _mm512_loadu_si512(record);
-      const __m512i correction = _mm512_loadu_si512(record + 64);
+      const int64_t row = j * ps;
+      const __m512i y = _mm512_loadu_si512(records_p + row);
+      const __m512i correction = _mm512_loadu_si512(records_p + row + 64);
       double dy_bits;
-      std::memcpy(&dy_bits, scales + j * ps + 8 * p, sizeof dy_bits);
+      std::memcpy(&dy_bits, scales_p + row, sizeof dy_bits);
       const __m512 dy = _mm512_castpd_ps(_mm512_set1_pd(dy_bits));
 #pragma GCC unroll 2
       for (int m = 0; m < MR; ++m) {
