@@ -32,6 +32,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace kvstack::kernels::internal {
 
@@ -68,6 +69,19 @@ inline void GetScaleMinK4(int j, const uint8_t* scales, uint8_t* sc, uint8_t* m)
     *sc = static_cast<uint8_t>((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
     *m = static_cast<uint8_t>((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
   }
+}
+
+// GetScaleMinK4 for all eight sub-blocks at once, in general registers:
+// byte j of *sc and *m is sub-block j's. The integer tiles unpack a
+// super-block per weight row with it (a byte array read back as a vector
+// stalls store forwarding there).
+inline void ScalesMinsK4(const uint8_t* scales, uint64_t* sc, uint64_t* m) {
+  uint32_t u[3];
+  std::memcpy(u, scales, sizeof u);
+  *sc = (u[0] & 0x3f3f3f3fu) |
+        static_cast<uint64_t>((u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)) << 32;
+  *m = (u[1] & 0x3f3f3f3fu) |
+       static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)) << 32;
 }
 
 }  // namespace

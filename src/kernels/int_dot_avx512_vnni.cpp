@@ -37,7 +37,7 @@ struct VnniInt : X86Int {
 // Per activation row, PackedQ32RowBytes(n) bytes: for each pair p a record
 // of 64 bytes of interleaved quants and 64 bytes of corrections at 128 * p,
 // then at 128 * pairs the pairs' scales, two floats each.
-constexpr int kRecordBytes = 128;
+constexpr int64_t kRecordBytes = kPackedQ32RecordBytes;
 
 // dword i of a goes to lane 2i, dword i of b to lane 2i + 1.
 __m512i Interleave(__m256i a, __m256i b) {
@@ -114,7 +114,7 @@ void PackedTile(const uint8_t* rows, int64_t row_bytes, const uint8_t* xp, int64
     // Row j's record and scales lie j * ps past these two: one offset per
     // row for both, so the compiler need not keep sixteen pointers.
     const uint8_t* records_p = xp + p * kRecordBytes;
-    const uint8_t* scales_p = scales + 8 * p;
+    const uint8_t* scales_p = scales + kPackedQ32ScaleBytes * p;
 #pragma GCC unroll 8
     for (int j = 0; j < NX; ++j) {
       const int64_t row = j * ps;

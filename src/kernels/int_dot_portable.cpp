@@ -68,11 +68,6 @@ struct PortableInt {
   static A DotUSScaled(B w, B y, S s) { return DotUS(w, y) * s; }
 
   typedef int16_t W16 __attribute__((vector_size(32)));
-  static W16 LoadW16(const int16_t* p) {
-    W16 r;
-    std::memcpy(&r, p, sizeof r);
-    return r;
-  }
   static W16 WidenPairsW16(uint64_t bytes) {
     W16 r;
     for (int i = 0; i < 16; ++i) r[i] = static_cast<int16_t>((bytes >> (8 * (i / 2))) & 0xFF);

@@ -98,9 +98,10 @@ using IntPackedTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr,
 // A pair of blocks per record (64 bytes of interleaved quants, then 16 int32
 // correction sums), then every pair's two scales (8 bytes each); rounded up
 // to a cache line.
+inline constexpr int64_t kPackedQ32RecordBytes = 128, kPackedQ32ScaleBytes = 8;
 inline int64_t PackedQ32RowBytes(int64_t n) {
   const int64_t pairs = (n / 32 + 1) / 2;
-  return (pairs * 136 + 63) / 64 * 64;
+  return (pairs * (kPackedQ32RecordBytes + kPackedQ32ScaleBytes) + 63) / 64 * 64;
 }
 
 struct IntKernelTable {

@@ -21,7 +21,7 @@
 //   and lanes 4-7 times hi (|w| <= 63, |lo|, |hi| <= 128),
 //   ZeroA AddA SubA ShlA<N> ToF ZeroF Set1F MulF FmaF FmsubF (a * b - c)
 //   ReduceF HalfToFloat,
-//   and over W16 (16 int16): LoadW16(p), WidenW16(16 int8),
+//   and over W16 (16 int16): WidenW16(16 int8),
 //   WidenPairsW16(8 bytes in a uint64, each twice, unsigned) and
 //   Madd16(p, c): 16 int16 read
 //   from the bytes at p times c's, adjacent products summed into 8 int32.
@@ -30,7 +30,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 
 #include "kernels/blocks.h"
 #include "kernels/kernel_table.h"
@@ -107,17 +106,8 @@ struct Q4_KWeights {
     explicit Unpacked(const uint8_t* wb) {
       d = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kD)));
       dmin = VI::Set1F(VI::HalfToFloat(ReadU16(wb + q4_k::kDmin)));
-      // GetScaleMinK4 for all eight sub-blocks at once, in general
-      // registers: byte s of `scales` / `mins` is sub-block s's. (Built in a
-      // byte array and read back as a vector, the mins stalled store
-      // forwarding on every super-block.)
-      uint32_t u[3];
-      std::memcpy(u, wb + q4_k::kScales, sizeof u);
-      const uint64_t scales = (u[0] & 0x3f3f3f3fu) |
-                              static_cast<uint64_t>((u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)) << 32;
-      const uint64_t mins = (u[1] & 0x3f3f3f3fu) |
-                            static_cast<uint64_t>(((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4))
-                                << 32;
+      uint64_t scales, mins;
+      ScalesMinsK4(wb + q4_k::kScales, &scales, &mins);
       m16 = VI::WidenPairsW16(mins);
       int sc[8];
 #pragma GCC unroll 8

@@ -55,7 +55,6 @@ struct X86Int {
   static A DotUSScaled(B w, B y, S s) { return _mm256_madd_epi16(_mm256_maddubs_epi16(w, y), s); }
 
   using W16 = __m256i;
-  static W16 LoadW16(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static W16 WidenPairsW16(uint64_t bytes) {
     const __m128i b = _mm_cvtsi64_si128(static_cast<long long>(bytes));
     return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));

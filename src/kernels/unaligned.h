@@ -16,12 +16,6 @@ inline uint16_t ReadU16(const uint8_t* p) {
   return v;
 }
 
-inline int16_t ReadI16(const uint8_t* p) {
-  int16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
 inline float ReadF32(const uint8_t* p) {
   float v;
   std::memcpy(&v, p, sizeof v);

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/blocks.h"
 #include "kernels/kernels_test_util.h"
 #include "kvstack/kernels.h"
 
@@ -255,6 +256,24 @@ TEST(CpuLevelTest, SupportedTypes) {
   for (GgmlType type : SupportedTypes()) EXPECT_TRUE(IsSupportedWeightType(type)) << TypeName(type);
   for (GgmlType type : {GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_K, GgmlType::kQ8_K, GgmlType::kQ2_K}) {
     EXPECT_FALSE(IsSupportedWeightType(type)) << TypeName(type);
+  }
+}
+
+// The eight-at-once unpack of Q4_K's scales and mins that the integer tiles
+// use agrees with GetScaleMinK4, which the reference and the quantizer use.
+TEST(BlocksTest, ScalesMinsK4MatchesGetScaleMinK4) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 10000; ++trial) {
+    uint8_t packed[12];
+    for (uint8_t& b : packed) b = static_cast<uint8_t>(rng());
+    uint64_t scales = 0, mins = 0;
+    internal::ScalesMinsK4(packed, &scales, &mins);
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc = 0, m = 0;
+      internal::GetScaleMinK4(j, packed, &sc, &m);
+      ASSERT_EQ((scales >> (8 * j)) & 0xFF, sc) << "trial " << trial << " sub-block " << j;
+      ASSERT_EQ((mins >> (8 * j)) & 0xFF, m) << "trial " << trial << " sub-block " << j;
+    }
   }
 }
 
