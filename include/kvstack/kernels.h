@@ -45,10 +45,12 @@ namespace kvstack::kernels {
 // The instruction set the dispatched kernels use on this machine.
 // kAvx2 needs AVX2, FMA and F16C; kAvx512 also AVX-512 F, BW, VL and DQ;
 // kAvx512Vnni also AVX-512 VNNI (only the integer products differ from
-// kAvx512).
-enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512, kAvx512Vnni };
+// kAvx512); kAvx512Amx also AMX-TILE and AMX-INT8, with the OS's permission
+// to use them (Linux: arch_prctl, asked once at detection), for the Q8_0
+// integer products.
+enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512, kAvx512Vnni, kAvx512Amx };
 CpuLevel DetectedCpuLevel();
-// "portable", "avx2", "avx512", "avx512-vnni".
+// "portable", "avx2", "avx512", "avx512-vnni", "avx512-amx".
 std::string_view CpuLevelName(CpuLevel level);
 // Forces a lower level (tests compare levels; users may debug with it).
 // Levels above the detected one are clamped to it, so no kernel ever runs

@@ -744,6 +744,7 @@ CommandRunner AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(2, 1 << 20));
   AddKvTypeOptions(engine, &args->kv_type);
   AddExactMatmulFlag(engine, &args->matmul);
+  AddCpuLevelOption(engine);
   engine->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")
       ->capture_default_str();
   engine->add_option("--batch-tokens", args->batch_tokens,

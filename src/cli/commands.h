@@ -57,6 +57,9 @@ std::string KvTypesName(const EngineOptions& o);
 // given; *precision keeps its value (the engine's default) otherwise.
 void AddExactMatmulFlag(CLI::App* cmd, kernels::MatMulPrecision* precision);
 // "exact-float" or "int8-activations", for reports.
+// --cpu-level NAME: kernels::SetCpuLevel at parse time, before any kernel
+// runs; NAME one of kernels::CpuLevelName's.
+void AddCpuLevelOption(CLI::App* cmd);
 std::string_view MatMulPrecisionName(kernels::MatMulPrecision precision);
 CommandRunner AddGenModelCommand(CLI::App& app);
 CommandRunner AddGenerateCommand(CLI::App& app);

@@ -136,6 +136,7 @@ CommandRunner AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--block-size", args->block_size, "Tokens per KV block: a power of two from 1 to 512")->capture_default_str();
   AddKvTypeOptions(cmd, &args->kv_type);
   AddExactMatmulFlag(cmd, &args->matmul);
+  AddCpuLevelOption(cmd);
   cmd->add_option("--kv-memory", args->kv_memory, "KV cache size (B, KiB, MiB, GiB)")->capture_default_str();
   cmd->add_option("--temperature", args->temperature, "Sampling temperature; 0 is greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", args->top_k, "Keep the k most likely tokens (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));

@@ -1,4 +1,9 @@
-// --exact-matmul: one meaning for generate, bench engine and serve.
+// --exact-matmul and --cpu-level: one meaning for generate, bench engine and
+// serve.
+#include <cstdio>
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -10,6 +15,30 @@ void AddExactMatmulFlag(CLI::App* cmd, kernels::MatMulPrecision* precision) {
       "--exact-matmul", [precision] { *precision = kernels::MatMulPrecision::kExactFloat; },
       "Multiply quantized weights in float with exactly dequantized values (the path checked against the naive "
       "reference) instead of quantizing activations to 8 bits for integer dot products, as llama.cpp does");
+}
+
+void AddCpuLevelOption(CLI::App* cmd) {
+  std::vector<std::string> names;
+  for (auto level : {kernels::CpuLevel::kPortable, kernels::CpuLevel::kAvx2, kernels::CpuLevel::kAvx512,
+                     kernels::CpuLevel::kAvx512Vnni, kernels::CpuLevel::kAvx512Amx}) {
+    names.emplace_back(kernels::CpuLevelName(level));
+  }
+  cmd->add_option_function<std::string>(
+         "--cpu-level",
+         [names](const std::string& name) {
+           for (size_t i = 0; i < names.size(); ++i) {
+             if (names[i] != name) continue;
+             kernels::SetCpuLevel(static_cast<kernels::CpuLevel>(i));
+             if (kernels::ActiveCpuLevel() != static_cast<kernels::CpuLevel>(i)) {
+               std::fprintf(stderr, "note: --cpu-level %s is above this CPU's %s; using %s\n", name.c_str(),
+                            std::string(kernels::CpuLevelName(kernels::DetectedCpuLevel())).c_str(),
+                            std::string(kernels::CpuLevelName(kernels::ActiveCpuLevel())).c_str());
+             }
+           }
+         },
+         "Use the kernels of this instruction set at most (default: the best this CPU has); for comparing "
+         "levels and for debugging. Levels above the CPU's are lowered to it")
+      ->check(CLI::IsMember(names));
 }
 
 std::string_view MatMulPrecisionName(kernels::MatMulPrecision precision) {

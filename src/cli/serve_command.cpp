@@ -224,6 +224,7 @@ CommandRunner AddServeCommand(CLI::App& app) {
   AddAccessOptions(cmd, o, a->access);
   AddKvTypeOptions(cmd, &a->kv_type);
   AddExactMatmulFlag(cmd, &a->options.engine.matmul_precision);
+  AddCpuLevelOption(cmd);
   cmd->add_option("--eviction-policy", o.engine.eviction_policy,
                   "Which cached block is evicted first: priority-lru (retention priority, then least recently "
                   "used), lru or lfu.")

@@ -12,9 +12,38 @@
 #if defined(KVSTACK_KERNELS_X86)
 #include <cpuid.h>
 #endif
+#if defined(KVSTACK_KERNELS_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace kvstack::kernels {
 namespace {
+
+#if defined(KVSTACK_KERNELS_X86)
+// AMX-TILE and AMX-INT8 in CPUID, their state enabled by the OS in XCR0, and
+// (Linux 5.16 on) the process's permission to use tile data, which the
+// kernel grants on request; without the grant the first tile instruction
+// faults. A refusal (an old kernel, a sigaltstack too small for the larger
+// signal frame) leaves the level below.
+bool AmxUsable() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kAmxTile = 1u << 24, kAmxInt8 = 1u << 25;
+  if ((edx & kAmxTile) == 0 || (edx & kAmxInt8) == 0) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  constexpr unsigned kTileState = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
+  if ((xcr0_lo & kTileState) != kTileState) return false;
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+#endif
 
 CpuLevel Detect() {
 #if defined(KVSTACK_KERNELS_X86)
@@ -28,7 +57,9 @@ CpuLevel Detect() {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-  if (avx512 && __builtin_cpu_supports("avx512vnni")) return CpuLevel::kAvx512Vnni;
+  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+  if (vnni && AmxUsable()) return CpuLevel::kAvx512Amx;
+  if (vnni) return CpuLevel::kAvx512Vnni;
   if (avx512) return CpuLevel::kAvx512;
   if (avx2) return CpuLevel::kAvx2;
 #endif
@@ -51,6 +82,7 @@ std::string_view CpuLevelName(CpuLevel level) {
     case CpuLevel::kAvx2: return "avx2";
     case CpuLevel::kAvx512: return "avx512";
     case CpuLevel::kAvx512Vnni: return "avx512-vnni";
+    case CpuLevel::kAvx512Amx: return "avx512-amx";
   }
   return "unknown";
 }
@@ -70,7 +102,8 @@ namespace internal {
 const KernelTable& ActiveKernels() {
   switch (ActiveCpuLevel()) {
 #if defined(KVSTACK_KERNELS_X86)
-    case CpuLevel::kAvx512Vnni:  // VNNI changes only the integer products
+    case CpuLevel::kAvx512Amx:  // VNNI and AMX change only the integer products
+    case CpuLevel::kAvx512Vnni:
     case CpuLevel::kAvx512: return kAvx512Kernels;
     case CpuLevel::kAvx2: return kAvx2Kernels;
 #endif
@@ -81,12 +114,20 @@ const KernelTable& ActiveKernels() {
 const IntKernelTable& ActiveIntKernels() {
   switch (ActiveCpuLevel()) {
 #if defined(KVSTACK_KERNELS_X86)
+    case CpuLevel::kAvx512Amx:  // AMX adds to VNNI's table (ActiveAmxKernels)
     case CpuLevel::kAvx512Vnni: return kAvx512VnniIntKernels;
     case CpuLevel::kAvx512: return kAvx512IntKernels;
     case CpuLevel::kAvx2: return kAvx2IntKernels;
 #endif
     default: return kPortableIntKernels;
   }
+}
+
+const IntAmxKernels* ActiveAmxKernels() {
+#if defined(KVSTACK_KERNELS_X86)
+  if (ActiveCpuLevel() == CpuLevel::kAvx512Amx) return &kAmxIntKernels;
+#endif
+  return nullptr;
 }
 
 IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type) {

@@ -20,6 +20,9 @@ const TypeKernels* FindKernels(const KernelTable& table, GgmlType type);
 // when the type has none).
 const IntKernelTable& ActiveIntKernels();
 IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type);
+// The AMX products when the active level has them (kAvx512Amx), else null:
+// they take every Q8_0 product there, one row or many.
+const IntAmxKernels* ActiveAmxKernels();
 
 // How many float scales WidenActivationScales writes for an activation row
 // of n elements paired with `weight_type` (n / 32 for Q8_0 activations, 0

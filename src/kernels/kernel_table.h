@@ -114,6 +114,28 @@ struct IntKernelTable {
   IntPackedTileFn q8_0_packed = nullptr, q4_0_packed = nullptr;
 };
 
+// AMX (int_dot_amx.cpp): Q8_0 weights times Q8_0 activations, a tile of up
+// to kAmxRows weight rows by kAmxCols activation rows per block and
+// instruction. The activations are repacked once per product into groups of
+// kAmxCols rows, AmxGroupBytes(n) bytes each: for block b, 8 rows of 64
+// bytes at b * kAmxBlockQuantBytes (row k holds quants 4k..4k+3 of each
+// activation row, 4 bytes per row: the B-tile layout of tdpbssd), and after
+// all blocks, per block kAmxCols float scales. The packer writes row j of
+// its group from the row's Q8_0 blocks at xq. The tile multiplies mr weight
+// rows (row_bytes apart, read in place) by the group's first nx rows:
+// out[m * kAmxCols + j]. A (weight row, activation row) pair gets the same
+// bits whatever mr and nx.
+inline constexpr int kAmxRows = 16, kAmxCols = 16;
+inline constexpr int64_t kAmxBlockQuantBytes = 8 * 4 * kAmxCols;
+inline int64_t AmxGroupBytes(int64_t n) { return n / 32 * (kAmxBlockQuantBytes + kAmxCols * 4); }
+using IntAmxPackFn = void (*)(const uint8_t* xq, int64_t n, uint8_t* group, int j);
+using IntAmxTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx,
+                              int64_t n, float* out);
+struct IntAmxKernels {
+  IntAmxPackFn pack;
+  IntAmxTileFn q8_0;
+};
+
 extern const KernelTable kPortableKernels;
 extern const IntKernelTable kPortableIntKernels;
 #if defined(KVSTACK_KERNELS_X86)
@@ -122,6 +144,7 @@ extern const KernelTable kAvx512Kernels;
 extern const IntKernelTable kAvx2IntKernels;
 extern const IntKernelTable kAvx512IntKernels;      // AVX-512 BW, no VNNI
 extern const IntKernelTable kAvx512VnniIntKernels;  // vpdpbusd
+extern const IntAmxKernels kAmxIntKernels;          // tdpbssd, beside the VNNI table
 #endif
 
 }  // namespace kvstack::kernels::internal

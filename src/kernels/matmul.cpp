@@ -22,7 +22,9 @@
 // that stay in L2, each row unpacked once per tile and multiplied into every
 // activation row of the tile with integer dot products (simd_int_dot.h).
 // A level may repack the activations for its own Q8_0 / Q4_0 tiles (AVX-512
-// VNNI: int_dot_avx512_vnni.cpp), which then take two weight rows at a time.
+// VNNI: int_dot_avx512_vnni.cpp), which then take two weight rows at a time;
+// with AMX (int_dot_amx.cpp) Q8_0 goes in tiles of 16 weight rows by 16
+// activation rows, the activations packed in groups of 16.
 // Every row takes this path, however many rows the call has, so a token's
 // result is bit for bit the same whether it was computed alone, in a decode
 // batch or in a prefill chunk: prefix-cache hits, tier onboarding and
@@ -197,6 +199,40 @@ struct IntMatMulJob {
   float* y;
 };
 
+// The AMX path (int_dot_amx.cpp): the activations packed in groups of
+// kAmxCols rows, group_bytes apart, and rows [begin, end) of Y from them, in
+// tiles of kAmxRows weight rows. As IntRange, a block of weight rows stays in
+// L2 while every group passes over it.
+struct AmxMatMulJob {
+  internal::IntAmxTileFn tile;
+  const uint8_t* data;
+  int64_t rows, cols, row_bytes, n;
+  const uint8_t* groups;
+  int64_t group_bytes;
+  float* y;
+};
+
+void AmxRange(const AmxMatMulJob& job, int64_t begin, int64_t end) {
+  using internal::kAmxCols;
+  using internal::kAmxRows;
+  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes / kAmxRows) * kAmxRows;
+  float out[kAmxRows * kAmxCols];
+  for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
+    const int64_t r1 = std::min(end, r0 + block_rows);
+    for (int64_t t0 = 0; t0 < job.n; t0 += kAmxCols) {
+      const int nx = static_cast<int>(std::min<int64_t>(kAmxCols, job.n - t0));
+      const uint8_t* group = job.groups + t0 / kAmxCols * job.group_bytes;
+      for (int64_t r = r0; r < r1; r += kAmxRows) {
+        const int mr = static_cast<int>(std::min<int64_t>(kAmxRows, r1 - r));
+        job.tile(job.data + r * job.row_bytes, job.row_bytes, mr, group, nx, job.cols, out);
+        for (int m = 0; m < mr; ++m) {
+          for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r + m] = out[m * kAmxCols + j];
+        }
+      }
+    }
+  }
+}
+
 void IntRange(const IntMatMulJob& job, int64_t begin, int64_t end) {
   const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes);
   float out[internal::kMaxPackedRows * kMaxTile];
@@ -245,6 +281,37 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
                         ThreadPool* pool) {
   const IntKernelTable& table = ActiveIntKernels();
   const bool q32 = w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0;
+  thread_local std::vector<uint8_t> packed_scratch;
+  if (const IntAmxKernels* amx = ActiveAmxKernels(); amx != nullptr && w.type == GgmlType::kQ8_0) {
+    const int64_t group_bytes = AmxGroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
+    if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
+      packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
+    }
+    uint8_t* packed = packed_scratch.data();
+    Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        amx->pack(xq + i * xq_stride, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
+      }
+    });
+    const AmxMatMulJob job{.tile = amx->q8_0,
+                           .data = static_cast<const uint8_t*>(w.data),
+                           .rows = w.rows,
+                           .cols = w.cols,
+                           .row_bytes = static_cast<int64_t>(w.row_bytes),
+                           .n = n,
+                           .groups = packed,
+                           .group_bytes = group_bytes,
+                           .y = y};
+    // Whole tiles of weight rows per chunk, so that only the matrix's last
+    // tile is short.
+    const int64_t tiles = (w.rows + kAmxRows - 1) / kAmxRows;
+    const int64_t grain =
+        std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * kAmxRows * std::min<int64_t>(n, kAmxCols)));
+    Run(pool, tiles, grain, [j = &job](int64_t begin, int64_t end) {
+      AmxRange(*j, begin * kAmxRows, std::min(j->rows, end * kAmxRows));
+    });
+    return;
+  }
   IntMatMulJob job{.dot = FindIntKernel(table, w.type),
                    .packed = nullptr,
                    .data = static_cast<const uint8_t*>(w.data),
@@ -257,7 +324,6 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
                    .xd = nullptr,
                    .xd_tile = 0,
                    .y = y};
-  thread_local std::vector<uint8_t> packed_scratch;
   thread_local std::vector<float> xd_scratch;
   if (q32 && table.pack_q32 != nullptr) {
     const int64_t ps = PackedQ32RowBytes(w.cols);

@@ -241,13 +241,14 @@ TEST(CpuLevelTest, NamesAndClamping) {
   EXPECT_EQ(CpuLevelName(CpuLevel::kAvx2), "avx2");
   EXPECT_EQ(CpuLevelName(CpuLevel::kAvx512), "avx512");
   EXPECT_EQ(CpuLevelName(CpuLevel::kAvx512Vnni), "avx512-vnni");
+  EXPECT_EQ(CpuLevelName(CpuLevel::kAvx512Amx), "avx512-amx");
   const CpuLevel detected = DetectedCpuLevel();
   {
     ScopedCpuLevel scoped(CpuLevel::kPortable);
     EXPECT_EQ(ActiveCpuLevel(), CpuLevel::kPortable);
   }
   EXPECT_EQ(ActiveCpuLevel(), detected);
-  SetCpuLevel(CpuLevel::kAvx512Vnni);  // never above what the CPU has
+  SetCpuLevel(CpuLevel::kAvx512Amx);  // never above what the CPU has
   EXPECT_EQ(ActiveCpuLevel(), detected);
   std::printf("detected CPU level: %s\n", std::string(CpuLevelName(detected)).c_str());
 }

@@ -312,8 +312,8 @@ Matrix RandomMatrix(GgmlType type, int64_t rows, int64_t cols, std::mt19937& rng
   return m;
 }
 
-// Row counts that are not multiples of the tile (8) nor of a thread's
-// chunk, and 1 (MatVec): every output equals DotRowInt8 of its row with its
+// Row counts that are not multiples of the tiles (8; AMX: 16 weight rows by
+// 16 activation rows) nor of a thread's chunk, and 1 (MatVec): every output equals DotRowInt8 of its row with its
 // quantized activation row, bit for bit, at every row count (batch
 // invariance: a token's result does not depend on its batch).
 TEST(IntMatMulTest, EveryShapeLevelAndPoolEqualsDotRowInt8) {

@@ -12,7 +12,8 @@ namespace kvstack::kernels::test_util {
 
 std::vector<CpuLevel> RunnableLevels() {
   std::vector<CpuLevel> levels;
-  for (CpuLevel l : {CpuLevel::kPortable, CpuLevel::kAvx2, CpuLevel::kAvx512, CpuLevel::kAvx512Vnni}) {
+  for (CpuLevel l : {CpuLevel::kPortable, CpuLevel::kAvx2, CpuLevel::kAvx512, CpuLevel::kAvx512Vnni,
+                     CpuLevel::kAvx512Amx}) {
     if (l <= DetectedCpuLevel()) levels.push_back(l);
   }
   return levels;
