@@ -14,6 +14,9 @@
 //                                activations (quantized types only); the
 //                                "GFLOP/s" counter is 2 * rows * cols * n / s.
 //   BM_MatVecLevel/<type>/<level>: single-threaded MatVec per instruction set.
+//   BM_MatMulLevel/<type>/<n>/<level>: single-threaded int8-activation MatMul
+//                                of n rows per instruction set (levels as
+//                                kernels::CpuLevel, 4 = avx512-amx).
 //
 // Matrices are allocated and touched once and kept for the whole run (memory
 // given back to a VM and touched again is slow: REFERENCE.md section 3).
@@ -181,6 +184,31 @@ void BM_MatVecLevel(benchmark::State& state) {
   state.SetLabel(std::string(GetGgmlTypeTraits(type).name) + "/" + std::string(CpuLevelName(level)));
 }
 
+void BM_MatMulLevel(benchmark::State& state) {
+  const GgmlType type = kTypes[state.range(0)];
+  const int64_t n = state.range(1);
+  const auto level = static_cast<CpuLevel>(state.range(2));
+  if (level > DetectedCpuLevel()) {
+    state.SkipWithError("this CPU lacks the instruction set");
+    return;
+  }
+  const Matrix& m = GetMatrix(type);
+  const std::vector<float> x = Activations(n);
+  std::vector<float> y(static_cast<size_t>(n * kRows));
+  SetCpuLevel(level);
+  for (auto _ : state) {
+    MatMul(m.w, x.data(), n, y.data(), nullptr, MatMulPrecision::kInt8Activations);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  SetCpuLevel(DetectedCpuLevel());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * kRows * kCols * static_cast<double>(n),
+                                                 benchmark::Counter::kIsIterationInvariantRate,
+                                                 benchmark::Counter::kIs1000);
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(m.bytes.size()));
+  state.SetLabel(std::string(GetGgmlTypeTraits(type).name) + "/" + std::string(CpuLevelName(level)));
+}
+
 void TypeArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) b->Arg(t);
 }
@@ -203,9 +231,19 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
   }
 }
 
+constexpr int kLevels = static_cast<int>(CpuLevel::kAvx512Amx) + 1;
+
 void LevelArgs(benchmark::internal::Benchmark* b) {
   for (int t : {0, 3, 4, 5, 6}) {
-    for (int level = 0; level < 3; ++level) b->Args({t, level});
+    for (int level = 0; level < kLevels; ++level) b->Args({t, level});
+  }
+}
+
+void MatMulLevelArgs(benchmark::internal::Benchmark* b) {
+  for (int t : {3, 4, 5, 6}) {
+    for (int n : {1, 16, 64}) {
+      for (int level = 0; level < kLevels; ++level) b->Args({t, n, level});
+    }
   }
 }
 
@@ -213,6 +251,7 @@ BENCHMARK(BM_MatVec)->Apply(TypeThreadArgs)->UseRealTime()->Unit(benchmark::kMic
 BENCHMARK(BM_Memcpy)->Apply(TypeArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReadBytes)->Apply(TypeThreadArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MatMulLevel)->Apply(MatMulLevelArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MatVecLevel)->Apply(LevelArgs)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
