@@ -14,9 +14,10 @@
 //                                activations (quantized types only); the
 //                                "GFLOP/s" counter is 2 * rows * cols * n / s.
 //   BM_MatVecLevel/<type>/<level>: single-threaded MatVec per instruction set.
-//   BM_MatMulLevel/<type>/<n>/<level>: single-threaded int8-activation MatMul
-//                                of n rows per instruction set (levels as
-//                                kernels::CpuLevel, 4 = avx512-amx).
+//   BM_MatMulLevel/<type>/<n>/<level>: single-threaded MatMul of n rows with
+//                                kInt8Activations per instruction set (levels
+//                                as kernels::CpuLevel, 4 = avx512-amx; BF16
+//                                is exact float where HasBf16Dot is false).
 //
 // Matrices are allocated and touched once and kept for the whole run (memory
 // given back to a VM and touched again is slow: REFERENCE.md section 3).
@@ -240,7 +241,7 @@ void LevelArgs(benchmark::internal::Benchmark* b) {
 }
 
 void MatMulLevelArgs(benchmark::internal::Benchmark* b) {
-  for (int t : {3, 4, 5, 6}) {
+  for (int t : {2, 3, 4, 5, 6}) {
     for (int n : {1, 16, 64}) {
       for (int level = 0; level < kLevels; ++level) b->Args({t, n, level});
     }

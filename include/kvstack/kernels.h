@@ -45,9 +45,9 @@ namespace kvstack::kernels {
 // The instruction set the dispatched kernels use on this machine.
 // kAvx2 needs AVX2, FMA and F16C; kAvx512 also AVX-512 F, BW, VL and DQ;
 // kAvx512Vnni also AVX-512 VNNI (only the integer products differ from
-// kAvx512); kAvx512Amx also AMX-TILE and AMX-INT8, with the OS's permission
-// to use them (Linux: arch_prctl, asked once at detection), for the Q8_0
-// integer products.
+// kAvx512); kAvx512Amx also AMX-TILE, AMX-INT8 and AMX-BF16, with the OS's
+// permission to use them (Linux: arch_prctl, asked once at detection), for
+// the Q8_0 and BF16 products of kInt8Activations.
 enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512, kAvx512Vnni, kAvx512Amx };
 CpuLevel DetectedCpuLevel();
 // "portable", "avx2", "avx512", "avx512-vnni", "avx512-amx".
@@ -122,11 +122,20 @@ enum class MatMulPrecision : uint8_t {
   // Weights dequantized exactly, products in float: the path checked against
   // the naive reference forward pass.
   kExactFloat,
-  // Activations quantized to 8-bit blocks and integer dot products, as
-  // llama.cpp computes (see Numerics). Types without an integer product
-  // (HasIntegerDot false: F32, F16, BF16) take the exact float path.
+  // Activations rounded as llama.cpp rounds them for the weight type: 8-bit
+  // blocks and integer dot products for the types with one (HasIntegerDot,
+  // see Numerics). BF16 weights, where the CPU multiplies bf16 (HasBf16Dot),
+  // take activations rounded to bf16, whose products are then exact in
+  // float, summed in float (denormal inputs count as zero there). Either
+  // way a row's result does not depend on its batch. F32, F16, and BF16 on
+  // other CPUs take the exact float path.
   kInt8Activations,
 };
+
+// Whether the active level multiplies BF16 weights by bf16-rounded
+// activations under kInt8Activations: AMX-BF16 (tdpbf16ps) at kAvx512Amx,
+// AVX-512 BF16 (vdpbf16ps) at the AVX-512 levels of CPUs that have it.
+bool HasBf16Dot();
 
 // Integer products (MatMulPrecision::kInt8Activations) and their pieces.
 //

@@ -21,7 +21,7 @@ namespace kvstack::kernels {
 namespace {
 
 #if defined(KVSTACK_KERNELS_X86)
-// AMX-TILE and AMX-INT8 in CPUID, their state enabled by the OS in XCR0, and
+// AMX-TILE, AMX-INT8 and AMX-BF16 in CPUID, their state enabled by the OS in XCR0, and
 // (Linux 5.16 on) the process's permission to use tile data, which the
 // kernel grants on request; without the grant the first tile instruction
 // faults. A refusal (an old kernel, a sigaltstack too small for the larger
@@ -29,8 +29,8 @@ namespace {
 bool AmxUsable() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-  constexpr unsigned kAmxTile = 1u << 24, kAmxInt8 = 1u << 25;
-  if ((edx & kAmxTile) == 0 || (edx & kAmxInt8) == 0) return false;
+  constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24, kAmxInt8 = 1u << 25;
+  if ((edx & kAmxTile) == 0 || (edx & kAmxInt8) == 0 || (edx & kAmxBf16) == 0) return false;
   if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & bit_OSXSAVE) == 0) return false;
   unsigned xcr0_lo = 0, xcr0_hi = 0;
   __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
@@ -130,6 +130,15 @@ const IntAmxKernels* ActiveAmxKernels() {
   return nullptr;
 }
 
+Bf16DotTileFn ActiveBf16DotTile() {
+#if defined(KVSTACK_KERNELS_X86)
+  static const bool has_bf16 = __builtin_cpu_supports("avx512bf16");
+  const CpuLevel level = ActiveCpuLevel();
+  if (has_bf16 && (level == CpuLevel::kAvx512 || level == CpuLevel::kAvx512Vnni)) return kAvx512Bf16DotTile;
+#endif
+  return nullptr;
+}
+
 IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type) {
   switch (type) {
     case GgmlType::kQ8_0: return table.q8_0;
@@ -170,6 +179,8 @@ void CheckRowArguments(const char* what, GgmlType type, int64_t n) {
 }
 
 }  // namespace internal
+
+bool HasBf16Dot() { return internal::ActiveAmxKernels() != nullptr || internal::ActiveBf16DotTile() != nullptr; }
 
 bool IsSupportedWeightType(GgmlType type) { return internal::FindKernels(internal::kPortableKernels, type) != nullptr; }
 

@@ -23,6 +23,9 @@ IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type);
 // The AMX products when the active level has them (kAvx512Amx), else null:
 // they take every Q8_0 product there, one row or many.
 const IntAmxKernels* ActiveAmxKernels();
+// The vdpbf16ps tile where the active level is an AVX-512 one below
+// kAvx512Amx and the CPU has AVX-512 BF16, else null.
+Bf16DotTileFn ActiveBf16DotTile();
 
 // How many float scales WidenActivationScales writes for an activation row
 // of n elements paired with `weight_type` (n / 32 for Q8_0 activations, 0

@@ -114,7 +114,7 @@ struct IntKernelTable {
   IntPackedTileFn q8_0_packed = nullptr, q4_0_packed = nullptr;
 };
 
-// AMX (int_dot_amx.cpp): Q8_0 weights times Q8_0 activations, a tile of up
+// AMX (dot_amx.cpp): Q8_0 weights times Q8_0 activations, a tile of up
 // to kAmxRows weight rows by kAmxCols activation rows per block and
 // instruction. The activations are repacked once per product into groups of
 // kAmxCols rows, AmxGroupBytes(n) bytes each: for block b, 8 rows of 64
@@ -131,10 +131,30 @@ inline int64_t AmxGroupBytes(int64_t n) { return n / 32 * (kAmxBlockQuantBytes +
 using IntAmxPackFn = void (*)(const uint8_t* xq, int64_t n, uint8_t* group, int j);
 using IntAmxTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx,
                               int64_t n, float* out);
+// BF16 weights (MatMulPrecision::kInt8Activations: activations rounded to
+// bf16 as llama.cpp does) with tdpbf16ps: the packer rounds row j of a group
+// of float activations; per chunk of kAmxBf16Chunk elements the group holds
+// a B tile (16 rows of 64 bytes: row p has elements 2p, 2p+1 of each
+// activation row), then per row the last n % kAmxBf16Chunk elements (64
+// bytes a row). The tile function has the Q8_0 tile's contract.
+inline constexpr int kAmxBf16Chunk = 32;
+inline constexpr int64_t kAmxBf16ChunkBytes = 2 * kAmxBf16Chunk * kAmxCols;
+inline int64_t AmxBf16GroupBytes(int64_t n) {
+  return n / kAmxBf16Chunk * kAmxBf16ChunkBytes + kAmxCols * 2 * kAmxBf16Chunk;
+}
+using AmxBf16PackFn = void (*)(const float* x, int64_t n, uint8_t* group, int j);
 struct IntAmxKernels {
   IntAmxPackFn pack;
   IntAmxTileFn q8_0;
+  AmxBf16PackFn pack_bf16;
+  IntAmxTileFn bf16;
 };
+
+// BF16 weights without AMX, on AVX-512 BF16 (dot_avx512_bf16.cpp): one
+// weight row of n bf16 against nx <= kMaxTile rows of n bf16 (xb_stride
+// elements apart): out[j], the same bits for a pair whatever nx.
+using Bf16DotTileFn = void (*)(const uint8_t* row, const uint16_t* xb, int64_t xb_stride, int nx, int64_t n,
+                               float* out);
 
 extern const KernelTable kPortableKernels;
 extern const IntKernelTable kPortableIntKernels;
@@ -145,6 +165,7 @@ extern const IntKernelTable kAvx2IntKernels;
 extern const IntKernelTable kAvx512IntKernels;      // AVX-512 BW, no VNNI
 extern const IntKernelTable kAvx512VnniIntKernels;  // vpdpbusd
 extern const IntAmxKernels kAmxIntKernels;          // tdpbssd, beside the VNNI table
+extern const Bf16DotTileFn kAvx512Bf16DotTile;      // vdpbf16ps
 #endif
 
 }  // namespace kvstack::kernels::internal

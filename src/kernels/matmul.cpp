@@ -23,7 +23,7 @@
 // activation row of the tile with integer dot products (simd_int_dot.h).
 // A level may repack the activations for its own Q8_0 / Q4_0 tiles (AVX-512
 // VNNI: int_dot_avx512_vnni.cpp), which then take two weight rows at a time;
-// with AMX (int_dot_amx.cpp) Q8_0 goes in tiles of 16 weight rows by 16
+// with AMX (dot_amx.cpp) Q8_0 goes in tiles of 16 weight rows by 16
 // activation rows, the activations packed in groups of 16.
 // Every row takes this path, however many rows the call has, so a token's
 // result is bit for bit the same whether it was computed alone, in a decode
@@ -42,6 +42,7 @@
 #include <fmt/format.h>
 
 #include "kernels/dispatch.h"
+#include "kernels/half.h"
 #include "kernels/kernel_table.h"
 #include "kvstack/kernels.h"
 
@@ -110,14 +111,15 @@ struct MatMulJob {
 // Rows [begin, end) through DotTile: for each block of rows and each tile,
 // the tile's columns go in chunks over every row of the block.
 void FusedRange(const MatMulJob& job, int64_t begin, int64_t end) {
+  constexpr int tile = kMaxTile;
   const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / job.row_bytes, 1, kMaxBlockRows);
   const int64_t chunk = std::min(job.cols, kColumnChunk);
   float partial[kMaxBlockRows][kMaxTile];
   float out[kMaxTile];
   for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
     const int64_t r1 = std::min(end, r0 + block_rows);
-    for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
-      const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
+    for (int64_t t0 = 0; t0 < job.n; t0 += tile) {
+      const int nx = static_cast<int>(std::min<int64_t>(tile, job.n - t0));
       const float* xt = job.x + t0 * job.stride;
       for (int64_t c0 = 0; c0 < job.cols; c0 += chunk) {
         const int64_t len = std::min(chunk, job.cols - c0);
@@ -199,7 +201,7 @@ struct IntMatMulJob {
   float* y;
 };
 
-// The AMX path (int_dot_amx.cpp): the activations packed in groups of
+// The AMX path (dot_amx.cpp): the activations packed in groups of
 // kAmxCols rows, group_bytes apart, and rows [begin, end) of Y from them, in
 // tiles of kAmxRows weight rows. As IntRange, a block of weight rows stays in
 // L2 while every group passes over it.
@@ -271,6 +273,68 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
     for (int64_t i = begin; i < end; ++i) QuantizeActivationRow(w.type, x + i * w.cols, xq + i * xq_stride, w.cols);
   });
   internal::IntMatMulQuantized(w, xq, xq_stride, n, y, pool);
+}
+
+// BF16 weights under kInt8Activations where HasBf16Dot(): the activations
+// rounded to bf16, as llama.cpp rounds them for BF16 weights (its
+// vec_dot_type), so that every product is exact in float. With AMX,
+// tdpbf16ps tiles (dot_amx.cpp); else vdpbf16ps (dot_avx512_bf16.cpp).
+// Every n takes the same tiles, so a row's result does not depend on its
+// batch.
+void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
+  const auto* data = static_cast<const uint8_t*>(w.data);
+  const auto row_bytes = static_cast<int64_t>(w.row_bytes);
+  thread_local std::vector<uint8_t> packed_scratch;
+  if (const internal::IntAmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
+    using internal::kAmxCols;
+    using internal::kAmxRows;
+    const int64_t group_bytes = internal::AmxBf16GroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
+    if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
+      packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
+    }
+    uint8_t* packed = packed_scratch.data();
+    Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        amx->pack_bf16(x + i * w.cols, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
+      }
+    });
+    const AmxMatMulJob job{.tile = amx->bf16, .data = data, .rows = w.rows, .cols = w.cols, .row_bytes = row_bytes,
+                           .n = n, .groups = packed, .group_bytes = group_bytes, .y = y};
+    const int64_t tiles = (w.rows + kAmxRows - 1) / kAmxRows;
+    const int64_t grain =
+        std::max<int64_t>(1, kMinParallelBytes / (row_bytes * kAmxRows * std::min<int64_t>(n, kAmxCols)));
+    Run(pool, tiles, grain, [j = &job](int64_t begin, int64_t end) {
+      AmxRange(*j, begin * kAmxRows, std::min(j->rows, end * kAmxRows));
+    });
+    return;
+  }
+  // vdpbf16ps: the rounded rows, padded (see the file comment), in tiles of
+  // up to kMaxTile rows against each weight row of an L2-sized block.
+  const internal::Bf16DotTileFn dot = internal::ActiveBf16DotTile();
+  const int64_t stride = w.cols + 2 * kRowPad;
+  thread_local std::vector<uint16_t> xb_scratch;
+  if (xb_scratch.size() < static_cast<size_t>(n * stride)) xb_scratch.resize(static_cast<size_t>(n * stride));
+  uint16_t* xb = xb_scratch.data();
+  Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t k = 0; k < w.cols; ++k) xb[i * stride + k] = internal::Fp32ToBf16(x[i * w.cols + k]);
+    }
+  });
+  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / row_bytes);
+  const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (row_bytes * std::min<int64_t>(n, kMaxTile)));
+  Run(pool, w.rows, grain, [&](int64_t begin, int64_t end) {
+    float out[kMaxTile];
+    for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
+      const int64_t r1 = std::min(end, r0 + block_rows);
+      for (int64_t t0 = 0; t0 < n; t0 += kMaxTile) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, n - t0));
+        for (int64_t r = r0; r < r1; ++r) {
+          dot(data + r * row_bytes, xb + t0 * stride, stride, nx, w.cols, out);
+          for (int j = 0; j < nx; ++j) y[(t0 + j) * w.rows + r] = out[j];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -386,6 +450,9 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool, M
     return;
   }
   if (precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type)) return IntMatMul(w, x, 1, y, pool);
+  if (precision == MatMulPrecision::kInt8Activations && w.type == GgmlType::kBF16 && HasBf16Dot()) {
+    return Bf16MatMul(w, x, 1, y, pool);
+  }
   // One pointer captured, so the std::function holds it without allocating
   // (MatVec runs dozens of times per decoded token).
   const struct {
@@ -414,6 +481,9 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
   // Every row through the integer tiles, however many: a row's result must
   // not depend on the batch it was computed in (see the file comment).
   if (precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type)) return IntMatMul(w, x, n, y, pool);
+  if (precision == MatMulPrecision::kInt8Activations && w.type == GgmlType::kBF16 && HasBf16Dot()) {
+    return Bf16MatMul(w, x, n, y, pool);
+  }
   const internal::KernelTable& table = internal::ActiveKernels();
   const int64_t stride = w.cols + kRowPad;
   thread_local std::vector<float> x_scratch;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -139,6 +140,77 @@ TEST(MatMulTest, PaddedRowsAndLargeBatch) {
       MatMul(m.w, x.data(), n, y.data(), &pool);
       ExpectMatchesReference(m.w, x, n, y,
                              TypeName(type) + " padded by " + std::to_string(padding) + ", n=" + std::to_string(n));
+    }
+  }
+}
+
+// BF16 weights under kInt8Activations, where the level multiplies bf16
+// (HasBf16Dot), round the activations to bf16 (ties to even, as llama.cpp
+// does), after which every product is exact: each output is within float
+// summation error of the double sum of w * bf16(x), and a kernel that
+// skipped the rounding would be off by about 2^-9 of the terms. As for the
+// integer products, a row's result is the same bits whatever its batch:
+// MatVec of one activation row equals its row of any MatMul, at every
+// thread count and shape (partial 16 x 16 tiles, a tail of cols % 32).
+// Levels without bf16 products take the exact float path, bit for bit.
+float RoundToBf16(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
+
+TEST(MatMulTest, Bf16WithRoundedActivationsIsExactProductsAndBatchInvariant) {
+  std::mt19937 rng(41);
+  const auto pools = Pools();
+  for (int64_t cols : {int64_t{544}, int64_t{77}, int64_t{31}}) {
+    const Matrix m = RandomMatrix(GgmlType::kBF16, 37, cols, rng);
+    std::vector<float> deq(static_cast<size_t>(m.w.rows * cols));
+    for (int64_t r = 0; r < m.w.rows; ++r) {
+      DequantizeRowReference(GgmlType::kBF16, m.bytes.data() + r * m.w.row_bytes, deq.data() + r * cols, cols);
+    }
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}, int64_t{40}}) {
+      const std::vector<float> x = RandomFloats(n * cols, rng, -2.0f, 2.0f);
+      for (CpuLevel level : RunnableLevels()) {
+        ScopedCpuLevel scoped(level);
+        if (!HasBf16Dot()) {
+          std::vector<float> exact(static_cast<size_t>(n * m.w.rows)), rounded(exact.size());
+          MatMul(m.w, x.data(), n, exact.data(), nullptr, MatMulPrecision::kExactFloat);
+          MatMul(m.w, x.data(), n, rounded.data(), nullptr, MatMulPrecision::kInt8Activations);
+          EXPECT_EQ(rounded, exact) << "cols=" << cols << " n=" << n << " at " << CpuLevelName(level);
+          continue;
+        }
+        std::vector<float> alone(static_cast<size_t>(n * m.w.rows));
+        for (int64_t i = 0; i < n; ++i) {
+          MatVec(m.w, x.data() + i * cols, alone.data() + i * m.w.rows, nullptr, MatMulPrecision::kInt8Activations);
+        }
+        for (const auto& pool : pools) {
+          const std::string what = "cols=" + std::to_string(cols) + " n=" + std::to_string(n) + " at " +
+                                   std::string(CpuLevelName(level)) +
+                                   " threads=" + std::to_string(pool ? pool->size() : 0);
+          std::vector<float> y(static_cast<size_t>(n * m.w.rows), -1.0f);
+          MatMul(m.w, x.data(), n, y.data(), pool.get(), MatMulPrecision::kInt8Activations);
+          EXPECT_EQ(y, alone) << what;
+        }
+        int failures = 0;
+        for (int64_t i = 0; i < n && failures < 5; ++i) {
+          for (int64_t r = 0; r < m.w.rows && failures < 5; ++r) {
+            double sum = 0, abs_sum = 0;
+            for (int64_t k = 0; k < cols; ++k) {
+              const double term = static_cast<double>(deq[r * cols + k]) * RoundToBf16(x[i * cols + k]);
+              sum += term;
+              abs_sum += std::fabs(term);
+            }
+            const float got = alone[static_cast<size_t>(i * m.w.rows + r)];
+            if (std::fabs(got - sum) > 2e-6 * abs_sum) {
+              ADD_FAILURE() << "cols=" << cols << " at " << CpuLevelName(level) << ": Y[" << i << "][" << r
+                            << "] = " << got << ", sum of exact products " << sum << " (of |terms| " << abs_sum << ")";
+              ++failures;
+            }
+          }
+        }
+      }
     }
   }
 }

@@ -22,9 +22,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 
 #include "kernels/blocks.h"
+#include "kernels/half.h"
 #include "kernels/kernel_table.h"
 #include "kernels/unaligned.h"
 
@@ -46,13 +48,24 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-// The shape this thread's tiles were last configured for (mr * 32 + nx), so
+// The shape this thread's tiles were last configured for (ShapeKey), so
 // that back-to-back calls of one shape do not reload it. Tile state is per
 // thread and only these kernels touch it.
 thread_local int t_shape = -1;
 
+enum class Product { kQ8_0, kBf16 };
+int ShapeKey(Product product, int mr, int nx) { return (static_cast<int>(product) * 32 + mr) * 32 + nx; }
+
+void Load(const TileConfig& config) {
+  // Not _tile_loadconfig: GCC 12's declares only the first 8 bytes of the
+  // operand as read, and the shape stores were dropped as dead.
+  __asm__ volatile("ldtilecfg %0" : : "m"(config));
+}
+
+// Q8_0: A is mr weight rows of one block's 32 quants, B the block's 8 rows
+// of 4 quants per activation row, C the int32 sums; tiles 3-5 the same.
 void Configure(int mr, int nx) {
-  const int shape = mr * 32 + nx;
+  const int shape = ShapeKey(Product::kQ8_0, mr, nx);
   if (shape == t_shape) return;
   TileConfig config;
   config.rows[kC] = static_cast<uint8_t>(mr);
@@ -65,9 +78,24 @@ void Configure(int mr, int nx) {
     config.rows[3 + t] = config.rows[t];
     config.colsb[3 + t] = config.colsb[t];
   }
-  // Not _tile_loadconfig: GCC 12's declares only the first 8 bytes of the
-  // operand as read, and the shape stores above were dropped as dead.
-  __asm__ volatile("ldtilecfg %0" : : "m"(config));
+  Load(config);
+  t_shape = shape;
+}
+
+// BF16: A is mr weight rows of 32 bf16, B 16 rows of one pair per
+// activation row, C the float sums (one tile set: C accumulates over the
+// whole row).
+void ConfigureBf16(int mr, int nx) {
+  const int shape = ShapeKey(Product::kBf16, mr, nx);
+  if (shape == t_shape) return;
+  TileConfig config;
+  config.rows[kC] = static_cast<uint8_t>(mr);
+  config.colsb[kC] = static_cast<uint16_t>(4 * nx);
+  config.rows[kA] = static_cast<uint8_t>(mr);
+  config.colsb[kA] = 2 * kAmxBf16Chunk;
+  config.rows[kB] = kAmxBf16Chunk / 2;
+  config.colsb[kB] = static_cast<uint16_t>(4 * nx);
+  Load(config);
   t_shape = shape;
 }
 
@@ -194,8 +222,53 @@ void TileQ8_0(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* gro
   Tile<false>(rows, row_bytes, mr, group, nx, n, out);
 }
 
+void PackBf16(const float* x, int64_t n, uint8_t* group, int j) {
+  const int64_t chunks = n / kAmxBf16Chunk;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const float* xc = x + c * kAmxBf16Chunk;
+    uint8_t* rows = group + c * kAmxBf16ChunkBytes + 4 * j;
+    for (int p = 0; p < kAmxBf16Chunk / 2; ++p) {
+      const uint32_t pair = Fp32ToBf16(xc[2 * p]) | static_cast<uint32_t>(Fp32ToBf16(xc[2 * p + 1])) << 16;
+      std::memcpy(rows + p * 4 * kAmxCols, &pair, sizeof pair);
+    }
+  }
+  uint8_t* tail = group + chunks * kAmxBf16ChunkBytes + j * 2 * kAmxBf16Chunk;
+  for (int64_t k = chunks * kAmxBf16Chunk; k < n; ++k) {
+    const uint16_t h = Fp32ToBf16(x[k]);
+    std::memcpy(tail + 2 * (k - chunks * kAmxBf16Chunk), &h, sizeof h);
+  }
+}
+
+// out[m * kAmxCols + j]: the whole chunks in the tile's float sums, then the
+// tail (n % 32 elements) one fma at a time, in order.
+void TileBf16(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx, int64_t n, float* out) {
+  ConfigureBf16(mr, nx);
+  const int64_t chunks = n / kAmxBf16Chunk;
+  _tile_zero(0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    _tile_loadd(1, rows + c * 2 * kAmxBf16Chunk, row_bytes);
+    _tile_loadd(2, group + c * kAmxBf16ChunkBytes, 4 * kAmxCols);
+    _tile_dpbf16ps(0, 1, 2);
+  }
+  alignas(64) float sums[kAmxRows * kAmxCols];
+  _tile_stored(0, sums, 4 * kAmxCols);
+  const uint8_t* tail = group + chunks * kAmxBf16ChunkBytes;
+  const int64_t k0 = chunks * kAmxBf16Chunk;
+  for (int m = 0; m < mr; ++m) {
+    const uint8_t* w = rows + m * row_bytes;
+    for (int j = 0; j < nx; ++j) {
+      float s = sums[m * kAmxCols + j];
+      for (int64_t k = k0; k < n; ++k) {
+        s = std::fma(Bf16ToFp32(ReadU16(w + 2 * k)), Bf16ToFp32(ReadU16(tail + j * 2 * kAmxBf16Chunk + 2 * (k - k0))), s);
+      }
+      out[m * kAmxCols + j] = s;
+    }
+  }
+}
+
 }  // namespace
 
-constinit const IntAmxKernels kAmxIntKernels = {.pack = &PackAmx, .q8_0 = &TileQ8_0};
+constinit const IntAmxKernels kAmxIntKernels = {
+    .pack = &PackAmx, .q8_0 = &TileQ8_0, .pack_bf16 = &PackBf16, .bf16 = &TileBf16};
 
 }  // namespace kvstack::kernels::internal
