@@ -6,8 +6,8 @@
 // compute y = W x for one activation vector (MatVec, decode) or many (MatMul,
 // prefill and batched decode), splitting rows across a ThreadPool. Each type
 // has a scalar reference (the truth the tests compare against) and vectorized
-// versions chosen at run time from the CPU's features (AVX-512, AVX2, else
-// portable), so one binary runs everywhere.
+// versions chosen at run time from the CPU's features (AMX, AVX-512 VNNI,
+// AVX-512, AVX2, else portable), so one binary runs everywhere.
 //
 // Numerics. Dequantization is exact and identical at every level: each value
 // is the float ggml's dequantize_row_* produces, bit for bit, the sign of
@@ -179,7 +179,7 @@ void MatVec(const WeightMatrix& w, const float* x, float* y, ThreadPool* pool,
 // n <= 0 does nothing. Uses a per-thread scratch buffer that grows to the
 // largest n * w.cols seen and is kept. With kInt8Activations every row of X
 // is quantized once, and each weight row is unpacked once per tile of up to
-// 8 rows of X and multiplied into all of them: Y[i][r] is DotRowInt8(W[r],
+// 8 rows of X (AMX: 16) and multiplied into all of them: Y[i][r] is DotRowInt8(W[r],
 // X[i] quantized), bit for bit, at the same level, for every n.
 // REQUIRES: as MatVec.
 void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,

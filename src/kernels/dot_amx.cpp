@@ -1,4 +1,7 @@
-// Q8_0 products on AMX (tdpbssd): one instruction multiplies a tile of up to
+// Products on AMX: Q8_0 weights by Q8_0 activations (tdpbssd), and BF16
+// weights by bf16-rounded activations (tdpbf16ps; at the end of the file).
+//
+// Q8_0: one instruction multiplies a tile of up to
 // 16 weight rows by up to 16 activation rows over one 32-element block, in
 // exact int32, where the AVX-512 VNNI tile spends a vpdpbusd per (block pair,
 // weight row, activation row). What is left to the vector units is the part
@@ -14,6 +17,10 @@
 // are one strided tile load (A: 16 rows of 32 bytes, row_bytes apart), and
 // their scales one gather. The activations are repacked once per product
 // into AMX's B layout, 16 rows to a group (kernel_table.h, IntAmxPackFn).
+//
+// The tiles compute each element of C on its own, so mr and nx never change
+// an element's bits; only the float steps after them could, and they are
+// the same for every shape.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
