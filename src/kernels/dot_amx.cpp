@@ -55,54 +55,36 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-// The shape this thread's tiles were last configured for (ShapeKey), so
+// The shape this thread's tiles were last configured for (Configure), so
 // that back-to-back calls of one shape do not reload it. Tile state is per
 // thread and only these kernels touch it.
 thread_local int t_shape = -1;
 
+// Both products multiply mr weight rows (A: mr rows of 32 quants or bf16,
+// a_colsb bytes) by the activation rows of a B tile (b_rows rows of 4 bytes
+// per activation row) into C (mr x nx 32-bit sums). Q8_0: A 32 bytes, B 8
+// rows of 4 quants, C int32, and tiles 3-5 the same (BlockSums1). BF16: A
+// 64 bytes, B 16 rows of one bf16 pair, C float, one set.
 enum class Product { kQ8_0, kBf16 };
-int ShapeKey(Product product, int mr, int nx) { return (static_cast<int>(product) * 32 + mr) * 32 + nx; }
 
-void Load(const TileConfig& config) {
-  // Not _tile_loadconfig: GCC 12's declares only the first 8 bytes of the
-  // operand as read, and the shape stores were dropped as dead.
-  __asm__ volatile("ldtilecfg %0" : : "m"(config));
-}
-
-// Q8_0: A is mr weight rows of one block's 32 quants, B the block's 8 rows
-// of 4 quants per activation row, C the int32 sums; tiles 3-5 the same.
-void Configure(int mr, int nx) {
-  const int shape = ShapeKey(Product::kQ8_0, mr, nx);
+void Configure(Product product, int mr, int nx) {
+  const int shape = (static_cast<int>(product) * 32 + mr) * 32 + nx;
   if (shape == t_shape) return;
+  const bool q8_0 = product == Product::kQ8_0;
   TileConfig config;
   config.rows[kC] = static_cast<uint8_t>(mr);
   config.colsb[kC] = static_cast<uint16_t>(4 * nx);
   config.rows[kA] = static_cast<uint8_t>(mr);
-  config.colsb[kA] = kQk;
-  config.rows[kB] = kQk / 4;
+  config.colsb[kA] = q8_0 ? kQk : 2 * kAmxBf16Chunk;
+  config.rows[kB] = q8_0 ? kQk / 4 : kAmxBf16Chunk / 2;
   config.colsb[kB] = static_cast<uint16_t>(4 * nx);
-  for (int t = 0; t < 3; ++t) {  // the second set, BlockSums1's
+  for (int t = 0; q8_0 && t < 3; ++t) {
     config.rows[3 + t] = config.rows[t];
     config.colsb[3 + t] = config.colsb[t];
   }
-  Load(config);
-  t_shape = shape;
-}
-
-// BF16: A is mr weight rows of 32 bf16, B 16 rows of one pair per
-// activation row, C the float sums (one tile set: C accumulates over the
-// whole row).
-void ConfigureBf16(int mr, int nx) {
-  const int shape = ShapeKey(Product::kBf16, mr, nx);
-  if (shape == t_shape) return;
-  TileConfig config;
-  config.rows[kC] = static_cast<uint8_t>(mr);
-  config.colsb[kC] = static_cast<uint16_t>(4 * nx);
-  config.rows[kA] = static_cast<uint8_t>(mr);
-  config.colsb[kA] = 2 * kAmxBf16Chunk;
-  config.rows[kB] = kAmxBf16Chunk / 2;
-  config.colsb[kB] = static_cast<uint16_t>(4 * nx);
-  Load(config);
+  // Not _tile_loadconfig: GCC 12's declares only the first 8 bytes of the
+  // operand as read, and the shape stores above were dropped as dead.
+  __asm__ volatile("ldtilecfg %0" : : "m"(config));
   t_shape = shape;
 }
 
@@ -188,7 +170,7 @@ constexpr int kRound = 8;
 template <bool kOne>
 void Tile(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx, int64_t n, float* out) {
   using Acc = Accumulate<kOne>;
-  Configure(mr, nx);
+  Configure(Product::kQ8_0, mr, nx);
   const int64_t blocks = n / kQk;
   const auto* dx = reinterpret_cast<const float*>(group + blocks * kAmxBlockQuantBytes);
   const __mmask16 col_mask = static_cast<__mmask16>((1u << nx) - 1);
@@ -249,7 +231,7 @@ void PackBf16(const float* x, int64_t n, uint8_t* group, int j) {
 // out[m * kAmxCols + j]: the whole chunks in the tile's float sums, then the
 // tail (n % 32 elements) one fma at a time, in order.
 void TileBf16(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx, int64_t n, float* out) {
-  ConfigureBf16(mr, nx);
+  Configure(Product::kBf16, mr, nx);
   const int64_t chunks = n / kAmxBf16Chunk;
   _tile_zero(0);
   for (int64_t c = 0; c < chunks; ++c) {

@@ -235,6 +235,19 @@ void AmxRange(const AmxMatMulJob& job, int64_t begin, int64_t end) {
   }
 }
 
+// The job across the pool in whole tiles of weight rows, so that only the
+// matrix's last tile is short.
+void RunAmx(const AmxMatMulJob& job, ThreadPool* pool) {
+  using internal::kAmxCols;
+  using internal::kAmxRows;
+  const int64_t tiles = (job.rows + kAmxRows - 1) / kAmxRows;
+  const int64_t grain =
+      std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * kAmxRows * std::min<int64_t>(job.n, kAmxCols)));
+  Run(pool, tiles, grain, [j = &job](int64_t begin, int64_t end) {
+    AmxRange(*j, begin * kAmxRows, std::min(j->rows, end * kAmxRows));
+  });
+}
+
 void IntRange(const IntMatMulJob& job, int64_t begin, int64_t end) {
   const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes);
   float out[internal::kMaxPackedRows * kMaxTile];
@@ -287,7 +300,6 @@ void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Thre
   thread_local std::vector<uint8_t> packed_scratch;
   if (const internal::IntAmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
     using internal::kAmxCols;
-    using internal::kAmxRows;
     const int64_t group_bytes = internal::AmxBf16GroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
     if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
       packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
@@ -298,14 +310,9 @@ void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Thre
         amx->pack_bf16(x + i * w.cols, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
       }
     });
-    const AmxMatMulJob job{.tile = amx->bf16, .data = data, .rows = w.rows, .cols = w.cols, .row_bytes = row_bytes,
-                           .n = n, .groups = packed, .group_bytes = group_bytes, .y = y};
-    const int64_t tiles = (w.rows + kAmxRows - 1) / kAmxRows;
-    const int64_t grain =
-        std::max<int64_t>(1, kMinParallelBytes / (row_bytes * kAmxRows * std::min<int64_t>(n, kAmxCols)));
-    Run(pool, tiles, grain, [j = &job](int64_t begin, int64_t end) {
-      AmxRange(*j, begin * kAmxRows, std::min(j->rows, end * kAmxRows));
-    });
+    RunAmx({.tile = amx->bf16, .data = data, .rows = w.rows, .cols = w.cols, .row_bytes = row_bytes, .n = n,
+            .groups = packed, .group_bytes = group_bytes, .y = y},
+           pool);
     return;
   }
   // vdpbf16ps: the rounded rows, padded (see the file comment), in tiles of
@@ -320,17 +327,27 @@ void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Thre
       for (int64_t k = 0; k < w.cols; ++k) xb[i * stride + k] = internal::Fp32ToBf16(x[i * w.cols + k]);
     }
   });
-  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / row_bytes);
+  // One pointer captured, so the std::function holds it without allocating
+  // (MatVec runs dozens of times per decoded token).
+  const struct {
+    internal::Bf16DotTileFn dot;
+    const uint8_t* data;
+    int64_t rows, cols, row_bytes, n;
+    const uint16_t* xb;
+    int64_t stride;
+    float* y;
+  } job{dot, data, w.rows, w.cols, row_bytes, n, xb, stride, y};
   const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (row_bytes * std::min<int64_t>(n, kMaxTile)));
-  Run(pool, w.rows, grain, [&](int64_t begin, int64_t end) {
+  Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) {
+    const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / j->row_bytes);
     float out[kMaxTile];
     for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
       const int64_t r1 = std::min(end, r0 + block_rows);
-      for (int64_t t0 = 0; t0 < n; t0 += kMaxTile) {
-        const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, n - t0));
+      for (int64_t t0 = 0; t0 < j->n; t0 += kMaxTile) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, j->n - t0));
         for (int64_t r = r0; r < r1; ++r) {
-          dot(data + r * row_bytes, xb + t0 * stride, stride, nx, w.cols, out);
-          for (int j = 0; j < nx; ++j) y[(t0 + j) * w.rows + r] = out[j];
+          j->dot(j->data + r * j->row_bytes, j->xb + t0 * j->stride, j->stride, nx, j->cols, out);
+          for (int jx = 0; jx < nx; ++jx) j->y[(t0 + jx) * j->rows + r] = out[jx];
         }
       }
     }
@@ -357,23 +374,16 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
         amx->pack(xq + i * xq_stride, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
       }
     });
-    const AmxMatMulJob job{.tile = amx->q8_0,
-                           .data = static_cast<const uint8_t*>(w.data),
-                           .rows = w.rows,
-                           .cols = w.cols,
-                           .row_bytes = static_cast<int64_t>(w.row_bytes),
-                           .n = n,
-                           .groups = packed,
-                           .group_bytes = group_bytes,
-                           .y = y};
-    // Whole tiles of weight rows per chunk, so that only the matrix's last
-    // tile is short.
-    const int64_t tiles = (w.rows + kAmxRows - 1) / kAmxRows;
-    const int64_t grain =
-        std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * kAmxRows * std::min<int64_t>(n, kAmxCols)));
-    Run(pool, tiles, grain, [j = &job](int64_t begin, int64_t end) {
-      AmxRange(*j, begin * kAmxRows, std::min(j->rows, end * kAmxRows));
-    });
+    RunAmx({.tile = amx->q8_0,
+            .data = static_cast<const uint8_t*>(w.data),
+            .rows = w.rows,
+            .cols = w.cols,
+            .row_bytes = static_cast<int64_t>(w.row_bytes),
+            .n = n,
+            .groups = packed,
+            .group_bytes = group_bytes,
+            .y = y},
+           pool);
     return;
   }
   IntMatMulJob job{.dot = FindIntKernel(table, w.type),
