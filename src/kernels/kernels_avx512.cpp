@@ -22,8 +22,11 @@ namespace {
 struct Avx512 {
   static constexpr int kLanes = 16;
   static constexpr int kRegisters = 32;
-  static constexpr int kGemmRows = 3;
-  static constexpr int kGemmCols = 8;
+  // 4 x 6 over 3 x 8: 10 loads per 24 FMAs instead of 11, and fewer
+  // activation rows per tile; kernels_bench MatMul of F32 / F16 / BF16
+  // (exact) at 16 and 64 rows, one thread: +8-15% on Sapphire Rapids.
+  static constexpr int kGemmRows = 4;
+  static constexpr int kGemmCols = 6;
   static constexpr bool kHasLut16 = true;
   using F = __m512;
   using I = __m512i;
