@@ -28,7 +28,14 @@ int main(int argc, char** argv) {
   add(kvstack::cli::AddRouterCommand(app));
   add(kvstack::cli::AddFleetCommand(app));
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every other parse error (an unknown
+    // option, a value out of range or not in its set) is bad input, exit 2
+    // as every command's help says, not CLI11's own codes (105, 109, ...).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   for (const CLI::App* sub : app.get_subcommands()) {
     auto it = runners.find(sub);
     if (it != runners.end()) return it->second();

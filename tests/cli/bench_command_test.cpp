@@ -127,6 +127,27 @@ TEST_F(BenchEngineCommand, ExactMatmulIsReportedInTheProfile) {
   EXPECT_EQ(j["results"][0]["matmul"], "exact-float");
 }
 
+// --cpu-level lowers the kernels' level before anything runs: the run says
+// which it used (portable runs everywhere), and the profile records it; an
+// unknown name is bad input that lists the valid ones.
+TEST_F(BenchEngineCommand, CpuLevelChoosesTheKernelsAndIsReported) {
+  const std::string profile = dir_.File("portable.json");
+  const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --cpu-level portable --profile " + profile);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("portable kernels"));
+  std::ifstream in(profile);
+  std::stringstream text;
+  text << in.rdbuf();
+  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << text.str();
+  ASSERT_FALSE(j["results"].empty());
+  EXPECT_EQ(j["results"][0]["cpu_level"], "portable");
+
+  const CommandRun bad = RunKvstack("bench engine --model " + model_ + kQuick + " --cpu-level avx9");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("--cpu-level: avx9 not in {portable,avx2,avx512,avx512-vnni,avx512-amx}"));
+}
+
 TEST_F(BenchEngineCommand, SeveralPromptLengthsAddTheStepCostFit) {
   const std::string profile = dir_.File("steps.json");
   const CommandRun run = RunKvstack("bench engine --model " + model_ +
