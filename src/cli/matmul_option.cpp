@@ -18,18 +18,18 @@ void AddExactMatmulFlag(CLI::App* cmd, kernels::MatMulPrecision* precision) {
 }
 
 void AddCpuLevelOption(CLI::App* cmd) {
+  static constexpr kernels::CpuLevel kLevels[] = {kernels::CpuLevel::kPortable, kernels::CpuLevel::kAvx2,
+                                                  kernels::CpuLevel::kAvx512, kernels::CpuLevel::kAvx512Vnni,
+                                                  kernels::CpuLevel::kAvx512Amx};
   std::vector<std::string> names;
-  for (auto level : {kernels::CpuLevel::kPortable, kernels::CpuLevel::kAvx2, kernels::CpuLevel::kAvx512,
-                     kernels::CpuLevel::kAvx512Vnni, kernels::CpuLevel::kAvx512Amx}) {
-    names.emplace_back(kernels::CpuLevelName(level));
-  }
+  for (kernels::CpuLevel level : kLevels) names.emplace_back(kernels::CpuLevelName(level));
   cmd->add_option_function<std::string>(
          "--cpu-level",
-         [names](const std::string& name) {
-           for (size_t i = 0; i < names.size(); ++i) {
-             if (names[i] != name) continue;
-             kernels::SetCpuLevel(static_cast<kernels::CpuLevel>(i));
-             if (kernels::ActiveCpuLevel() != static_cast<kernels::CpuLevel>(i)) {
+         [](const std::string& name) {
+           for (kernels::CpuLevel level : kLevels) {
+             if (kernels::CpuLevelName(level) != name) continue;
+             kernels::SetCpuLevel(level);
+             if (kernels::ActiveCpuLevel() != level) {
                std::fprintf(stderr, "note: --cpu-level %s is above this CPU's %s; using %s\n", name.c_str(),
                             std::string(kernels::CpuLevelName(kernels::DetectedCpuLevel())).c_str(),
                             std::string(kernels::CpuLevelName(kernels::ActiveCpuLevel())).c_str());

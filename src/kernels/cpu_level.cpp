@@ -123,9 +123,9 @@ const IntKernelTable& ActiveIntKernels() {
   }
 }
 
-const IntAmxKernels* ActiveAmxKernels() {
+const AmxKernels* ActiveAmxKernels() {
 #if defined(KVSTACK_KERNELS_X86)
-  if (ActiveCpuLevel() == CpuLevel::kAvx512Amx) return &kAmxIntKernels;
+  if (ActiveCpuLevel() == CpuLevel::kAvx512Amx) return &kAmxKernels;
 #endif
   return nullptr;
 }

@@ -21,8 +21,9 @@ const TypeKernels* FindKernels(const KernelTable& table, GgmlType type);
 const IntKernelTable& ActiveIntKernels();
 IntDotTileFn FindIntKernel(const IntKernelTable& table, GgmlType type);
 // The AMX products when the active level has them (kAvx512Amx), else null:
-// they take every Q8_0 product there, one row or many.
-const IntAmxKernels* ActiveAmxKernels();
+// they take every Q8_0 product there, one row or many, and every BF16 one
+// under kInt8Activations.
+const AmxKernels* ActiveAmxKernels();
 // The vdpbf16ps tile where the active level is an AVX-512 one below
 // kAvx512Amx and the CPU has AVX-512 BF16, else null.
 Bf16DotTileFn ActiveBf16DotTile();

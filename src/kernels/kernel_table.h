@@ -128,8 +128,8 @@ struct IntKernelTable {
 inline constexpr int kAmxRows = 16, kAmxCols = 16;
 inline constexpr int64_t kAmxBlockQuantBytes = 8 * 4 * kAmxCols;
 inline int64_t AmxGroupBytes(int64_t n) { return n / 32 * (kAmxBlockQuantBytes + kAmxCols * 4); }
-using IntAmxPackFn = void (*)(const uint8_t* xq, int64_t n, uint8_t* group, int j);
-using IntAmxTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx,
+using AmxPackFn = void (*)(const uint8_t* xq, int64_t n, uint8_t* group, int j);
+using AmxTileFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, const uint8_t* group, int nx,
                               int64_t n, float* out);
 // BF16 weights (MatMulPrecision::kInt8Activations: activations rounded to
 // bf16 as llama.cpp does) with tdpbf16ps: the packer rounds row j of a group
@@ -143,11 +143,11 @@ inline int64_t AmxBf16GroupBytes(int64_t n) {
   return n / kAmxBf16Chunk * kAmxBf16ChunkBytes + kAmxCols * 2 * kAmxBf16Chunk;
 }
 using AmxBf16PackFn = void (*)(const float* x, int64_t n, uint8_t* group, int j);
-struct IntAmxKernels {
-  IntAmxPackFn pack;
-  IntAmxTileFn q8_0;
+struct AmxKernels {
+  AmxPackFn pack;
+  AmxTileFn q8_0;
   AmxBf16PackFn pack_bf16;
-  IntAmxTileFn bf16;
+  AmxTileFn bf16;
 };
 
 // BF16 weights without AMX, on AVX-512 BF16 (dot_avx512_bf16.cpp): one
@@ -164,7 +164,7 @@ extern const KernelTable kAvx512Kernels;
 extern const IntKernelTable kAvx2IntKernels;
 extern const IntKernelTable kAvx512IntKernels;      // AVX-512 BW, no VNNI
 extern const IntKernelTable kAvx512VnniIntKernels;  // vpdpbusd
-extern const IntAmxKernels kAmxIntKernels;          // tdpbssd, beside the VNNI table
+extern const AmxKernels kAmxKernels;                // tdpbssd and tdpbf16ps, beside the VNNI table
 extern const Bf16DotTileFn kAvx512Bf16DotTile;      // vdpbf16ps
 #endif
 

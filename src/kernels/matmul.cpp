@@ -111,15 +111,14 @@ struct MatMulJob {
 // Rows [begin, end) through DotTile: for each block of rows and each tile,
 // the tile's columns go in chunks over every row of the block.
 void FusedRange(const MatMulJob& job, int64_t begin, int64_t end) {
-  constexpr int tile = kMaxTile;
   const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / job.row_bytes, 1, kMaxBlockRows);
   const int64_t chunk = std::min(job.cols, kColumnChunk);
   float partial[kMaxBlockRows][kMaxTile];
   float out[kMaxTile];
   for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
     const int64_t r1 = std::min(end, r0 + block_rows);
-    for (int64_t t0 = 0; t0 < job.n; t0 += tile) {
-      const int nx = static_cast<int>(std::min<int64_t>(tile, job.n - t0));
+    for (int64_t t0 = 0; t0 < job.n; t0 += kMaxTile) {
+      const int nx = static_cast<int>(std::min<int64_t>(kMaxTile, job.n - t0));
       const float* xt = job.x + t0 * job.stride;
       for (int64_t c0 = 0; c0 < job.cols; c0 += chunk) {
         const int64_t len = std::min(chunk, job.cols - c0);
@@ -206,7 +205,7 @@ struct IntMatMulJob {
 // tiles of kAmxRows weight rows. As IntRange, a block of weight rows stays in
 // L2 while every group passes over it.
 struct AmxMatMulJob {
-  internal::IntAmxTileFn tile;
+  internal::AmxTileFn tile;
   const uint8_t* data;
   int64_t rows, cols, row_bytes, n;
   const uint8_t* groups;
@@ -298,7 +297,7 @@ void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Thre
   const auto* data = static_cast<const uint8_t*>(w.data);
   const auto row_bytes = static_cast<int64_t>(w.row_bytes);
   thread_local std::vector<uint8_t> packed_scratch;
-  if (const internal::IntAmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
+  if (const internal::AmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
     using internal::kAmxCols;
     const int64_t group_bytes = internal::AmxBf16GroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
     if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
@@ -363,7 +362,7 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
   const IntKernelTable& table = ActiveIntKernels();
   const bool q32 = w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0;
   thread_local std::vector<uint8_t> packed_scratch;
-  if (const IntAmxKernels* amx = ActiveAmxKernels(); amx != nullptr && w.type == GgmlType::kQ8_0) {
+  if (const AmxKernels* amx = ActiveAmxKernels(); amx != nullptr && w.type == GgmlType::kQ8_0) {
     const int64_t group_bytes = AmxGroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
     if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
       packed_scratch.resize(static_cast<size_t>(groups * group_bytes));

@@ -28,6 +28,16 @@ using test_support::RunKvstack;
 // A small copy buffer keeps the test fast; the figures are not checked.
 constexpr char kQuick[] = " --threads 1 --prompt-tokens 8 --gen-tokens 4 --repeats 1 --copy-mib 4";
 
+// The JSON in the file at `path`, or a discarded value when it is not JSON;
+// its text in *text either way, for a failure message.
+nlohmann::json ReadJson(const std::string& path, std::string* text) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  *text = buffer.str();
+  return nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+}
+
 class BenchEngineCommand : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,12 +69,10 @@ TEST_F(BenchEngineCommand, PrintsAMarkdownTableAndWritesTheProfile) {
   EXPECT_THAT(run.output, HasSubstr("| tiny.gguf | 1 | 2 |"));
   EXPECT_THAT(run.output, HasSubstr("memcpy"));
 
-  std::ifstream in(profile);
-  ASSERT_TRUE(in.good()) << "no profile at " << profile;
-  std::stringstream text;
-  text << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  ASSERT_FALSE(j.is_discarded()) << text.str();
+  ASSERT_TRUE(std::ifstream(profile).good()) << "no profile at " << profile;
+  std::string text;
+  const nlohmann::json j = ReadJson(profile, &text);
+  ASSERT_FALSE(j.is_discarded()) << text;
   EXPECT_EQ(j["format"], "kvstack-bench-engine/1");
   EXPECT_GT(j["memcpy_gbps"].get<double>(), 0);
   // The floor is the read bandwidth of the configuration's thread count.
@@ -118,11 +126,9 @@ TEST_F(BenchEngineCommand, ExactMatmulIsReportedInTheProfile) {
   const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --exact-matmul --profile " + profile);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("exact-float matmul"));
-  std::ifstream in(profile);
-  std::stringstream text;
-  text << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  ASSERT_FALSE(j.is_discarded()) << text.str();
+  std::string text;
+  const nlohmann::json j = ReadJson(profile, &text);
+  ASSERT_FALSE(j.is_discarded()) << text;
   ASSERT_FALSE(j["results"].empty());
   EXPECT_EQ(j["results"][0]["matmul"], "exact-float");
 }
@@ -135,11 +141,9 @@ TEST_F(BenchEngineCommand, CpuLevelChoosesTheKernelsAndIsReported) {
   const CommandRun run = RunKvstack("bench engine --model " + model_ + kQuick + " --cpu-level portable --profile " + profile);
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("portable kernels"));
-  std::ifstream in(profile);
-  std::stringstream text;
-  text << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  ASSERT_FALSE(j.is_discarded()) << text.str();
+  std::string text;
+  const nlohmann::json j = ReadJson(profile, &text);
+  ASSERT_FALSE(j.is_discarded()) << text;
   ASSERT_FALSE(j["results"].empty());
   EXPECT_EQ(j["results"][0]["cpu_level"], "portable");
 
@@ -156,11 +160,9 @@ TEST_F(BenchEngineCommand, SeveralPromptLengthsAddTheStepCostFit) {
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_THAT(run.output, HasSubstr("| model | threads | prompt | seqs | prefill tok/s |"));
   EXPECT_THAT(run.output, HasSubstr("| tiny.gguf | 1 | 12 | 2 |"));
-  std::ifstream in(profile);
-  std::stringstream text;
-  text << in.rdbuf();
-  const nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
-  ASSERT_FALSE(j.is_discarded()) << text.str();
+  std::string text;
+  const nlohmann::json j = ReadJson(profile, &text);
+  ASSERT_FALSE(j.is_discarded()) << text;
   ASSERT_EQ(j["results"].size(), 4u);
   EXPECT_EQ(j["results"][0]["prompt_tokens"], 4);
   EXPECT_EQ(j["results"][3]["prompt_tokens"], 12);
