@@ -54,7 +54,12 @@ using internal::kMaxTile;
 // From this many activation rows on, MatMul takes the GEMM path; below it
 // decoding a quantized row into registers beats writing and re-reading its
 // float copy (F32 rows need no copy and take the GEMM path from 2 rows on).
+// F16 and BF16 rows decode in one conversion per vector, so the fused path
+// holds out longer: at 4 rows 1.6x the GEMM's speed (kernels_bench
+// BM_MatMul F16 and BF16 exact, one and two threads, A/B in one run,
+// Sapphire Rapids); at 16 rows the two were even.
 constexpr int64_t kGemmMinRows = 4;
+constexpr int64_t kGemmMinRowsHalf = 16;
 // Bytes of weights (or of their float copy) per row block: kept in L2 while
 // every tile passes over them.
 constexpr int64_t kBlockBytes = 256 * 1024;
@@ -62,6 +67,11 @@ constexpr int64_t kMaxBlockRows = 64;
 // Columns per chunk: a full tile of activations is then 8 x 512 x 4 = 16 KiB.
 // A multiple of every block size (32, 256).
 constexpr int64_t kColumnChunk = 512;
+// The fused path's chunks: a multiple of kColumnChunkUnit columns (every
+// block size) whose tile of activations fits in kFusedTileBytes (L1 is
+// 32-48 KiB).
+constexpr int64_t kColumnChunkUnit = 256;
+constexpr int64_t kFusedTileBytes = 32 * 1024;
 // The least work worth handing to another thread, in weight bytes read
 // (several microseconds): on a shared VM a worker can be preempted holding a
 // chunk, and the caller then waits for it, so tiny chunks cost more than
@@ -109,10 +119,18 @@ struct MatMulJob {
 };
 
 // Rows [begin, end) through DotTile: for each block of rows and each tile,
-// the tile's columns go in chunks over every row of the block.
+// the tile's columns go in chunks over every row of the block, chunks as
+// long as keep the tile's activations within kFusedTileBytes. Each row is
+// left at a chunk's end for the block's next row, so short chunks cut the
+// weight stream into pieces that the prefetch hints (kPrefetchAhead past the
+// current load, so into the row's next chunk) miss: at 512 columns a 4-row
+// F16 product of a 1B-shaped model read 13 GB/s where one row's MatVec read
+// 25 (engine decode of 4 sequences, 23 -> 38 tok/s).
 void FusedRange(const MatMulJob& job, int64_t begin, int64_t end) {
   const int64_t block_rows = std::clamp<int64_t>(kBlockBytes / job.row_bytes, 1, kMaxBlockRows);
-  const int64_t chunk = std::min(job.cols, kColumnChunk);
+  const int64_t tile = std::min<int64_t>(job.n, kMaxTile);
+  const int64_t chunk =
+      std::min(job.cols, std::max(kColumnChunk, kFusedTileBytes / (tile * 4) / kColumnChunkUnit * kColumnChunkUnit));
   float partial[kMaxBlockRows][kMaxTile];
   float out[kMaxTile];
   for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
@@ -513,7 +531,8 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
                       .stride = stride,
                       .y = y};
   const int64_t grain = std::max<int64_t>(1, kMinParallelBytes / (job.row_bytes * n));
-  if (n >= kGemmMinRows || w.type == GgmlType::kF32) {
+  const bool half = w.type == GgmlType::kF16 || w.type == GgmlType::kBF16;
+  if (n >= (half ? kGemmMinRowsHalf : kGemmMinRows) || w.type == GgmlType::kF32) {
     Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { GemmRange(*j, begin, end); });
   } else {
     Run(pool, w.rows, grain, [j = &job](int64_t begin, int64_t end) { FusedRange(*j, begin, end); });
