@@ -10,14 +10,16 @@
 //                                reading alone, the roofline of a memory-bound
 //                                MatVec on that many threads.
 //   BM_MatMul/<type>/<n>/<threads>/<precision>: Y = X W^T for n activation
-//                                rows, precision 0 exact float, 1 int8
-//                                activations (quantized types only); the
-//                                "GFLOP/s" counter is 2 * rows * cols * n / s.
+//                                rows, precision 0 exact float, 1
+//                                kInt8Activations (quantized types, F16 and
+//                                BF16); the "GFLOP/s" counter is
+//                                2 * rows * cols * n / s.
 //   BM_MatVecLevel/<type>/<level>: single-threaded MatVec per instruction set.
 //   BM_MatMulLevel/<type>/<n>/<level>: single-threaded MatMul of n rows with
 //                                kInt8Activations per instruction set (levels
 //                                as kernels::CpuLevel, 4 = avx512-amx; BF16
-//                                is exact float where HasBf16Dot is false).
+//                                is exact float where HasBf16Dot is false,
+//                                F16 below avx512-amx).
 //
 // Matrices are allocated and touched once and kept for the whole run (memory
 // given back to a VM and touched again is slow: REFERENCE.md section 3).
@@ -224,7 +226,8 @@ void MatMulArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) {
     for (int n : {1, 4, 16, 64}) {
       for (int threads : {1, 2}) {
-        for (int precision = 0; precision < (HasIntegerDot(kTypes[t]) ? 2 : 1); ++precision) {
+        const bool rounded = HasIntegerDot(kTypes[t]) || kTypes[t] == GgmlType::kF16 || kTypes[t] == GgmlType::kBF16;
+        for (int precision = 0; precision < (rounded ? 2 : 1); ++precision) {
           b->Args({t, n, threads, precision});
         }
       }
@@ -241,7 +244,7 @@ void LevelArgs(benchmark::internal::Benchmark* b) {
 }
 
 void MatMulLevelArgs(benchmark::internal::Benchmark* b) {
-  for (int t : {2, 3, 4, 5, 6}) {
+  for (int t : {1, 2, 3, 4, 5, 6}) {
     for (int n : {1, 16, 64}) {
       for (int level = 0; level < kLevels; ++level) b->Args({t, n, level});
     }

@@ -47,7 +47,7 @@ namespace kvstack::kernels {
 // kAvx512Vnni also AVX-512 VNNI (only the integer products differ from
 // kAvx512); kAvx512Amx also AMX-TILE, AMX-INT8 and AMX-BF16, with the OS's
 // permission to use them (Linux: arch_prctl, asked once at detection), for
-// the Q8_0 and BF16 products of kInt8Activations.
+// the Q8_0, BF16 and F16 products of kInt8Activations.
 enum class CpuLevel : uint8_t { kPortable, kAvx2, kAvx512, kAvx512Vnni, kAvx512Amx };
 CpuLevel DetectedCpuLevel();
 // "portable", "avx2", "avx512", "avx512-vnni", "avx512-amx".
@@ -127,8 +127,12 @@ enum class MatMulPrecision : uint8_t {
   // see Numerics). BF16 weights, where the CPU multiplies bf16 (HasBf16Dot),
   // take activations rounded to bf16, whose products are then exact in
   // float, summed in float (denormal inputs count as zero there). Either
-  // way a row's result does not depend on its batch. F32, F16, and BF16 on
-  // other CPUs take the exact float path.
+  // way a row's result does not depend on its batch. F16 weights at
+  // kAvx512Amx, in batches of 16 rows or more, are split exactly into two
+  // bf16s each and take activations to 16 significant bits (finer than
+  // llama.cpp's f16): exact products again, the same bits in every such
+  // batch; fewer rows take the exact float path. F32, F16 elsewhere, and
+  // BF16 on other CPUs take the exact float path.
   kInt8Activations,
 };
 

@@ -143,11 +143,37 @@ inline int64_t AmxBf16GroupBytes(int64_t n) {
   return n / kAmxBf16Chunk * kAmxBf16ChunkBytes + kAmxCols * 2 * kAmxBf16Chunk;
 }
 using AmxBf16PackFn = void (*)(const float* x, int64_t n, uint8_t* group, int j);
+// F16 weights (kInt8Activations) with tdpbf16ps, exactly: an f16 weight w
+// (11 significant bits) is hi + lo with hi its float truncated to bf16 (8
+// significant bits) and lo = w - hi (the other 3), both bf16 exactly; an
+// activation x is taken to 16 significant bits, x16 = hi + lo with
+// hi = bf16(x) and lo = bf16(x - hi), rounded to nearest. Four tile
+// products (hi.hi, hi.lo, lo.hi, lo.lo) then add w * x16 exactly per
+// element pair.
+// The splitter writes up to kAmxRows weight rows (row_bytes apart) as one
+// tile of AmxSplitTileBytes(n) bytes: per chunk of kAmxBf16Chunk elements
+// the rows' his (kAmxRows rows of 64 bytes) then their los, so that the
+// tile function reads one contiguous stream; then per row the last
+// n % kAmxBf16Chunk elements' his (64 bytes) and los (64 bytes). The tile
+// function takes such a tile as its rows (row_bytes ignored). The packer
+// writes row j of a group: per chunk a B tile of the his then one of the los
+// (the BF16 layout), then per row the tail's x16 as floats (128 bytes).
+inline int64_t AmxSplitTileBytes(int64_t n) {
+  return n / kAmxBf16Chunk * 2 * kAmxBf16ChunkBytes + kAmxRows * 4 * kAmxBf16Chunk;
+}
+inline int64_t AmxF16GroupBytes(int64_t n) {
+  return n / kAmxBf16Chunk * 2 * kAmxBf16ChunkBytes + kAmxCols * 4 * kAmxBf16Chunk;
+}
+using AmxSplitFn = void (*)(const uint8_t* rows, int64_t row_bytes, int mr, int64_t n, uint8_t* tile);
 struct AmxKernels {
   AmxPackFn pack;
   AmxTileFn q8_0;
   AmxBf16PackFn pack_bf16;
   AmxTileFn bf16;
+  AmxSplitFn split_f16;
+  AmxBf16PackFn pack_f16;
+  AmxTileFn f16;         // over split tiles
+  AmxTileFn f16_direct;  // over F16 rows, split as it goes; the same bits
 };
 
 // BF16 weights without AMX, on AVX-512 BF16 (dot_avx512_bf16.cpp): one

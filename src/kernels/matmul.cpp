@@ -77,6 +77,13 @@ constexpr int64_t kFusedTileBytes = 32 * 1024;
 // chunk, and the caller then waits for it, so tiny chunks cost more than
 // they save.
 constexpr int64_t kMinParallelBytes = 64 * 1024;
+// From this many activation rows on, F16 weights under kInt8Activations
+// take AMX where there is one (F16AmxMatMul). Below it splitting every
+// weight costs more than the products save, and the fused float path reads
+// the weights at the memory's speed: one row took 2.2x its time
+// (kernels_bench BM_MatMul F16, Sapphire Rapids), and engine decode of 4
+// sequences of the 1B-shaped F16 file ran at 26 tok/s against its 39.
+constexpr int64_t kF16AmxMinRows = kGemmMinRowsHalf;
 // Activation rows per chunk when they are quantized (or packed) across the
 // pool: a row of a few thousand elements takes about a microsecond.
 constexpr int64_t kRowsPerQuantizeChunk = 8;
@@ -224,6 +231,9 @@ struct IntMatMulJob {
 // L2 while every group passes over it.
 struct AmxMatMulJob {
   internal::AmxTileFn tile;
+  // If set, each block of weight rows is first split into a per-thread
+  // buffer of split tiles (AmxSplitTileBytes each), which the tiles read.
+  internal::AmxSplitFn split = nullptr;
   const uint8_t* data;
   int64_t rows, cols, row_bytes, n;
   const uint8_t* groups;
@@ -234,16 +244,30 @@ struct AmxMatMulJob {
 void AmxRange(const AmxMatMulJob& job, int64_t begin, int64_t end) {
   using internal::kAmxCols;
   using internal::kAmxRows;
-  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / job.row_bytes / kAmxRows) * kAmxRows;
+  // Tile k of a block at block + k * tile_bytes, read with row_bytes.
+  const int64_t tile_bytes = job.split != nullptr ? internal::AmxSplitTileBytes(job.cols) : kAmxRows * job.row_bytes;
+  const int64_t block_rows = std::max<int64_t>(1, kBlockBytes / tile_bytes) * kAmxRows;
+  thread_local std::vector<uint8_t> split_scratch;
+  if (job.split != nullptr && split_scratch.size() < static_cast<size_t>(block_rows / kAmxRows * tile_bytes)) {
+    split_scratch.resize(static_cast<size_t>(block_rows / kAmxRows * tile_bytes));
+  }
   float out[kAmxRows * kAmxCols];
   for (int64_t r0 = begin; r0 < end; r0 += block_rows) {
     const int64_t r1 = std::min(end, r0 + block_rows);
+    const uint8_t* block = job.data + r0 * job.row_bytes;
+    if (job.split != nullptr) {
+      for (int64_t r = r0; r < r1; r += kAmxRows) {
+        job.split(job.data + r * job.row_bytes, job.row_bytes, static_cast<int>(std::min<int64_t>(kAmxRows, r1 - r)),
+                  job.cols, split_scratch.data() + (r - r0) / kAmxRows * tile_bytes);
+      }
+      block = split_scratch.data();
+    }
     for (int64_t t0 = 0; t0 < job.n; t0 += kAmxCols) {
       const int nx = static_cast<int>(std::min<int64_t>(kAmxCols, job.n - t0));
       const uint8_t* group = job.groups + t0 / kAmxCols * job.group_bytes;
       for (int64_t r = r0; r < r1; r += kAmxRows) {
         const int mr = static_cast<int>(std::min<int64_t>(kAmxRows, r1 - r));
-        job.tile(job.data + r * job.row_bytes, job.row_bytes, mr, group, nx, job.cols, out);
+        job.tile(block + (r - r0) / kAmxRows * tile_bytes, job.row_bytes, mr, group, nx, job.cols, out);
         for (int m = 0; m < mr; ++m) {
           for (int j = 0; j < nx; ++j) job.y[(t0 + j) * job.rows + r + m] = out[m * kAmxCols + j];
         }
@@ -305,6 +329,44 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
   internal::IntMatMulQuantized(w, xq, xq_stride, n, y, pool);
 }
 
+// BF16 and F16 weights on AMX: the float activations packed (pack) into
+// groups of group_bytes, then the tiles, over split rows if split is set.
+void HalfAmxMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
+                   internal::AmxBf16PackFn pack, int64_t group_bytes, internal::AmxTileFn tile,
+                   internal::AmxSplitFn split) {
+  using internal::kAmxCols;
+  thread_local std::vector<uint8_t> packed_scratch;
+  const int64_t groups = (n + kAmxCols - 1) / kAmxCols;
+  if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
+    packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
+  }
+  uint8_t* packed = packed_scratch.data();
+  Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      pack(x + i * w.cols, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
+    }
+  });
+  RunAmx({.tile = tile, .split = split, .data = static_cast<const uint8_t*>(w.data), .rows = w.rows,
+          .cols = w.cols, .row_bytes = static_cast<int64_t>(w.row_bytes), .n = n, .groups = packed,
+          .group_bytes = group_bytes, .y = y},
+         pool);
+}
+
+// F16 weights under kInt8Activations with AMX, from kF16AmxMinRows rows on:
+// split into two bf16 halves and multiplied by activations taken to 16
+// bits, four exact products per element pair (kernel_table.h). Finer than
+// llama.cpp's rounding of activations to f16 for F16 weights (11 bits). A
+// row's result is the same in every batch of at least kF16AmxMinRows rows;
+// fewer take the exact float path, whose sums are in another order.
+void F16AmxMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
+                  const internal::AmxKernels& amx) {
+  // One group reads each weight once either way: split as it goes. More
+  // groups pass over each block: split it once (the same bits).
+  const bool once = n <= internal::kAmxCols;
+  HalfAmxMatMul(w, x, n, y, pool, amx.pack_f16, internal::AmxF16GroupBytes(w.cols), once ? amx.f16_direct : amx.f16,
+                once ? nullptr : amx.split_f16);
+}
+
 // BF16 weights under kInt8Activations where HasBf16Dot(): the activations
 // rounded to bf16, as llama.cpp rounds them for BF16 weights (its
 // vec_dot_type), so that every product is exact in float. With AMX,
@@ -314,23 +376,9 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
 void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool) {
   const auto* data = static_cast<const uint8_t*>(w.data);
   const auto row_bytes = static_cast<int64_t>(w.row_bytes);
-  thread_local std::vector<uint8_t> packed_scratch;
   if (const internal::AmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
-    using internal::kAmxCols;
-    const int64_t group_bytes = internal::AmxBf16GroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
-    if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
-      packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
-    }
-    uint8_t* packed = packed_scratch.data();
-    Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        amx->pack_bf16(x + i * w.cols, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
-      }
-    });
-    RunAmx({.tile = amx->bf16, .data = data, .rows = w.rows, .cols = w.cols, .row_bytes = row_bytes, .n = n,
-            .groups = packed, .group_bytes = group_bytes, .y = y},
-           pool);
-    return;
+    return HalfAmxMatMul(w, x, n, y, pool, amx->pack_bf16, internal::AmxBf16GroupBytes(w.cols), amx->bf16,
+                         nullptr);
   }
   // vdpbf16ps: the rounded rows, padded (see the file comment), in tiles of
   // up to kMaxTile rows against each weight row of an L2-sized block.
@@ -510,6 +558,11 @@ void MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPo
   if (precision == MatMulPrecision::kInt8Activations && HasIntegerDot(w.type)) return IntMatMul(w, x, n, y, pool);
   if (precision == MatMulPrecision::kInt8Activations && w.type == GgmlType::kBF16 && HasBf16Dot()) {
     return Bf16MatMul(w, x, n, y, pool);
+  }
+  if (precision == MatMulPrecision::kInt8Activations && w.type == GgmlType::kF16 && n >= kF16AmxMinRows) {
+    if (const internal::AmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
+      return F16AmxMatMul(w, x, n, y, pool, *amx);
+    }
   }
   const internal::KernelTable& table = internal::ActiveKernels();
   const int64_t stride = w.cols + kRowPad;

@@ -360,6 +360,8 @@ TEST(IntMatMulTest, EveryShapeLevelAndPoolEqualsDotRowInt8) {
 
 // F32 and F16 take the exact float path, bit for bit (BF16 rounds its
 // activations to bf16 instead: matmul_test.cpp).
+// F32, and F16 below 16 rows (from there F16 takes AMX where there is one:
+// matmul_test.cpp, as BF16).
 TEST(IntMatMulTest, FloatTypesIgnoreTheInt8Precision) {
   std::mt19937 rng(37);
   ThreadPool pool(2);
@@ -367,7 +369,7 @@ TEST(IntMatMulTest, FloatTypesIgnoreTheInt8Precision) {
   for (GgmlType type : {GgmlType::kF32, GgmlType::kF16}) {
     EXPECT_FALSE(HasIntegerDot(type));
     const Matrix m = RandomMatrix(type, 19, 96, rng);
-    for (int64_t n : {int64_t{1}, int64_t{5}}) {
+    for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{5}}) {
       const std::vector<float> x = RandomFloats(n * 96, rng);
       std::vector<float> exact(static_cast<size_t>(n * 19)), int8(static_cast<size_t>(n * 19));
       MatMul(m.w, x.data(), n, exact.data(), &pool, MatMulPrecision::kExactFloat);

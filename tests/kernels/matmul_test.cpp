@@ -215,6 +215,84 @@ TEST(MatMulTest, Bf16WithRoundedActivationsIsExactProductsAndBatchInvariant) {
   }
 }
 
+// F16 weights under kInt8Activations at the AMX level, from 16 activation
+// rows on: each weight split exactly into two bf16s and each activation
+// taken to 16 bits, x16 = bf16(x) + bf16(x - bf16(x)), so that every product
+// is exact: each output is within float summation error of the double sum of
+// w * x16 (rounding x to bf16 alone would be off by about 2^-9 of the terms).
+// A row gets the same bits in every batch of at least 16 rows (one group of
+// 16, split as it goes, or several, split per block; every thread count;
+// tails of cols % 32). Fewer rows, and other levels, take the exact float
+// path bit for bit.
+TEST(MatMulTest, F16OnAmxIsExactProductsOfSixteenBitActivationsAndBatchInvariant) {
+  std::mt19937 rng(43);
+  const auto pools = Pools();
+  for (int64_t cols : {int64_t{544}, int64_t{77}, int64_t{31}}) {
+    const Matrix m = RandomMatrix(GgmlType::kF16, 37, cols, rng);
+    std::vector<float> deq(static_cast<size_t>(m.w.rows * cols));
+    for (int64_t r = 0; r < m.w.rows; ++r) {
+      DequantizeRowReference(GgmlType::kF16, m.bytes.data() + r * m.w.row_bytes, deq.data() + r * cols, cols);
+    }
+    const int64_t most = 40, least = 16;
+    const std::vector<float> x = RandomFloats(most * cols, rng, -2.0f, 2.0f);
+    for (CpuLevel level : RunnableLevels()) {
+      ScopedCpuLevel scoped(level);
+      for (int64_t n : {int64_t{1}, int64_t{3}, least - 1}) {
+        std::vector<float> exact(static_cast<size_t>(n * m.w.rows)), rounded(exact.size());
+        MatMul(m.w, x.data(), n, exact.data(), nullptr, MatMulPrecision::kExactFloat);
+        MatMul(m.w, x.data(), n, rounded.data(), nullptr, MatMulPrecision::kInt8Activations);
+        EXPECT_EQ(rounded, exact) << "cols=" << cols << " n=" << n << " at " << CpuLevelName(level);
+      }
+      if (level != CpuLevel::kAvx512Amx) {
+        std::vector<float> exact(static_cast<size_t>(17 * m.w.rows)), rounded(exact.size());
+        MatMul(m.w, x.data(), 17, exact.data(), nullptr, MatMulPrecision::kExactFloat);
+        MatMul(m.w, x.data(), 17, rounded.data(), nullptr, MatMulPrecision::kInt8Activations);
+        EXPECT_EQ(rounded, exact) << "cols=" << cols << " at " << CpuLevelName(level);
+        continue;
+      }
+      // Each row first in a batch of the least rows (the others after it).
+      std::vector<float> alone(static_cast<size_t>(most * m.w.rows));
+      std::vector<float> small(static_cast<size_t>(least * m.w.rows));
+      std::vector<float> batch(static_cast<size_t>(least * cols));
+      for (int64_t i = 0; i < most; ++i) {
+        for (int64_t b = 0; b < least; ++b) {
+          const int64_t src = (i + b * 7) % most;
+          std::copy_n(x.data() + src * cols, cols, batch.data() + b * cols);
+        }
+        MatMul(m.w, batch.data(), least, small.data(), nullptr, MatMulPrecision::kInt8Activations);
+        std::copy_n(small.data(), m.w.rows, alone.data() + i * m.w.rows);
+      }
+      for (int64_t n : {least, least + 1, most}) {
+        for (const auto& pool : pools) {
+          std::vector<float> y(static_cast<size_t>(n * m.w.rows), -1.0f);
+          MatMul(m.w, x.data(), n, y.data(), pool.get(), MatMulPrecision::kInt8Activations);
+          EXPECT_TRUE(std::equal(y.begin(), y.end(), alone.begin()))
+              << "cols=" << cols << " n=" << n << " threads=" << (pool ? pool->size() : 0);
+        }
+      }
+      int failures = 0;
+      for (int64_t i = 0; i < most && failures < 5; ++i) {
+        for (int64_t r = 0; r < m.w.rows && failures < 5; ++r) {
+          double sum = 0, abs_sum = 0;
+          for (int64_t k = 0; k < cols; ++k) {
+            const float v = x[i * cols + k];
+            const float hi = RoundToBf16(v);
+            const double term = static_cast<double>(deq[r * cols + k]) * (double{hi} + RoundToBf16(v - hi));
+            sum += term;
+            abs_sum += std::fabs(term);
+          }
+          const float got = alone[static_cast<size_t>(i * m.w.rows + r)];
+          if (std::fabs(got - sum) > 2e-6 * abs_sum) {
+            ADD_FAILURE() << "cols=" << cols << ": Y[" << i << "][" << r << "] = " << got
+                          << ", sum of exact products " << sum << " (of |terms| " << abs_sum << ")";
+            ++failures;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(MatMulTest, EmptyShapes) {
   std::vector<float> y(4, 7.0f);
   WeightMatrix none{.type = GgmlType::kF32, .data = nullptr, .rows = 0, .cols = 16, .row_bytes = 64};
