@@ -144,6 +144,15 @@ TEST(MatMulTest, PaddedRowsAndLargeBatch) {
   }
 }
 
+// The matrix's rows by the scalar reference, row-major.
+std::vector<float> DequantizedRows(const Matrix& m) {
+  std::vector<float> deq(static_cast<size_t>(m.w.rows * m.w.cols));
+  for (int64_t r = 0; r < m.w.rows; ++r) {
+    DequantizeRowReference(m.w.type, m.bytes.data() + r * m.w.row_bytes, deq.data() + r * m.w.cols, m.w.cols);
+  }
+  return deq;
+}
+
 // BF16 weights under kInt8Activations, where the level multiplies bf16
 // (HasBf16Dot), round the activations to bf16 (ties to even, as llama.cpp
 // does), after which every product is exact: each output is within float
@@ -166,10 +175,7 @@ TEST(MatMulTest, Bf16WithRoundedActivationsIsExactProductsAndBatchInvariant) {
   const auto pools = Pools();
   for (int64_t cols : {int64_t{544}, int64_t{77}, int64_t{31}}) {
     const Matrix m = RandomMatrix(GgmlType::kBF16, 37, cols, rng);
-    std::vector<float> deq(static_cast<size_t>(m.w.rows * cols));
-    for (int64_t r = 0; r < m.w.rows; ++r) {
-      DequantizeRowReference(GgmlType::kBF16, m.bytes.data() + r * m.w.row_bytes, deq.data() + r * cols, cols);
-    }
+    const std::vector<float> deq = DequantizedRows(m);
     for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{16}, int64_t{17}, int64_t{40}}) {
       const std::vector<float> x = RandomFloats(n * cols, rng, -2.0f, 2.0f);
       for (CpuLevel level : RunnableLevels()) {
@@ -229,10 +235,7 @@ TEST(MatMulTest, F16OnAmxIsExactProductsOfSixteenBitActivationsAndBatchInvariant
   const auto pools = Pools();
   for (int64_t cols : {int64_t{544}, int64_t{77}, int64_t{31}}) {
     const Matrix m = RandomMatrix(GgmlType::kF16, 37, cols, rng);
-    std::vector<float> deq(static_cast<size_t>(m.w.rows * cols));
-    for (int64_t r = 0; r < m.w.rows; ++r) {
-      DequantizeRowReference(GgmlType::kF16, m.bytes.data() + r * m.w.row_bytes, deq.data() + r * cols, cols);
-    }
+    const std::vector<float> deq = DequantizedRows(m);
     const int64_t most = 40, least = 16;
     const std::vector<float> x = RandomFloats(most * cols, rng, -2.0f, 2.0f);
     for (CpuLevel level : RunnableLevels()) {
