@@ -95,6 +95,14 @@ CommandRunner AddRouterCommand(CLI::App& app) {
   cmd->add_option("--oneoff-weight", o.routing.oneoff_weight,
                   "Credit of a one-off block (retention priority below 50) relative to a durable one.")
       ->capture_default_str();
+  cmd->add_option("--queue-weight", o.routing.queue_weight,
+                  "Cost of each prefill block queued on a worker, against a block it would have to compute.")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--running-weight", o.routing.running_weight,
+                  "Cost of each request in flight on a worker, in blocks it would have to compute.")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", o.routing.temperature,
                   "0: the lowest cost wins; above 0: pick by softmax over -cost / temperature.")
       ->capture_default_str();
