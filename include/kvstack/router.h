@@ -53,8 +53,16 @@ struct RouterOptions {
   RoutingPolicy policy = RoutingPolicy::kKvAware;
   double tier_weight[kNumStorageTiers] = {1.0, 0.75, 0.25, 0.1};  // device, host, disk, remote
   double oneoff_weight = 0.8;   // a one-off block's credit relative to a durable one's
-  double queue_weight = 1.0;    // per prefill block queued on the worker
-  double running_weight = 1.0;  // per request running on the worker
+  // Load against locality. A miss does not only cost its own blocks: it
+  // evicts other prefixes from the worker it lands on, so pricing load at
+  // its face value (1.0, the first defaults) spread tenants over the fleet
+  // whenever one worker was busier. scripts/bench-fleet, 8 tenants x 192
+  // system tokens, a quarter of the hot prefixes per worker: kv-aware's hit
+  // rate 0.63-0.67x of the pooled ideal at 1.0, 1.04x at 0.25 (TTFT p50
+  // 0.78-0.96x -> 0.76-0.81x of round-robin); the lighter workload where
+  // every worker holds every system prompt was no worse (BENCHMARKS.md).
+  double queue_weight = 0.25;    // per prefill block queued on the worker
+  double running_weight = 0.25;  // per request running on the worker
   double temperature = 0;       // 0: lowest cost; > 0: softmax sampling
   Micros prediction_ttl = 2'000'000;
   Micros affinity_ttl = 300'000'000;
