@@ -19,8 +19,10 @@
 //             Every field but t_ms, input_length and output_length is
 //             optional. The measured_* fields are what `kvstack serve`
 //             measured for the request (engine queueing to first token; the
-//             prompt tokens its cache served), kept to check a replay against. A line starting with {"kvstack_trace": 1, ...} is a
-//             header and is skipped.
+//             prompt tokens its cache served), kept to check a replay
+//             against. A line starting with {"kvstack_trace": 1, ...} is a
+//             header and is skipped (see TraceWriter::Open on its
+//             "origin_us").
 // Synthetic generators (multi-turn chat, agents, RAG over shared documents)
 // build traces in memory with the same representation.
 //
@@ -131,9 +133,14 @@ struct RecordedRequest {
 
 class TraceWriter {
  public:
-  // Creates (truncates) `file` and writes the header line. On failure:
-  // kUnavailable naming the file and the OS error.
-  static Result<std::unique_ptr<TraceWriter>> Open(const std::filesystem::path& file);
+  // Creates (truncates) `file` and writes the header line. t_ms counts from
+  // `origin_us` when given, which the header then records as "origin_us"
+  // (kvstack serve: its steady clock at start, which every process of one
+  // machine shares, so several servers' traces merge onto one time line);
+  // else from the first request's arrival. On failure: kUnavailable naming
+  // the file and the OS error.
+  static Result<std::unique_ptr<TraceWriter>> Open(const std::filesystem::path& file,
+                                                   std::optional<Micros> origin_us = std::nullopt);
   ~TraceWriter();
   TraceWriter(const TraceWriter&) = delete;
   TraceWriter& operator=(const TraceWriter&) = delete;

@@ -224,7 +224,9 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   ctx.id_salt = Entropy();
   ctx.random_weights = o.model_path.empty();
   if (!o.record_trace.empty()) {
-    auto trace = server::TraceRecorder::Open(o.record_trace, log);
+    // The engine's clock (EngineOptions::clock: the steady one here), so
+    // that the traces of several servers on one machine share a time line.
+    auto trace = server::TraceRecorder::Open(o.record_trace, SteadyClock::Default().Now(), log);
     if (!trace.ok()) {
       impl->loop->Stop();
       return trace.status();

@@ -2,8 +2,8 @@
 
 namespace kvstack::server {
 
-Result<std::unique_ptr<TraceRecorder>> TraceRecorder::Open(const std::string& path, Log log) {
-  auto writer = sim::TraceWriter::Open(path);
+Result<std::unique_ptr<TraceRecorder>> TraceRecorder::Open(const std::string& path, Micros origin_us, Log log) {
+  auto writer = sim::TraceWriter::Open(path, origin_us);
   if (!writer.ok()) return writer.status();
   return std::unique_ptr<TraceRecorder>(new TraceRecorder(std::move(writer).value(), std::move(log)));
 }

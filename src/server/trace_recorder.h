@@ -32,8 +32,9 @@ struct TracedPrompt {
 
 class TraceRecorder {
  public:
-  // Unavailable naming the file when it cannot be created.
-  static Result<std::unique_ptr<TraceRecorder>> Open(const std::string& path, Log log);
+  // Unavailable naming the file when it cannot be created. t_ms counts from
+  // origin_us, on the clock of RequestMetrics (TraceWriter::Open).
+  static Result<std::unique_ptr<TraceRecorder>> Open(const std::string& path, Micros origin_us, Log log);
 
   void Record(const TracedPrompt& prompt, const RequestMetrics& metrics);
 

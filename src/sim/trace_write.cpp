@@ -57,16 +57,25 @@ std::string KvstackTraceLine(const RecordedRequest& r, Micros origin_us) {
   return line;
 }
 
-Result<std::unique_ptr<TraceWriter>> TraceWriter::Open(const std::filesystem::path& file) {
+Result<std::unique_ptr<TraceWriter>> TraceWriter::Open(const std::filesystem::path& file,
+                                                       std::optional<Micros> origin_us) {
   std::FILE* f = std::fopen(file.c_str(), "wb");
   if (f == nullptr) {
     return Unavailable(fmt::format("--record-trace {}: cannot create the file: {}", file.string(), std::strerror(errno)));
   }
-  if (std::fputs("{\"kvstack_trace\": 1, \"time_unit\": \"ms\"}\n", f) < 0 || std::fflush(f) != 0) {
+  const std::string header =
+      origin_us ? fmt::format("{{\"kvstack_trace\": 1, \"time_unit\": \"ms\", \"origin_us\": {}}}\n", *origin_us)
+                : std::string("{\"kvstack_trace\": 1, \"time_unit\": \"ms\"}\n");
+  if (std::fputs(header.c_str(), f) < 0 || std::fflush(f) != 0) {
     std::fclose(f);
     return Unavailable(fmt::format("--record-trace {}: cannot write: {}", file.string(), std::strerror(errno)));
   }
-  return std::unique_ptr<TraceWriter>(new TraceWriter(f));
+  auto writer = std::unique_ptr<TraceWriter>(new TraceWriter(f));
+  if (origin_us) {
+    writer->origin_ = *origin_us;
+    writer->have_origin_ = true;
+  }
+  return writer;
 }
 
 TraceWriter::~TraceWriter() {

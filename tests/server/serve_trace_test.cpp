@@ -45,6 +45,10 @@ TEST(ServeTraceTest, RecordsEveryFinishedRequest) {
   for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
   ASSERT_EQ(lines.size(), 4u) << "a header and three requests";
   EXPECT_EQ(lines[0]["kvstack_trace"], 1);
+  // The server's steady clock at start, which t_ms counts from: traces of
+  // several servers merge on it.
+  EXPECT_GT(lines[0]["origin_us"].get<int64_t>(), 0);
+  EXPECT_GT(lines[1]["t_ms"].get<double>(), 0) << "the first request arrives after the server started";
   for (int i = 0; i < 2; ++i) {
     const json& l = lines[1 + i];
     EXPECT_EQ(l["tenant"], TestTenantLabel("acme")) << "a trace keeps the tenant's label, never its salt";

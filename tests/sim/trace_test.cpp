@@ -1,8 +1,8 @@
 // Trace readers (Mooncake, Azure, kvstack), the writer, content tokens and
 // the synthetic generators.
 #include <filesystem>
-#include <optional>
 #include <fstream>
+#include <optional>
 
 #include <gtest/gtest.h>
 
@@ -92,6 +92,34 @@ TEST_F(TraceTest, ReadsAzure) {
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.status().message().find("h.csv:3: TIMESTAMP"), std::string::npos) << h.status().message();
   EXPECT_NE(h.status().message().find("out of range"), std::string::npos) << h.status().message();
+}
+
+// With an origin, t_ms counts from it (an arrival before it is written as
+// 0) and the header records it, so traces written by several servers can be
+// put on one time line.
+TEST_F(TraceTest, WriterWithAnOriginCountsFromItAndRecordsIt) {
+  const fs::path p = dir_ / "origin.jsonl";
+  {
+    auto w = TraceWriter::Open(p, Micros{9'000'000});
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    const std::vector<Token> prompt = {5, 6};
+    RecordedRequest r;
+    r.prompt = prompt;
+    r.output_tokens = 1;
+    r.arrival_us = 10'000'000;
+    ASSERT_TRUE((*w)->Append(r).ok());
+    r.arrival_us = 8'000'000;
+    ASSERT_TRUE((*w)->Append(r).ok());
+  }
+  std::ifstream in(p);
+  std::string header;
+  std::getline(in, header);
+  EXPECT_EQ(header, R"({"kvstack_trace": 1, "time_unit": "ms", "origin_us": 9000000})");
+  auto t = ReadTrace(p, TraceFormat::kKvstack);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_EQ(t->requests.size(), 2u);
+  EXPECT_EQ(t->requests[0].arrival_us, 0);
+  EXPECT_EQ(t->requests[1].arrival_us, 1'000'000);
 }
 
 TEST_F(TraceTest, WriterRoundTripsThroughTheReader) {
