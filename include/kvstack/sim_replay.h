@@ -65,6 +65,13 @@ struct SimOptions {
   bool onboard_only_when_faster = true;
   // A queued request's blocks below the host tier are brought up to it.
   bool prefetch = true;
+  // 0: requests arrive at the trace's times (open loop). N > 0: closed
+  // loop, as a load generator with N clients runs: each client sends the
+  // trace's next request when its previous one has completed (or was
+  // rejected), the first N at the first arrival; the trace's times are
+  // otherwise ignored. Instances step independently, so a request can be
+  // routed to one that has already run past its arrival; it then waits.
+  int32_t clients = 0;
   // Keep one SimRequestRecord per completed request (tests, comparisons).
   bool record_requests = false;
   // Occupancy samples kept (evenly spaced in simulated time, at step ends).

@@ -41,6 +41,7 @@ struct SimArgs {
   int instances = 1;
   std::string router = "round-robin";
   int max_batch = ks::SimOptions{}.max_batch;
+  int clients = 0;
   int max_batch_tokens = ks::SimOptions{}.max_batch_tokens;
   int offload_min_priority = ks::SimOptions{}.offload_min_priority;
   int offload_min_hits = static_cast<int>(ks::SimOptions{}.offload_min_hits);
@@ -198,6 +199,8 @@ int RunSim(const SimArgs& a) {
                                             a.max_batch_tokens)));
   }
   o.max_batch_tokens = a.max_batch_tokens;
+  if (a.clients < 0) return Fail(InvalidArgument(fmt::format("--clients {}: must be 0 (open loop) or more", a.clients)));
+  o.clients = a.clients;
   if (a.offload_min_priority < 0 || a.offload_min_priority > 100) {
     return Fail(InvalidArgument(fmt::format("--offload-min-priority {}: must be from 0 to 100", a.offload_min_priority)));
   }
@@ -329,6 +332,9 @@ CommandRunner AddSimCommand(CLI::App& app) {
   cmd->add_option("--max-batch-tokens", a->max_batch_tokens,
                   "Token budget of one step (running requests first, then admissions), as `kvstack serve "
                   "--max-batch-tokens`; 0: no budget. Default: 256.");
+  cmd->add_option("--clients", a->clients,
+                  "0: requests arrive at the trace's times. N: closed loop, as a load generator with N clients: "
+                  "each sends the trace's next request once its previous one completed. Default: 0.");
   cmd->add_option("--offload-min-priority", a->offload_min_priority,
                   "Tiers: an evicted block goes down if its priority is at least this... Default: 50.");
   cmd->add_option("--offload-min-hits", a->offload_min_hits, "...or if it was hit at least this often. Default: 2.");

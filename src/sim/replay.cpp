@@ -21,6 +21,7 @@
 #include <deque>
 #include <limits>
 #include <optional>
+#include <queue>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -95,16 +96,21 @@ class Replay {
     const double span = n ? Seconds(trace_.requests[n - 1].arrival_us) - t0_ : 0;
     sample_every_ = o_.occupancy_samples > 0 ? std::max(span, 1e-3) / o_.occupancy_samples : kInf;
     next_sample_ = t0_;
+    for (int32_t c = 0; c < o_.clients; ++c) free_clients_.push(t0_);
     size_t progress_mark = 0;
     while (true) {
-      const double ta = next < n ? Seconds(trace_.requests[next].arrival_us) : kInf;
+      double ta = kInf;
+      if (next < n && o_.clients <= 0) ta = Seconds(trace_.requests[next].arrival_us);
+      if (next < n && o_.clients > 0 && !free_clients_.empty()) ta = free_clients_.top();
       Instance* earliest = nullptr;
       for (Instance& in : instances_) {
         if (in.busy() && (earliest == nullptr || in.now < earliest->now)) earliest = &in;
       }
       // An arrival within a nanosecond of the step's start has arrived (step
       // times are summed in floating point; 17 steps of 10 ms are not 0.17 s).
-      if (next < n && (earliest == nullptr || ta <= earliest->now + kTimeEpsilon)) {
+      if (next < n && ta < kInf && (earliest == nullptr || ta <= earliest->now + kTimeEpsilon)) {
+        if (o_.clients > 0) free_clients_.pop();
+        last_arrival_ = ta;
         Route(next++, ta);
         if (next == n) {
           for (const Instance& in : instances_) result_.load.waiting_at_last_arrival += in.waiting;
@@ -120,7 +126,8 @@ class Replay {
       Step(*earliest);
       Sample(earliest->now);
     }
-    return Finish(span);
+    // Closed loop: the arrivals the clients made, not the trace's.
+    return Finish(o_.clients > 0 ? last_arrival_ - t0_ : span);
   }
 
  private:
@@ -272,6 +279,7 @@ class Replay {
     const int64_t total_blocks = (int64_t{InputTokens(r)} + output - 1 + bs - 1) / bs;
     if (total_blocks > in.device->num_blocks()) {
       ++rejected_;
+      if (o_.clients > 0) free_clients_.push(ta);
       return;
     }
     if (!in.busy()) in.now = std::max(in.now, ta);
@@ -288,6 +296,7 @@ class Replay {
     SetClock(in);
     if (Status s = in.scheduler->Add(std::move(q)); !s.ok()) {
       ++rejected_;
+      if (o_.clients > 0) free_clients_.push(ta);
       return;
     }
     in.live.emplace(index, Live{.index = index, .output = output, .prompt_blocks = prompt_blocks, .arrival_s = ta});
@@ -475,6 +484,7 @@ class Replay {
     AccountRetention(r, n, device_hit_tokens);
     result_.output_tokens += static_cast<uint64_t>(std::max(r.output_tokens, 0));
     last_completion_ = std::max(last_completion_, in.now);
+    if (o_.clients > 0) free_clients_.push(in.now);
     if (o_.record_requests) {
       result_.records.push_back(SimRequestRecord{.index = static_cast<int64_t>(l.index),
                                                  .instance = static_cast<int32_t>(&in - instances_.data()),
@@ -598,6 +608,9 @@ class Replay {
   std::vector<RequestOutcome> outcomes_;
   std::vector<Token> route_tokens_;
   double next_arrival_ = kInf;  // of the trace, when an instance steps
+  double last_arrival_ = 0;
+  // Closed loop (SimOptions::clients): when each idle client sends next.
+  std::priority_queue<double, std::vector<double>, std::greater<>> free_clients_;
   std::unique_ptr<BlockIndex> index_;  // kv-aware only
   std::unique_ptr<Router> router_;
   ManualClock route_clock_;

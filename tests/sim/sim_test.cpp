@@ -1,5 +1,6 @@
 // The replay on hand-built traces whose hit rates are known exactly, a
 // capacity sweep, tiers, routing, and a randomized invariant check.
+#include <algorithm>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -145,6 +146,51 @@ TEST(SimTest, TimingFollowsTheCostModel) {
   EXPECT_NEAR(r->tpot_s.p50, 0.010, 1e-9);
   EXPECT_NEAR(r->makespan_s, 0.028, 1e-9);
   EXPECT_EQ(r->output_tokens, 3u);
+}
+
+// Closed loop (SimOptions::clients): the trace's times are ignored and each
+// client sends the next request once its last one completed, so at most
+// `clients` requests are ever in flight; open loop, six requests arriving
+// together all run at once.
+TEST(SimTest, ClosedLoopClientsSendTheNextRequestWhenTheirLastCompletes) {
+  Trace t = Sequential({{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}, {11, 12}});
+  for (TraceRequest& r : t.requests) {
+    r.arrival_us = 0;
+    r.output_tokens = 3;
+  }
+  FixedCost cost;
+  SimOptions o = Options("lru", 64);
+  o.record_requests = true;
+  const auto most_in_flight = [](const SimResult& r) {
+    int most = 0;
+    for (const SimRequestRecord& a : r.records) {
+      int overlapping = 0;
+      for (const SimRequestRecord& b : r.records) {
+        if (b.admitted_s <= a.admitted_s + 1e-12 && a.admitted_s < b.finished_s - 1e-12) ++overlapping;
+      }
+      most = std::max(most, overlapping);
+    }
+    return most;
+  };
+  auto open = Simulate(t, cost, o);
+  ASSERT_TRUE(open.ok()) << open.status().ToString();
+  ASSERT_EQ(open->records.size(), 6u);
+  EXPECT_EQ(most_in_flight(*open), 6);
+  for (int32_t clients : {1, 2}) {
+    o.clients = clients;
+    auto closed = Simulate(t, cost, o);
+    ASSERT_TRUE(closed.ok()) << closed.status().ToString();
+    ASSERT_EQ(closed->records.size(), 6u);
+    EXPECT_EQ(most_in_flight(*closed), clients);
+    EXPECT_GT(closed->makespan_s, open->makespan_s) << clients << " clients";
+    if (clients == 1) {
+      std::vector<SimRequestRecord> by_index = closed->records;
+      std::sort(by_index.begin(), by_index.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+      for (size_t i = 1; i < by_index.size(); ++i) {
+        EXPECT_GE(by_index[i].admitted_s, by_index[i - 1].finished_s - 1e-12) << "request " << i;
+      }
+    }
+  }
 }
 
 TEST(SimTest, MeasuredTtftFromTheTraceIsReportedBesideThePrediction) {
