@@ -55,9 +55,10 @@ using internal::kMaxTile;
 // decoding a quantized row into registers beats writing and re-reading its
 // float copy (F32 rows need no copy and take the GEMM path from 2 rows on).
 // F16 and BF16 rows decode in one conversion per vector, so the fused path
-// holds out longer: at 4 rows 1.6x the GEMM's speed (kernels_bench
-// BM_MatMul F16 and BF16 exact, one and two threads, A/B in one run,
-// Sapphire Rapids); at 16 rows the two were even.
+// holds out longer: at 4 rows 1.6x the GEMM's speed, at 16 rows even
+// (kernels_bench --benchmark_filter='BM_MatMul/(1|2)/(4|16)/.*/0', one and
+// two threads, builds with kGemmMinRowsHalf 16 and 4 A/B in one run,
+// Sapphire Rapids, 2026-12-06).
 constexpr int64_t kGemmMinRows = 4;
 constexpr int64_t kGemmMinRowsHalf = 16;
 // Bytes of weights (or of their float copy) per row block: kept in L2 while
@@ -80,9 +81,11 @@ constexpr int64_t kMinParallelBytes = 64 * 1024;
 // From this many activation rows on, F16 weights under kInt8Activations
 // take AMX where there is one (F16AmxMatMul). Below it splitting every
 // weight costs more than the products save, and the fused float path reads
-// the weights at the memory's speed: one row took 2.2x its time
-// (kernels_bench BM_MatMul F16, Sapphire Rapids), and engine decode of 4
-// sequences of the 1B-shaped F16 file ran at 26 tok/s against its 39.
+// the weights at the memory's speed. Built with this at 1, one row took
+// 2.2x the float path's time (kernels_bench BM_MatMul/1/1/.*/1 against
+// /0), and at 4, `kvstack bench engine --sequences 4` of the 1B-shaped F16
+// file ran at 26 tok/s against the float path's 39 (Sapphire Rapids,
+// 2026-12-06).
 constexpr int64_t kF16AmxMinRows = kGemmMinRowsHalf;
 // Activation rows per chunk when they are quantized (or packed) across the
 // pool: a row of a few thousand elements takes about a microsecond.
@@ -329,10 +332,12 @@ void IntMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Threa
   internal::IntMatMulQuantized(w, xq, xq_stride, n, y, pool);
 }
 
-// BF16 and F16 weights on AMX: the float activations packed (pack) into
-// groups of group_bytes, then the tiles, over split rows if split is set.
-void HalfAmxMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, ThreadPool* pool,
-                   internal::AmxBf16PackFn pack, int64_t group_bytes, internal::AmxTileFn tile,
+// Every AMX product: the activation rows (n rows of Src, x_stride apart)
+// packed into groups of kAmxCols rows, group_bytes each, across the pool,
+// then the tiles, over split rows if split is set.
+template <class Src>
+void PackAndRunAmx(const WeightMatrix& w, const Src* x, int64_t x_stride, int64_t n, float* y, ThreadPool* pool,
+                   void (*pack)(const Src*, int64_t, uint8_t*, int), int64_t group_bytes, internal::AmxTileFn tile,
                    internal::AmxSplitFn split) {
   using internal::kAmxCols;
   thread_local std::vector<uint8_t> packed_scratch;
@@ -343,7 +348,7 @@ void HalfAmxMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, T
   uint8_t* packed = packed_scratch.data();
   Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      pack(x + i * w.cols, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
+      pack(x + i * x_stride, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
     }
   });
   RunAmx({.tile = tile, .split = split, .data = static_cast<const uint8_t*>(w.data), .rows = w.rows,
@@ -363,8 +368,8 @@ void F16AmxMatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Th
   // One group reads each weight once either way: split as it goes. More
   // groups pass over each block: split it once (the same bits).
   const bool once = n <= internal::kAmxCols;
-  HalfAmxMatMul(w, x, n, y, pool, amx.pack_f16, internal::AmxF16GroupBytes(w.cols), once ? amx.f16_direct : amx.f16,
-                once ? nullptr : amx.split_f16);
+  PackAndRunAmx(w, x, w.cols, n, y, pool, amx.pack_f16, internal::AmxF16GroupBytes(w.cols),
+                once ? amx.f16_direct : amx.f16, once ? nullptr : amx.split_f16);
 }
 
 // BF16 weights under kInt8Activations where HasBf16Dot(): the activations
@@ -377,7 +382,7 @@ void Bf16MatMul(const WeightMatrix& w, const float* x, int64_t n, float* y, Thre
   const auto* data = static_cast<const uint8_t*>(w.data);
   const auto row_bytes = static_cast<int64_t>(w.row_bytes);
   if (const internal::AmxKernels* amx = internal::ActiveAmxKernels(); amx != nullptr) {
-    return HalfAmxMatMul(w, x, n, y, pool, amx->pack_bf16, internal::AmxBf16GroupBytes(w.cols), amx->bf16,
+    return PackAndRunAmx(w, x, w.cols, n, y, pool, amx->pack_bf16, internal::AmxBf16GroupBytes(w.cols), amx->bf16,
                          nullptr);
   }
   // vdpbf16ps: the rounded rows, padded (see the file comment), in tiles of
@@ -429,27 +434,7 @@ void IntMatMulQuantized(const WeightMatrix& w, const uint8_t* xq, int64_t xq_str
   const bool q32 = w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0;
   thread_local std::vector<uint8_t> packed_scratch;
   if (const AmxKernels* amx = ActiveAmxKernels(); amx != nullptr && w.type == GgmlType::kQ8_0) {
-    const int64_t group_bytes = AmxGroupBytes(w.cols), groups = (n + kAmxCols - 1) / kAmxCols;
-    if (packed_scratch.size() < static_cast<size_t>(groups * group_bytes)) {
-      packed_scratch.resize(static_cast<size_t>(groups * group_bytes));
-    }
-    uint8_t* packed = packed_scratch.data();
-    Run(pool, n, kRowsPerQuantizeChunk, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        amx->pack(xq + i * xq_stride, w.cols, packed + i / kAmxCols * group_bytes, static_cast<int>(i % kAmxCols));
-      }
-    });
-    RunAmx({.tile = amx->q8_0,
-            .data = static_cast<const uint8_t*>(w.data),
-            .rows = w.rows,
-            .cols = w.cols,
-            .row_bytes = static_cast<int64_t>(w.row_bytes),
-            .n = n,
-            .groups = packed,
-            .group_bytes = group_bytes,
-            .y = y},
-           pool);
-    return;
+    return PackAndRunAmx(w, xq, xq_stride, n, y, pool, amx->pack, AmxGroupBytes(w.cols), amx->q8_0, nullptr);
   }
   IntMatMulJob job{.dot = FindIntKernel(table, w.type),
                    .packed = nullptr,

@@ -14,9 +14,11 @@ namespace kvstack::kernels::internal {
 
 // Into L1 this far ahead, and into L2 kPrefetchAheadL2 ahead: with the L1
 // hints alone, one-sequence decode of the 1B-shaped Q4_K file (its tile the
-// most work per byte) took 32-33 ms a step, with both 30-31 (three A/B
-// pairs, 2026-12-06); Q8_0 was unchanged. Hinting L1 4 KiB ahead instead
-// was slower (29 -> 28 tok/s).
+// most work per byte) took 32-33 ms a step, with both 30-31 (`kvstack bench
+// engine --threads 2 --sequences 1 --prompt-tokens 32 --gen-tokens 32`,
+// builds with and without the L2 hint, three A/B pairs, Sapphire Rapids,
+// 2026-12-06); Q8_0 was unchanged. Hinting L1 4 KiB ahead instead was
+// slower (29 -> 28 tok/s).
 inline constexpr int64_t kPrefetchAhead = 2048;
 inline constexpr int64_t kPrefetchAheadL2 = 8192;
 
