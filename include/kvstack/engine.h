@@ -218,7 +218,9 @@ class Engine {
   // that only waited for tier reads is not one).
   uint64_t batches() const;
   // Bytes of activation scratch and logits the forward pass holds now (their
-  // high-water mark: buffers grow to the largest batch and stay).
+  // high-water mark: buffers grow to the largest batch and stay), and with
+  // quantized KV each live request's f16 residual (one block: the partial
+  // block waits there until it is full and quantized whole).
   size_t workspace_bytes() const;
   // A conversation is coming back (its session_id was seen before): starts
   // moving the blocks of its last context that sit below host RAM up into

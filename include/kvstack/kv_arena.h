@@ -42,6 +42,9 @@
 //                    cost one byte each). A token stored into a block whose
 //                    channel scales it exceeds widens them (geometrically) and
 //                    requantizes those channels of the earlier tokens.
+//                    (kernels::QuantizeKvRow's contract; the engine never
+//                    grows them: it keeps a block's tokens at f16 until the
+//                    block is full and writes it whole, engine/kv_residual.h.)
 //
 // A metadata-only arena (simulator, router) has the same shape and sizes but no
 // bytes; asking it for a pointer is a bug.

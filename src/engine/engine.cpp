@@ -59,6 +59,9 @@ struct LiveRequest {
   int32_t prompt_logprobs = -1;
   bool prompt_scored = false;
   std::vector<PositionLogprobs> prompt_scores;  // index p scores prompt token p + 1
+  // Quantized KV only: the tokens of the last, partial block at f16, made at
+  // the request's first step (kv_residual.h).
+  std::unique_ptr<engine::KvResidual> residual;
 
   // Positions below this get logits to score the prompt's next token.
   int32_t ScoreBelow(int32_t prompt_len) const {
@@ -87,6 +90,7 @@ struct Engine::Impl {
   std::unique_ptr<engine::Forward> forward;
   std::unique_ptr<engine::Scheduler> scheduler;
   uint64_t batches = 0;
+  bool residual_needed = false;  // quantized K or V: each request keeps a KvResidual
   std::map<RequestId, LiveRequest> live;  // by internal id (one per choice)
   std::map<RequestId, int32_t> open_choices;  // by client id: choices not finished
   std::vector<float> row_scratch;  // one logits row, for a sampler to modify
@@ -194,6 +198,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& o) {
   if (impl->onboarder) impl->onboarder->Attach(&impl->cache->arena());
   impl->forward = std::make_unique<engine::Forward>(*impl->model, &impl->cache->arena(), impl->pool.get(),
                                                      o.matmul_precision);
+  impl->residual_needed = engine::KvResidual::Needed(impl->cache->arena().shape());
   impl->scheduler = std::make_unique<engine::Scheduler>(
       impl->cache.get(), engine::SchedulerOptions{o.max_batch_tokens, o.max_running}, impl->onboarder.get());
 
@@ -341,6 +346,8 @@ std::vector<RequestId> Engine::Impl::ForkChoices(RequestId id) {
     c.choice = i;
     c.forked = true;
     c.logprobs = parent.logprobs;
+    // The choices share the prompt's partial last block: each continues it.
+    if (parent.residual) c.residual = std::make_unique<engine::KvResidual>(*parent.residual);
     ids.push_back(child);
   }
   open_choices[parent.client_id] += parent.n - 1;
@@ -397,8 +404,13 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
   for (const engine::ScheduledChunk& c : plan) {
     const engine::ScheduledRequest& r = *m.scheduler->Find(c.id);
     batch.tables.push_back(m.scheduler->BlockTable(c.id));
+    LiveRequest& live = m.live.at(c.id);
+    if (m.residual_needed && !live.residual) {
+      live.residual = std::make_unique<engine::KvResidual>(m.cache->arena().shape());
+    }
+    batch.residuals.push_back(live.residual.get());
     const int32_t table = static_cast<int32_t>(batch.tables.size() - 1);
-    const int32_t score_below = m.live.at(c.id).ScoreBelow(r.prompt_len);
+    const int32_t score_below = live.ScoreBelow(r.prompt_len);
     for (int32_t p = c.begin; p < c.begin + c.count; ++p) {
       const bool last = c.want_logits && p == c.begin + c.count - 1;
       batch.tokens.push_back({r.tokens[p], p, table, last || p < score_below});
@@ -476,7 +488,9 @@ OnboardMetrics Engine::onboard_metrics() const {
   return impl_->onboarder ? impl_->onboarder->Metrics() : OnboardMetrics{};
 }
 size_t Engine::workspace_bytes() const {
-  return impl_->forward->workspace_bytes() + impl_->logits.capacity() * sizeof(float);
+  size_t residuals = 0;
+  for (const auto& [id, r] : impl_->live) residuals += r.residual ? r.residual->bytes() : 0;
+  return impl_->forward->workspace_bytes() + impl_->logits.capacity() * sizeof(float) + residuals;
 }
 
 }  // namespace kvstack

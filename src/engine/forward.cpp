@@ -56,32 +56,118 @@ void Forward::EmbedTokens(const ForwardBatch& batch) {
   }
 }
 
+Status Forward::PlanResiduals(const ForwardBatch& batch) {
+  residual_ = KvResidual::Needed(arena_->shape());
+  if (!residual_) return Status::Ok();
+  if (batch.residuals.size() != batch.tables.size()) {
+    return InvalidArgument(fmt::format("forward: {} KV needs a residual per table ({} tables, {} residuals)",
+                                       arena_->shape().types_name(), batch.tables.size(), batch.residuals.size()));
+  }
+  extents_.assign(batch.tables.size(), Extent{-1, -1, 0, 0});
+  for (size_t i = 0; i < batch.tokens.size(); ++i) {
+    const BatchToken& t = batch.tokens[i];
+    Extent& e = extents_[static_cast<size_t>(t.table)];
+    if (e.end < 0) {
+      if (batch.residuals[static_cast<size_t>(t.table)] == nullptr) {
+        return InvalidArgument(fmt::format("forward: table {} has no residual ({} KV)", t.table,
+                                           arena_->shape().types_name()));
+      }
+      if (batch.residuals[static_cast<size_t>(t.table)]->bytes() != KvResidual::BytesFor(arena_->shape())) {
+        return InvalidArgument(fmt::format("forward: table {}'s residual was made for another KV shape", t.table));
+      }
+      e = Extent{t.position, t.position + 1, i, 0};
+    } else if (t.position != e.end || i != e.first + static_cast<size_t>(e.end - e.begin)) {
+      return InvalidArgument(fmt::format(
+          "forward: with {} KV a table's tokens must be consecutive positions, adjacent in the batch (table {}: "
+          "position {} after {})",
+          arena_->shape().types_name(), t.table, t.position, e.end - 1));
+    } else {
+      ++e.end;
+    }
+  }
+  const KvShape& shape = arena_->shape();
+  const int32_t B = shape.block_size;
+  size_t staged = 0;
+  for (Extent& e : extents_) {
+    if (e.end < 0) continue;
+    e.stage = staged;
+    staged += static_cast<size_t>((e.end - 1) / B - e.begin / B + 1);
+  }
+  stage_head_ = static_cast<size_t>(B) * static_cast<size_t>(shape.head_dim);
+  stage_.resize(staged * 2 * static_cast<size_t>(shape.num_kv_heads) * stage_head_);
+  return Status::Ok();
+}
+
+size_t Forward::StageOffset(size_t table, int32_t block, KvPart part, int kv_head) const {
+  const Extent& e = extents_[table];
+  const size_t at = e.stage + static_cast<size_t>(block - e.begin / arena_->shape().block_size);
+  const size_t heads = static_cast<size_t>(arena_->shape().num_kv_heads);
+  return ((at * 2 + (part == KvPart::kValue ? 1 : 0)) * heads + static_cast<size_t>(kv_head)) * stage_head_;
+}
+
 void Forward::StoreKv(const ForwardBatch& batch, int layer) {
   const LlamaHParams& h = model_.hparams();
   const int D = static_cast<int>(h.head_dim), KVH = static_cast<int>(h.n_head_kv);
   const KvShape& shape = arena_->shape();
+  const bool k_float = !IsQuantizedKv(shape.k_type()), v_float = !IsQuantizedKv(shape.v_type());
+  if (!k_float) StoreQuantizedKv(batch, layer, KvPart::kKey);
+  if (!v_float) StoreQuantizedKv(batch, layer, KvPart::kValue);
+  if (!k_float && !v_float) return;
   const size_t k_head = shape.k_head_bytes(), v_head = shape.v_head_bytes();
   const int B = shape.block_size;
   for (size_t i = 0; i < batch.tokens.size(); ++i) {
     const BatchToken& t = batch.tokens[i];
     const int32_t block = ToIndex(batch.tables[t.table][t.position / B]);
-    const int slot = t.position % B;
+    const size_t slot = static_cast<size_t>(t.position % B);
     std::byte* kdst = arena_->K(block, layer);
     std::byte* vdst = arena_->V(block, layer);
+    // Float types keep their original element-wise store (their results are
+    // pinned by goldens).
     for (int kh = 0; kh < KVH; ++kh) {
-      const float* k = &k_[(i * KVH + kh) * D];
-      const float* v = &v_[(i * KVH + kh) * D];
-      // Float types keep their original element-wise store (their results are
-      // pinned by goldens); quantized heads store through the kernels.
-      if (IsQuantizedKv(shape.k_type())) {
-        kernels::QuantizeKvRow(shape.k_type(), KvPart::kKey, kdst + kh * k_head, B, D, slot, k);
-      } else {
-        engine::StoreKv(shape.k_type(), k, kdst + kh * k_head + static_cast<size_t>(slot) * D * KvDTypeBytes(shape.k_type()), D);
+      if (k_float) {
+        engine::StoreKv(shape.k_type(), &k_[(i * KVH + kh) * D],
+                        kdst + kh * k_head + slot * D * KvDTypeBytes(shape.k_type()), D);
       }
-      if (IsQuantizedKv(shape.v_type())) {
-        kernels::QuantizeKvRow(shape.v_type(), KvPart::kValue, vdst + kh * v_head, B, D, slot, v);
-      } else {
-        engine::StoreKv(shape.v_type(), v, vdst + kh * v_head + static_cast<size_t>(slot) * D * KvDTypeBytes(shape.v_type()), D);
+      if (v_float) {
+        engine::StoreKv(shape.v_type(), &v_[(i * KVH + kh) * D],
+                        vdst + kh * v_head + slot * D * KvDTypeBytes(shape.v_type()), D);
+      }
+    }
+  }
+}
+
+void Forward::StoreQuantizedKv(const ForwardBatch& batch, int layer, KvPart part) {
+  const KvShape& shape = arena_->shape();
+  const KvDType type = part == KvPart::kKey ? shape.k_type() : shape.v_type();
+  const int D = shape.head_dim, KVH = shape.num_kv_heads, B = shape.block_size;
+  const size_t head_bytes = part == KvPart::kKey ? shape.k_head_bytes() : shape.v_head_bytes();
+  const std::vector<float>& src = part == KvPart::kKey ? k_ : v_;
+  block_rows_.resize(stage_head_);
+  for (size_t t = 0; t < batch.tables.size(); ++t) {
+    const Extent& e = extents_[t];
+    if (e.end < 0) continue;  // no tokens of this table in the batch
+    KvResidual& residual = *batch.residuals[t];
+    for (int32_t b = e.begin / B; b * B < e.end; ++b) {
+      const int32_t base = b * B;
+      const int32_t from = std::max(e.begin, base), to = std::min(e.end, base + B);
+      const int32_t block = ToIndex(batch.tables[t][static_cast<size_t>(b)]);
+      std::byte* dst = part == KvPart::kKey ? arena_->K(block, layer) : arena_->V(block, layer);
+      for (int kh = 0; kh < KVH; ++kh) {
+        // The block's f16 rows: those waiting in the residual, then this
+        // step's. Attention reads a token's own block from here.
+        uint16_t* rows = &stage_[StageOffset(t, b, part, kh)];
+        uint16_t* waiting = residual.Head(layer, part, kh);
+        if (from > base) std::memcpy(rows, waiting, static_cast<size_t>(from - base) * D * sizeof(uint16_t));
+        for (int32_t p = from; p < to; ++p) {
+          const size_t i = e.first + static_cast<size_t>(p - e.begin);
+          engine::StoreKv(KvDType::kF16, &src[(i * KVH + kh) * D], rows + static_cast<size_t>(p - base) * D, D);
+        }
+        if (to < base + B) {  // still partial: it waits for the next step
+          std::memcpy(waiting, rows, static_cast<size_t>(to - base) * D * sizeof(uint16_t));
+          continue;
+        }
+        kernels::DequantizeRow(GgmlType::kF16, rows, block_rows_.data(), static_cast<int64_t>(stage_head_));
+        kernels::QuantizeKvHead(type, part, dst + kh * head_bytes, B, D, block_rows_.data());
       }
     }
   }
@@ -130,12 +216,21 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       const std::span<const BlockId> table = batch.tables[t.table];
       const float* q = &q_[(i * H + head) * D];
       const int n = t.position + 1;
+      // Quantized parts: the token's own block is read at f16 (staged),
+      // the blocks below it quantized.
+      const int32_t own = residual_ ? t.position / B : -1;
       scores.resize(static_cast<size_t>(n));
       // Scores against every key of the sequence, block by block.
       for (int b0 = 0; b0 < n; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
         const std::byte* src = arena_->K(block, layer) + static_cast<size_t>(kh) * k_head;
+        if (IsQuantizedKv(k_type) && b0 / B == own) {
+          const uint16_t* staged = &stage_[StageOffset(static_cast<size_t>(t.table), own, KvPart::kKey, kh)];
+          const float* keys = rows(KvDType::kF16, reinterpret_cast<const std::byte*>(staged), len, kv);
+          for (int j = 0; j < len; ++j) scores[b0 + j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
+          continue;
+        }
         if (IsQuantizedKv(k_type)) {
           kernels::KvScores(k_type, src, B, D, len, q, &scores[b0]);
           for (int j = 0; j < len; ++j) scores[b0 + j] *= scale;
@@ -157,12 +252,17 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
         const int32_t block = ToIndex(table[b0 / B]);
         const int len = std::min(B, n - b0);
         const std::byte* src = arena_->V(block, layer) + static_cast<size_t>(kh) * v_head;
-        if (IsQuantizedKv(v_type)) {
+        const bool staged = IsQuantizedKv(v_type) && b0 / B == own;
+        if (staged) {
+          src = reinterpret_cast<const std::byte*>(
+              &stage_[StageOffset(static_cast<size_t>(t.table), own, KvPart::kValue, kh)]);
+        }
+        if (IsQuantizedKv(v_type) && !staged) {
           for (int j = 0; j < len; ++j) scores[b0 + j] *= inv;
           kernels::KvAccumulate(v_type, src, B, D, len, &scores[b0], out);
           continue;
         }
-        const float* values = rows(v_type, src, len, kv);
+        const float* values = rows(staged ? KvDType::kF16 : v_type, src, len, kv);
         for (int j = 0; j < len; ++j) {
           const float w = scores[b0 + j] * inv;
           const float* vr = values + static_cast<size_t>(j) * D;
@@ -176,8 +276,10 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
 
 size_t Forward::workspace_bytes() const {
   size_t floats = 0;
-  for (const auto* v : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &ffn_, &out_rows_}) floats += v->capacity();
-  return floats * sizeof(float);
+  for (const auto* v : {&x_, &xn_, &q_, &k_, &v_, &attn_, &gate_, &up_, &ffn_, &out_rows_, &block_rows_}) {
+    floats += v->capacity();
+  }
+  return floats * sizeof(float) + stage_.capacity() * sizeof(uint16_t);
 }
 
 Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
@@ -194,6 +296,7 @@ Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
     }
     if (t.token < 0 || t.token >= V) return InvalidArgument(fmt::format("forward: token id {} outside the vocabulary of {}", t.token, V));
   }
+  KVSTACK_RETURN_IF_ERROR(PlanResiduals(batch));
   x_.resize(n * E);
   xn_.resize(n * E);
   q_.resize(n * H * D);

@@ -12,13 +12,23 @@
 //
 // REQUIRES of the caller (the scheduler): every position below a token's
 // position is already in the cache or earlier in the same batch, and the
-// blocks for the batch's positions are allocated. Thread safety: one thread
+// blocks for the batch's positions are allocated.
+//
+// Quantized KV (int8, fp8, int4 K or V): each table comes with its
+// sequence's KvResidual (kv_residual.h), and a table's tokens in the batch
+// are its next positions, consecutive and in order. A token's K and V go to
+// the residual until its block is full; the step that fills a block
+// quantizes it whole into the arena. A token reads its own block at f16 and
+// every block below it quantized, whichever step computed them, so its
+// logits, every block's bytes and the residual do not depend on how the
+// sequence's tokens were split into steps. Thread safety: one thread
 // drives a Forward; it parallelises internally on the pool.
 #pragma once
 
 #include <span>
 #include <vector>
 
+#include "engine/kv_residual.h"
 #include "engine/llama_model.h"
 #include "kvstack/block_hash.h"
 #include "kvstack/kernels.h"
@@ -37,6 +47,9 @@ struct BatchToken {
 struct ForwardBatch {
   std::vector<BatchToken> tokens;
   std::vector<std::span<const BlockId>> tables;
+  // Per table, its sequence's residual: required (one per table, non-null)
+  // when K or V is quantized, ignored otherwise.
+  std::vector<KvResidual*> residuals;
 };
 
 class Forward {
@@ -56,6 +69,10 @@ class Forward {
   void EmbedTokens(const ForwardBatch& batch);
   void Attention(const ForwardBatch& batch, int layer);
   void StoreKv(const ForwardBatch& batch, int layer);
+  // Quantized parts: residual rows, and whole blocks once full.
+  void StoreQuantizedKv(const ForwardBatch& batch, int layer, KvPart part);
+  // Checks the quantized-KV REQUIRES and fills extents_.
+  Status PlanResiduals(const ForwardBatch& batch);
 
   const LlamaModel& model_;
   KvArena* arena_;
@@ -63,8 +80,24 @@ class Forward {
   kernels::MatMulPrecision precision_;
   std::vector<double> inv_freq_;  // per rotated pair
 
+  // Per table of the batch (quantized KV only): its tokens' first position,
+  // one past its last, and the batch index of its first token.
+  struct Extent {
+    int32_t begin = 0, end = 0;
+    size_t first = 0;
+    size_t stage = 0;  // its first block's index in stage_
+  };
+  std::vector<Extent> extents_;
+  // This layer's f16 rows of every block the batch writes: [block][K, V]
+  // [kv head][block_size][head_dim], blocks per table in extents_ order.
+  std::vector<uint16_t> stage_;
+  size_t stage_head_ = 0;  // block_size * head_dim
+  // Where one head of one of a table's blocks starts in stage_.
+  size_t StageOffset(size_t table, int32_t block, KvPart part, int kv_head) const;
+  bool residual_ = false;  // K or V quantized: stores go through residuals
   // Scratch, sized to the largest batch seen.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_, out_rows_;
+  std::vector<float> block_rows_;  // one head of a block being quantized
 };
 
 // Shared by Forward and tests: RMS-normalises n values with weights.

@@ -30,6 +30,7 @@ struct Runner {
   std::optional<KvShape> tier;      // blocks round-trip through this layout once full
   std::vector<std::byte> scratch;   // one block in the tier layout
   std::unique_ptr<Forward> forward;
+  std::unique_ptr<KvResidual> residual;  // quantized KV: the partial block at f16
   std::vector<float> logits;
   std::vector<double> kl;
   int64_t agree = 0;
@@ -60,6 +61,7 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
     Runner r;
     r.arena = std::make_unique<KvArena>(std::move(a).value());
     r.forward = std::make_unique<Forward>(m, r.arena.get(), &pool);
+    if (KvResidual::Needed(shape)) r.residual = std::make_unique<KvResidual>(shape);
     if (via_tier) {
       auto t = TierKvShape(shape, *via_tier);
       if (!t.ok()) return t.status();
@@ -93,10 +95,12 @@ Result<KvAccuracyReport> MeasureKvAccuracy(const KvAccuracyOptions& o) {
     for (int32_t pos = 0; pos + 1 < ctx; ++pos) {
       batch.tokens[0].token = next;
       batch.tokens[0].position = pos;
+      batch.residuals = {ref->residual.get()};
       KVSTACK_RETURN_IF_ERROR(ref->forward->Run(batch, &ref->logits));
       LogSoftmax(ref->logits.data(), V, &lp_ref);
       const int top_ref = static_cast<int>(std::max_element(lp_ref.begin(), lp_ref.end()) - lp_ref.begin());
       for (Runner& c : cands) {
+        batch.residuals = {c.residual.get()};
         KVSTACK_RETURN_IF_ERROR(c.forward->Run(batch, &c.logits));
         LogSoftmax(c.logits.data(), V, &lp);
         const int top = static_cast<int>(std::max_element(lp.begin(), lp.end()) - lp.begin());

@@ -80,8 +80,10 @@ std::vector<std::vector<float>> TeacherForced(const engine::LlamaModel& m, KvDTy
   engine::Forward fwd(m, &*arena, &pool);
   std::vector<BlockId> table(static_cast<size_t>(blocks));
   for (int32_t i = 0; i < blocks; ++i) table[i] = static_cast<BlockId>(i);
+  engine::KvResidual residual(arena->shape());
   engine::ForwardBatch batch;
   batch.tables = {table};
+  batch.residuals = {&residual};
   for (size_t i = 0; i < tokens.size(); ++i) {
     batch.tokens.push_back({.token = tokens[i], .position = static_cast<int32_t>(i), .table = 0, .want_logits = true});
   }
@@ -159,18 +161,19 @@ void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context
 // Floors a little below what was measured (BENCHMARKS.md, on 2,044 and
 // 1,022 positions), so that a change that makes a type less accurate fails.
 // The targets (int8 and fp8-e4m3 >= 99% top-1, mean KL <= 1e-3;
-// int4 >= 95%) hold for tinyq-a's int8 and int4 but not for stories260K's
-// keys, which are about as sensitive to bf16 as int8's (BENCHMARKS.md): the
+// int4 >= 95%) are asserted where they hold: int8 everywhere (since the
+// partial block waits at f16 in the sequence's residual), int4 on tinyq-a.
+// stories260K's 8-dim keys are too sensitive for fp8 and int4 keys: the
 // floors say what is true, not what was hoped.
 TEST(KvQuantEngineTest, Stories260KAccuracyAgainstF32Kv) {
   const std::string model = SharedPath("models/stories260K.gguf");
   REQUIRE_SHARED(model);
   ExpectAccuracy(model, 2000, 512,
-                 {{KvDType::kInt8, KvDType::kInt8, 0.975, 1.2e-3},   // measured 0.984, 7.6e-4
-                  {KvDType::kF32, KvDType::kInt8, 0.995, 5e-5},      // V alone: 0.9985, 7.5e-6
-                  {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.87, -1},  // 0.900
-                  {KvDType::kInt8, KvDType::kInt4, 0.95, -1},        // 0.972
-                  {KvDType::kInt4, KvDType::kInt4, 0.68, -1},        // 0.725
+                 {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3},      // measured 0.9961, 8.2e-5
+                  {KvDType::kF32, KvDType::kInt8, 0.995, 5e-5},      // V alone: 0.9990, 1.6e-6
+                  {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.93, -1},  // 0.958
+                  {KvDType::kInt8, KvDType::kInt4, 0.975, -1},       // 0.989
+                  {KvDType::kInt4, KvDType::kInt4, 0.89, -1},        // 0.920
                   // --tier-kv-type int8: f16 KV whose full blocks come back
                   // from int8 tiers (channel scales over the whole block).
                   {KvDType::kF16, KvDType::kF16, 0.985, 2.5e-4, KvDType::kInt8}});  // 0.9941, 8.3e-5
@@ -181,7 +184,8 @@ TEST(KvQuantEngineTest, TinyqAAccuracyAgainstF32Kv) {
     const std::string model = SharedPath(std::string("models/tinyq-a-") + type + ".gguf");
     REQUIRE_SHARED(model);
     ExpectAccuracy(model, 600, 0,
-                   {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3}, {KvDType::kInt4, KvDType::kInt4, 0.92, -1}});
+                   {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3},     // 0.998-0.999, 3.6e-5 to 3.9e-5
+                    {KvDType::kInt4, KvDType::kInt4, 0.95, -1}});  // 0.960-0.969
   }
 }
 
@@ -286,7 +290,7 @@ TEST(KvQuantEngineTest, PrefixHitsKeepOutputsWithQuantizedKv) {
     auto id2 = e->Submit(Greedy(a, 40));
     auto out = RunAll(*e);
     if (k == KvDType::kInt4) {
-      // 4-bit keys on stories260K (head_dim 8) agree with f32 on only ~74%
+      // 4-bit keys on stories260K (head_dim 8) agree with f32 on only ~92%
       // of positions: there, the float sums' order (a prompt chunk of one
       // size or another, batched with another request or not, each SIMD
       // level's kernels) moves a key across a rounding step, and greedy
