@@ -33,18 +33,22 @@
 //                    i + D/2 in its high nibble; element = (nibble - 8) *
 //                    scale[t][element/G] (symmetric, nibbles 1..15). Per-token
 //                    groups, as KIVI does for values.
-//   int4, K          n[B][D/2] bytes packed as for V, then one float S and
-//                    code[D] uint8: channel d of every token in the block has
-//                    scale S * code[d] (per-channel grouping inside the block,
-//                    as KIVI does for keys: keys have outlier channels, and a
-//                    per-token scale would be set by them; the channel scales
-//                    are themselves 8-bit against the block's S so that they
-//                    cost one byte each). A token stored into a block whose
-//                    channel scales it exceeds widens them (geometrically) and
-//                    requantizes those channels of the earlier tokens.
-//                    (kernels::QuantizeKvRow's contract; the engine never
-//                    grows them: it keeps a block's tokens at f16 until the
-//                    block is full and writes it whole, engine/kv_residual.h.)
+//   int4, K          n[B][D/2] bytes packed as for V, then float S, float U,
+//                    e[D/2] bytes and o[D] int8: channel d of every token
+//                    in the block = (nibble - 8) * S * kInt4KeyScaleSteps[e_d]
+//                    + U * o[d], where e_d is the low nibble of e[d] for d <
+//                    D/2 and the high nibble of e[d - D/2] above (per-channel
+//                    grouping inside the block, as KIVI does for keys: keys
+//                    have outlier channels, and a per-token scale would be
+//                    set by them; and each channel is centred on its own
+//                    offset, since within a block RoPE's slow channels sit
+//                    away from zero). The scale steps and offsets cost 1.5
+//                    bytes a channel, so int4 keeps 3.5x f16's tokens at head
+//                    dims 64 and 128.
+//   int8 and int4 K are written a whole block at a time: channel scales and
+//   offsets come from all of the block's tokens (kernels::QuantizeKvHead;
+//   the engine holds a partial block at f16 until it is full,
+//   engine/kv_residual.h).
 //
 // A metadata-only arena (simulator, router) has the same shape and sizes but no
 // bytes; asking it for a pointer is a bug.
@@ -62,6 +66,7 @@
 #include <string>
 #include <string_view>
 
+#include "kvstack/kv_int4_key_steps.h"
 #include "kvstack/status.h"
 
 namespace kvstack {
@@ -97,7 +102,7 @@ inline size_t KvHeadBytes(KvDType t, KvPart part, int32_t block_size, int32_t he
     case KvDType::kFp8E4M3:
     case KvDType::kFp8E5M2: return B * D;
     case KvDType::kInt8: return B * D + (part == KvPart::kKey ? 4 + D : B * groups * 2);
-    case KvDType::kInt4: return B * D / 2 + (part == KvPart::kKey ? 4 + D : B * groups * 2);
+    case KvDType::kInt4: return B * D / 2 + (part == KvPart::kKey ? 8 + D / 2 + D : B * groups * 2);
   }
   return 0;
 }

@@ -52,8 +52,15 @@ std::string KvShape::types_name() const {
   return fmt::format("k={},v={}", KvDTypeName(k_type()), KvDTypeName(v_type()));
 }
 
+namespace {
+// K's type as identities name it, revised where its bytes changed: int4 keys
+// gained channel offsets on 2026-12-06 ("int4.2"), so a disk folder or Redis
+// written by an earlier build never hands its int4 keys to this one.
+std::string_view KeyLayoutName(KvDType t) { return t == KvDType::kInt4 ? "int4.2" : KvDTypeName(t); }
+}  // namespace
+
 std::string KvShape::layout_identity() const {
-  return fmt::format("kv:k={},v={},B={},H={},D={},L={}", KvDTypeName(k_type()), KvDTypeName(v_type()), block_size,
+  return fmt::format("kv:k={},v={},B={},H={},D={},L={}", KeyLayoutName(k_type()), KvDTypeName(v_type()), block_size,
                      num_kv_heads, head_dim, num_layers);
 }
 size_t KvShape::block_bytes() const { return static_cast<size_t>(num_layers) * layer_bytes(); }

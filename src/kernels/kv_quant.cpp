@@ -3,7 +3,10 @@
 // include/kvstack/kv_arena.h.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/half.h"
@@ -122,41 +125,10 @@ void StoreInt4Value(uint8_t* head, int B, int D, int slot, const float* x) {
   }
 }
 
-// K of int8 and int4: channel scales S * code[d] over the block's tokens
-// (KIVI's per-channel keys). Later tokens may need a wider scale than the
-// block's first: a channel that overflows grows its scale at least 1.5x and
-// only that channel's stored values are requantized; when a code would pass
-// 255, S itself grows at least 1.5x and every channel is re-expressed
-// against it. Growth is geometric, so the rounding errors of repeated
-// requantization sum to at most ~1.5 steps of the final scale (a
-// full-precision residual, as KIVI keeps, would need state outside the block).
-constexpr float kGrowth = 1.5f;
-
-// The quantized values of a channel-scaled K head: int8 bytes, or nibbles
-// packed as kv_arena.h says (element i low, i + D/2 high), offset by 8.
-struct KeyValues {
-  uint8_t* q;
-  int D;
-  bool int4;
-  int levels() const { return int4 ? 7 : 127; }
-  int Get(int t, int d) const {
-    if (!int4) return static_cast<int8_t>(q[static_cast<size_t>(t) * D + d]);
-    const int half = D / 2;
-    const uint8_t b = q[static_cast<size_t>(t) * half + (d < half ? d : d - half)];
-    return (d < half ? (b & 15) : (b >> 4)) - 8;
-  }
-  void Set(int t, int d, int v) const {
-    if (!int4) {
-      q[static_cast<size_t>(t) * D + d] = static_cast<uint8_t>(static_cast<int8_t>(v));
-      return;
-    }
-    const int half = D / 2;
-    uint8_t& b = q[static_cast<size_t>(t) * half + (d < half ? d : d - half)];
-    const int n = v + 8;
-    b = d < half ? static_cast<uint8_t>((b & 0xf0) | n) : static_cast<uint8_t>((b & 0x0f) | (n << 4));
-  }
-  int Quantize(float v, float scale) const { return scale > 0 ? RoundClamp(v / scale, -levels(), levels()) : 0; }
-};
+// K of int8 and int4 (KIVI's per-channel keys): each channel's scale, and
+// int4's offset, come from that channel's values over the whole block, so
+// keys are written a whole block at a time (QuantizeKvHead; the engine keeps
+// a partial block at f16 until it is full).
 
 // The smallest code whose scale S * code is at least `want` (at most 255).
 int CodeFor(float want, float S) {
@@ -167,60 +139,16 @@ int CodeFor(float want, float S) {
   return c;
 }
 
-size_t KeyValueBytes(bool int4, int B, int D) { return static_cast<size_t>(B) * (int4 ? D / 2 : D); }
-
-void StoreChannelKey(bool int4, uint8_t* head, int B, int D, int slot, const float* x) {
-  const KeyValues kv{head, D, int4};
-  const float L = static_cast<float>(kv.levels());
-  uint8_t* s_at = head + KeyValueBytes(int4, B, D);
-  uint8_t* code = s_at + 4;
-  if (slot == 0) {
-    float top = 0;
-    for (int d = 0; d < D; ++d) top = std::max(top, std::fabs(x[d]) / L);
-    const float S = top * kGrowth / 255;  // room for the channels to grow before S must
-    std::memcpy(s_at, &S, 4);
-    for (int d = 0; d < D; ++d) {
-      code[d] = static_cast<uint8_t>(CodeFor(std::fabs(x[d]) / L, S));
-      kv.Set(0, d, kv.Quantize(x[d], S * static_cast<float>(code[d])));
-    }
-    return;
-  }
-  const float S = ReadF32(s_at);
-  thread_local std::vector<float> old_scale, new_scale;
-  old_scale.resize(static_cast<size_t>(D));
-  new_scale.resize(static_cast<size_t>(D));
-  float S_new = S;
-  for (int d = 0; d < D; ++d) {
-    old_scale[d] = S * static_cast<float>(code[d]);
-    const float need = std::fabs(x[d]) / L;
-    new_scale[d] = need > old_scale[d] ? std::max(need, kGrowth * old_scale[d]) : old_scale[d];
-    if (new_scale[d] > 255 * S_new) S_new = std::max(new_scale[d] / 255, kGrowth * S_new);
-  }
-  if (S_new != S) std::memcpy(s_at, &S_new, 4);
-  for (int d = 0; d < D; ++d) {
-    const int c = S_new == S && new_scale[d] == old_scale[d] ? code[d] : CodeFor(new_scale[d], S_new);
-    const float scale = S_new * static_cast<float>(c);
-    if (scale != old_scale[d]) {
-      for (int t = 0; t < slot; ++t) kv.Set(t, d, kv.Quantize(static_cast<float>(kv.Get(t, d)) * old_scale[d], scale));
-    }
-    code[d] = static_cast<uint8_t>(c);
-    kv.Set(slot, d, kv.Quantize(x[d], scale));
-  }
-}
-
-// A whole block of channel-scaled K at once: each channel's scale comes from
-// that channel's largest value over the block, and S from the largest scale,
-// so nothing grows or is requantized (QuantizeKvHead's contract).
-void StoreChannelKeyBlock(bool int4, uint8_t* head, int B, int D, const float* rows) {
-  const KeyValues kv{head, D, int4};
-  const float L = static_cast<float>(kv.levels());
-  uint8_t* s_at = head + KeyValueBytes(int4, B, D);
+// int8 K: q[B][D], float S, code[D]; channel d's scale S * code[d] is the
+// channel's largest |value| / 127 rounded up to a code, S the largest / 255.
+void StoreInt8KeyBlock(uint8_t* head, int B, int D, const float* rows) {
+  uint8_t* s_at = head + static_cast<size_t>(B) * D;
   uint8_t* code = s_at + 4;
   thread_local std::vector<float> want;
   want.assign(static_cast<size_t>(D), 0.0f);
   float top = 0;
   for (int t = 0; t < B; ++t) {
-    for (int d = 0; d < D; ++d) want[d] = std::max(want[d], std::fabs(rows[static_cast<size_t>(t) * D + d]) / L);
+    for (int d = 0; d < D; ++d) want[d] = std::max(want[d], std::fabs(rows[static_cast<size_t>(t) * D + d]) / 127);
   }
   for (int d = 0; d < D; ++d) top = std::max(top, want[d]);
   const float S = top / 255;
@@ -228,7 +156,69 @@ void StoreChannelKeyBlock(bool int4, uint8_t* head, int B, int D, const float* r
   for (int d = 0; d < D; ++d) code[d] = static_cast<uint8_t>(CodeFor(want[d], S));
   for (int t = 0; t < B; ++t) {
     for (int d = 0; d < D; ++d) {
-      kv.Set(t, d, kv.Quantize(rows[static_cast<size_t>(t) * D + d], S * static_cast<float>(code[d])));
+      const float scale = S * static_cast<float>(code[d]);
+      const int v = scale > 0 ? RoundClamp(rows[static_cast<size_t>(t) * D + d] / scale, -127, 127) : 0;
+      head[static_cast<size_t>(t) * D + d] = static_cast<uint8_t>(static_cast<int8_t>(v));
+    }
+  }
+}
+
+// int4 K (layout in kv_arena.h): each channel is centred on an offset, the
+// midpoint of its range coded in 8 bits against U = the largest |midpoint| /
+// 127 (a channel whose keys sit far from zero, as RoPE's slow pairs do within
+// a block, spends its 15 levels on its range, not on its distance from
+// zero); its scale covers what is left after the coded offset, rounded up to
+// one of 16 steps S * 2^(-e/3) below the block's largest. The offset's
+// coding error only widens that range, it is never an error in the value.
+void StoreInt4KeyBlock(uint8_t* head, int B, int D, const float* rows) {
+  const int half = D / 2;
+  uint8_t* tail = head + static_cast<size_t>(B) * half;
+  uint8_t* ecode = tail + 8;
+  int8_t* ocode = reinterpret_cast<int8_t*>(ecode + half);
+  thread_local std::vector<float> offset, need;
+  offset.assign(static_cast<size_t>(D), 0.0f);
+  need.assign(static_cast<size_t>(D), 0.0f);
+  float top_mid = 0;
+  for (int d = 0; d < D; ++d) {
+    float lo = rows[d], hi = rows[d];
+    for (int t = 1; t < B; ++t) {
+      lo = std::min(lo, rows[static_cast<size_t>(t) * D + d]);
+      hi = std::max(hi, rows[static_cast<size_t>(t) * D + d]);
+    }
+    offset[d] = lo / 2 + hi / 2;  // halves first: no overflow near the float maximum
+    if (std::isfinite(offset[d])) top_mid = std::max(top_mid, std::fabs(offset[d]));
+  }
+  const float U = top_mid / 127;
+  for (int d = 0; d < D; ++d) {
+    const int o = U > 0 ? RoundClamp(offset[d] / U, -127, 127) : 0;
+    ocode[d] = static_cast<int8_t>(o);
+    offset[d] = U * static_cast<float>(o);
+  }
+  float S = 0;
+  for (int d = 0; d < D; ++d) {
+    for (int t = 0; t < B; ++t) need[d] = std::max(need[d], std::fabs(rows[static_cast<size_t>(t) * D + d] - offset[d]) / 7);
+    if (std::isfinite(need[d])) S = std::max(S, need[d]);
+  }
+  std::memcpy(tail, &S, 4);
+  std::memcpy(tail + 4, &U, 4);
+  int e[2] = {0, 0};
+  for (int i = 0; i < half; ++i) {
+    int nibble[2];
+    for (int h = 0; h < 2; ++h) {
+      const int d = i + h * half;
+      // The smallest step not below the channel's need (step 0 is S itself).
+      e[h] = 0;
+      while (e[h] < 15 && S * kInt4KeyScaleSteps[e[h] + 1] >= need[d]) ++e[h];
+    }
+    ecode[i] = static_cast<uint8_t>(e[0] | (e[1] << 4));
+    for (int t = 0; t < B; ++t) {
+      for (int h = 0; h < 2; ++h) {
+        const int d = i + h * half;
+        const float scale = S * kInt4KeyScaleSteps[e[h]];
+        const float x = rows[static_cast<size_t>(t) * D + d] - offset[d];
+        nibble[h] = (scale > 0 ? RoundClamp(x / scale, -7, 7) : 0) + 8;
+      }
+      head[static_cast<size_t>(t) * half + i] = static_cast<uint8_t>(nibble[0] | (nibble[1] << 4));
     }
   }
 }
@@ -254,15 +244,14 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, 
       for (int d = 0; d < D; ++d) head[row + d] = FloatToFp8(x[d], kE5M2);
       return;
     case KvDType::kInt8:
-      if (part == KvPart::kKey) {
-        StoreChannelKey(false, head, B, D, slot, x);
-      } else {
-        StoreInt8(head, B, D, slot, x);
-      }
-      return;
     case KvDType::kInt4:
       if (part == KvPart::kKey) {
-        StoreChannelKey(true, head, B, D, slot, x);
+        std::fprintf(stderr, "QuantizeKvRow: %s keys are written a whole block at a time (QuantizeKvHead)\n",
+                     std::string(KvDTypeName(type)).c_str());
+        std::abort();
+      }
+      if (type == KvDType::kInt8) {
+        StoreInt8(head, B, D, slot, x);
       } else {
         StoreInt4Value(head, B, D, slot, x);
       }
@@ -271,10 +260,8 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, 
 }
 
 void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t B, int32_t D, const float* rows) {
-  if ((type == KvDType::kInt8 || type == KvDType::kInt4) && part == KvPart::kKey) {
-    StoreChannelKeyBlock(type == KvDType::kInt4, reinterpret_cast<uint8_t*>(head), B, D, rows);
-    return;
-  }
+  if (type == KvDType::kInt8 && part == KvPart::kKey) return StoreInt8KeyBlock(reinterpret_cast<uint8_t*>(head), B, D, rows);
+  if (type == KvDType::kInt4 && part == KvPart::kKey) return StoreInt4KeyBlock(reinterpret_cast<uint8_t*>(head), B, D, rows);
   for (int32_t t = 0; t < B; ++t) QuantizeKvRow(type, part, head, B, D, t, rows + static_cast<size_t>(t) * D);
 }
 
@@ -318,10 +305,14 @@ void DequantizeKvRow(KvDType type, KvPart part, const std::byte* head_bytes, int
       for (int d = 0; d < D; ++d) {
         const int i = d < half ? d : d - half;
         const int nib = d < half ? (n[i] & 15) : (n[i] >> 4);
-        const float s = part == KvPart::kKey
-                            ? ReadF32(tail) * static_cast<float>(tail[4 + d])
-                            : Fp16ToFp32(ReadU16(tail + static_cast<size_t>(slot) * groups * 2 + 2 * (d / G)));
-        out[d] = static_cast<float>(nib - 8) * s;
+        if (part == KvPart::kKey) {
+          const int e = d < half ? (tail[8 + i] & 15) : (tail[8 + i] >> 4);
+          const float offset = ReadF32(tail + 4) * static_cast<float>(static_cast<int8_t>(tail[8 + half + d]));
+          out[d] = static_cast<float>(nib - 8) * (ReadF32(tail) * kInt4KeyScaleSteps[e]) + offset;
+        } else {
+          out[d] = static_cast<float>(nib - 8) *
+                   Fp16ToFp32(ReadU16(tail + static_cast<size_t>(slot) * groups * 2 + 2 * (d / G)));
+        }
       }
       return;
     }

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/kernel_table.h"
+#include "kvstack/kv_int4_key_steps.h"
 #include "kernels/unaligned.h"
 
 namespace kvstack::kernels::internal {
@@ -133,9 +134,11 @@ void AccumulateInt8(const uint8_t* head, int B, int D, int G, int len, const flo
   }
 }
 
-// int4 K: n[B][D/2] (element i low nibble, i + D/2 high), then float S and
-// code[D]. The channel scales fold into the query once per block, so a
-// token costs a nibble decode and an FMA per element.
+// int4 K: n[B][D/2] (element i low nibble, i + D/2 high), then float S,
+// float U, scale steps e[D/2] and offsets o[D] (kv_arena.h). The channel
+// scales fold into the query once per block, and the nibbles' -8 and the
+// channel offsets into one constant per block, so a token costs a nibble
+// decode and an FMA per element.
 template <class V>
 void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out) {
   (void)G;
@@ -143,19 +146,23 @@ void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const floa
   constexpr int kChunk = 128;
   const int half = D / 2;
   const uint8_t* tail = head + static_cast<int64_t>(B) * half;
-  const float S = ReadF32(tail);
-  const uint8_t* code = tail + 4;
+  const float S = ReadF32(tail), U = ReadF32(tail + 4);
+  const uint8_t* steps = tail + 8;
+  const int8_t* offsets = reinterpret_cast<const int8_t*>(steps + half);
   alignas(64) float qlo[kChunk], qhi[kChunk];
   for (int j = 0; j < len; ++j) out[j] = 0;
   for (int c0 = 0; c0 < half; c0 += kChunk) {
     const int cn = half - c0 < kChunk ? half - c0 : kChunk;
-    float bias = 0;  // the nibbles' offset of 8, summed once per block
+    float bias = 0, centre = 0;
     for (int i = 0; i < cn; ++i) {
-      qlo[i] = q[c0 + i] * (S * static_cast<float>(code[c0 + i]));
-      qhi[i] = q[half + c0 + i] * (S * static_cast<float>(code[half + c0 + i]));
+      const uint8_t e = steps[c0 + i];
+      qlo[i] = q[c0 + i] * (S * kInt4KeyScaleSteps[e & 15]);
+      qhi[i] = q[half + c0 + i] * (S * kInt4KeyScaleSteps[e >> 4]);
       bias += qlo[i] + qhi[i];
+      centre += q[c0 + i] * (U * static_cast<float>(offsets[c0 + i])) +
+                q[half + c0 + i] * (U * static_cast<float>(offsets[half + c0 + i]));
     }
-    bias *= -8.0f;
+    bias = bias * -8.0f + centre;
     for (int j = 0; j < len; ++j) {
       const uint8_t* row = head + static_cast<int64_t>(j) * half + c0;
       typename V::F a0 = V::Zero(), a1 = V::Zero();

@@ -58,6 +58,9 @@ TEST(KvArenaTest, MixedKAndVTypes) {
   const KvShape same{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16, .dtype = KvDType::kInt8};
   EXPECT_EQ(same.types_name(), "int8");
   EXPECT_NE(same.layout_identity(), s.layout_identity());
+  // int4 keys' bytes changed (channel offsets): their identity says which.
+  const KvShape int4{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16, .dtype = KvDType::kInt4};
+  EXPECT_EQ(int4.layout_identity(), "kv:k=int4.2,v=int4,B=16,H=2,D=128,L=2");
   const KvShape odd{.num_layers = 1, .num_kv_heads = 1, .head_dim = 7, .block_size = 16, .dtype = KvDType::kInt4};
   EXPECT_EQ(KvArena::Create(odd, 1, KvStorageMode::kAllocate).status().message(),
             "KV shape: int4 needs an even head_dim, not 7");

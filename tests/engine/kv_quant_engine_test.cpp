@@ -161,10 +161,10 @@ void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context
 // Floors a little below what was measured (BENCHMARKS.md, on 2,044 and
 // 1,022 positions), so that a change that makes a type less accurate fails.
 // The targets (int8 and fp8-e4m3 >= 99% top-1, mean KL <= 1e-3;
-// int4 >= 95%) are asserted where they hold: int8 everywhere (since the
-// partial block waits at f16 in the sequence's residual), int4 on tinyq-a.
-// stories260K's 8-dim keys are too sensitive for fp8 and int4 keys: the
-// floors say what is true, not what was hoped.
+// int4 >= 95%) are asserted where they hold: int8 and int4 everywhere (since
+// the partial block waits at f16 in the sequence's residual, and int4 keys
+// are centred per channel). stories260K's 8-dim keys are too sensitive for
+// fp8's 3-bit mantissa: its floor says what is true, not what was hoped.
 TEST(KvQuantEngineTest, Stories260KAccuracyAgainstF32Kv) {
   const std::string model = SharedPath("models/stories260K.gguf");
   REQUIRE_SHARED(model);
@@ -173,7 +173,7 @@ TEST(KvQuantEngineTest, Stories260KAccuracyAgainstF32Kv) {
                   {KvDType::kF32, KvDType::kInt8, 0.995, 5e-5},      // V alone: 0.9990, 1.6e-6
                   {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.93, -1},  // 0.958
                   {KvDType::kInt8, KvDType::kInt4, 0.975, -1},       // 0.989
-                  {KvDType::kInt4, KvDType::kInt4, 0.89, -1},        // 0.920
+                  {KvDType::kInt4, KvDType::kInt4, 0.95, -1},        // 0.965
                   // --tier-kv-type int8: f16 KV whose full blocks come back
                   // from int8 tiers (channel scales over the whole block).
                   {KvDType::kF16, KvDType::kF16, 0.985, 2.5e-4, KvDType::kInt8}});  // 0.9941, 8.3e-5
@@ -290,7 +290,7 @@ TEST(KvQuantEngineTest, PrefixHitsKeepOutputsWithQuantizedKv) {
     auto id2 = e->Submit(Greedy(a, 40));
     auto out = RunAll(*e);
     if (k == KvDType::kInt4) {
-      // 4-bit keys on stories260K (head_dim 8) agree with f32 on only ~92%
+      // 4-bit keys on stories260K (head_dim 8) agree with f32 on only ~96%
       // of positions: there, the float sums' order (a prompt chunk of one
       // size or another, batched with another request or not, each SIMD
       // level's kernels) moves a key across a rounding step, and greedy

@@ -116,10 +116,11 @@ TEST(SizingArithmetic, Llama31_8B_KvPrecisions) {
   // 65,536 values x 4 / 2 / 1 B. int8 and int4 are kvstack's real layouts
   // (kv_arena.h), 256 K/V head pairs (32 layers x 8 heads) of 16-token
   // blocks: int8 K 16x128 + 4 + 128 and V 16x128 + 16x2x2 = 4,292 B a block,
-  // 68,672 B a token; int4 K 16x64 + 132 and V 16x64 + 64 = 2,244 B, 35,904.
+  // 68,672 B a token; int4 K 16x64 + 8 + 64 + 128 (scale steps and channel
+  // offsets) and V 16x64 + 64 = 2,312 B, 36,992.
   const std::pair<Precision, int64_t> cases[] = {{Precision::kF32, 262144}, {Precision::kBf16, 131072},
                                                  {Precision::kF16, 131072}, {Precision::kFp8, 65536},
-                                                 {Precision::kInt8, 68672}, {Precision::kInt4, 35904}};
+                                                 {Precision::kInt8, 68672}, {Precision::kInt4, 36992}};
   for (const auto& [kv, bytes] : cases) {
     o.kv = kv;
     auto r = ComputeSizing(m, Gpu("H100-80GB"), o);
