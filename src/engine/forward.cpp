@@ -173,6 +173,64 @@ void Forward::StoreQuantizedKv(const ForwardBatch& batch, int layer, KvPart part
   }
 }
 
+void Forward::PlanAttention(const ForwardBatch& batch) {
+  const LlamaHParams& h = model_.hparams();
+  const int H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv);
+  const int group = H / KVH;
+  // Runs of one table's tokens, adjacent in the batch, cut into tiles.
+  std::vector<std::pair<size_t, size_t>> tiles;
+  for (size_t i = 0; i < batch.tokens.size();) {
+    size_t j = i + 1;
+    while (j < batch.tokens.size() && j - i < kAttentionTile && batch.tokens[j].table == batch.tokens[i].table &&
+           batch.tokens[j].position > batch.tokens[j - 1].position) {
+      ++j;
+    }
+    tiles.emplace_back(i, j);
+    i = j;
+  }
+  // A KV head's whole group of query heads per item, unless that leaves the
+  // pool's threads too few items (one decoding sequence): then a head each.
+  const size_t per_group = tiles.size() * static_cast<size_t>(KVH);
+  const int heads_per_item = per_group >= 4 * static_cast<size_t>(pool_->size()) ? group : 1;
+  attention_items_.clear();
+  for (const auto& [i0, i1] : tiles) {
+    for (int head = 0; head < H; head += heads_per_item) {
+      attention_items_.push_back(AttentionItem{i0, i1, head, head + heads_per_item});
+    }
+  }
+}
+
+namespace {
+// out[d] += sc[j] * inv * values[j][d] for j < len, in token order for each
+// d (what a token-major loop gives, bit for bit), with the sums of N dims at
+// a time held in registers across the tokens rather than stored and
+// reloaded after each one.
+template <int N>
+void AccumulateChunks(float* out, const float* values, int D, int len, const float* sc, float inv) {
+  for (int d0 = 0; d0 < D; d0 += N) {
+    float acc[N];
+    for (int d = 0; d < N; ++d) acc[d] = out[d0 + d];
+    for (int j = 0; j < len; ++j) {
+      const float w = sc[j] * inv;
+      const float* v = values + static_cast<size_t>(j) * D + d0;
+#pragma omp simd
+      for (int d = 0; d < N; ++d) acc[d] += w * v[d];
+    }
+    for (int d = 0; d < N; ++d) out[d0 + d] = acc[d];
+  }
+}
+
+void AccumulateValues(float* out, const float* values, int D, int len, const float* sc, float inv) {
+  if (D % 32 == 0) return AccumulateChunks<32>(out, values, D, len, sc, inv);
+  if (D % 8 == 0) return AccumulateChunks<8>(out, values, D, len, sc, inv);
+  for (int j = 0; j < len; ++j) {
+    const float w = sc[j] * inv;
+    const float* v = values + static_cast<size_t>(j) * D;
+    for (int d = 0; d < D; ++d) out[d] += w * v[d];
+  }
+}
+}  // namespace
+
 void Forward::Attention(const ForwardBatch& batch, int layer) {
   const LlamaHParams& h = model_.hparams();
   const int D = static_cast<int>(h.head_dim), H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv);
@@ -182,7 +240,6 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
   const size_t k_head = shape.k_head_bytes(), v_head = shape.v_head_bytes();
   const int B = shape.block_size;
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t items = static_cast<int64_t>(batch.tokens.size()) * H;
   // K and V rows of one block as floats: F32 blocks are read in place; F16
   // and BF16 blocks are widened with the kernels' dispatched converters.
   // Quantized blocks never come here: the KV kernels read them in place.
@@ -203,71 +260,102 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
     for (int d = 0; d < D; ++d) s += a[d] * b[d];
     return s;
   };
-  pool_->ParallelFor(items, 1, [&](int64_t begin, int64_t end) {
+  // One item: a tile of one table's tokens and some of one KV head's query
+  // heads. Each block is widened once for all of them; every row (token,
+  // head) then does exactly the arithmetic it would alone, in the same
+  // order, so results do not depend on the tiling.
+  pool_->ParallelFor(static_cast<int64_t>(attention_items_.size()), 1, [&](int64_t begin, int64_t end) {
     // Per-thread scratch that outlives the call: no allocation per layer.
-    thread_local std::vector<float> scores;
-    thread_local std::vector<float> kv;
+    thread_local std::vector<float> scores;  // [row][position]
+    thread_local std::vector<float> kv, own_kv;
     kv.resize(static_cast<size_t>(B) * D);
-    for (int64_t item = begin; item < end; ++item) {
-      const size_t i = static_cast<size_t>(item / H);
-      const int head = static_cast<int>(item % H);
-      const int kh = head / group;
-      const BatchToken& t = batch.tokens[i];
-      const std::span<const BlockId> table = batch.tables[t.table];
-      const float* q = &q_[(i * H + head) * D];
-      const int n = t.position + 1;
-      // Quantized parts: the token's own block is read at f16 (staged),
-      // the blocks below it quantized.
-      const int32_t own = residual_ ? t.position / B : -1;
-      scores.resize(static_cast<size_t>(n));
-      // Scores against every key of the sequence, block by block.
-      for (int b0 = 0; b0 < n; b0 += B) {
+    own_kv.resize(static_cast<size_t>(B) * D);
+    for (int64_t it = begin; it < end; ++it) {
+      const AttentionItem& item = attention_items_[static_cast<size_t>(it)];
+      const int kh = item.head_begin / group;
+      const int heads = item.head_end - item.head_begin;
+      const BatchToken& last = batch.tokens[item.token_end - 1];
+      const std::span<const BlockId> table = batch.tables[last.table];
+      const size_t table_index = static_cast<size_t>(last.table);
+      const int n_max = last.position + 1;
+      const size_t stride = static_cast<size_t>(n_max);
+      const size_t n_rows = (item.token_end - item.token_begin) * static_cast<size_t>(heads);
+      scores.resize(n_rows * stride);
+      // Row r: token token_begin + r / heads, head head_begin + r % heads.
+      auto token_of = [&](size_t r) -> const BatchToken& { return batch.tokens[item.token_begin + r / heads]; };
+      auto q_of = [&](size_t r) {
+        return &q_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
+      };
+      // Scores against every key of the sequence, block by block. Quantized
+      // parts: a token's own block is read at f16 (staged), those below it
+      // quantized.
+      for (int b0 = 0; b0 < n_max; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
-        const int len = std::min(B, n - b0);
+        const int len_max = std::min(B, n_max - b0);
         const std::byte* src = arena_->K(block, layer) + static_cast<size_t>(kh) * k_head;
-        if (IsQuantizedKv(k_type) && b0 / B == own) {
-          const uint16_t* staged = &stage_[StageOffset(static_cast<size_t>(t.table), own, KvPart::kKey, kh)];
-          const float* keys = rows(KvDType::kF16, reinterpret_cast<const std::byte*>(staged), len, kv);
-          for (int j = 0; j < len; ++j) scores[b0 + j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
-          continue;
+        const float* keys = IsQuantizedKv(k_type) ? nullptr : rows(k_type, src, len_max, kv);
+        const float* own_keys = nullptr;
+        for (size_t r = 0; r < n_rows; ++r) {
+          const BatchToken& t = token_of(r);
+          if (t.position < b0) continue;
+          const int len = std::min(B, t.position + 1 - b0);
+          const float* q = q_of(r);
+          float* sc = &scores[r * stride + static_cast<size_t>(b0)];
+          if (IsQuantizedKv(k_type) && t.position / B == b0 / B) {
+            if (own_keys == nullptr) {
+              const uint16_t* staged = &stage_[StageOffset(table_index, b0 / B, KvPart::kKey, kh)];
+              own_keys = rows(KvDType::kF16, reinterpret_cast<const std::byte*>(staged), len_max, own_kv);
+            }
+            for (int j = 0; j < len; ++j) sc[j] = dot(q, own_keys + static_cast<size_t>(j) * D) * scale;
+          } else if (IsQuantizedKv(k_type)) {
+            kernels::KvScores(k_type, src, B, D, len, q, sc);
+            for (int j = 0; j < len; ++j) sc[j] *= scale;
+          } else {
+            for (int j = 0; j < len; ++j) sc[j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
+          }
         }
-        if (IsQuantizedKv(k_type)) {
-          kernels::KvScores(k_type, src, B, D, len, q, &scores[b0]);
-          for (int j = 0; j < len; ++j) scores[b0 + j] *= scale;
-          continue;
+      }
+      // Softmax per row; the 1 / sum stays apart (applied as V is summed).
+      thread_local std::vector<float> inv;
+      inv.resize(n_rows);
+      for (size_t r = 0; r < n_rows; ++r) {
+        float* sc = &scores[r * stride];
+        const int n = token_of(r).position + 1;
+        const float mx = *std::max_element(sc, sc + n);
+        double sum = 0;
+        for (int j = 0; j < n; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
         }
-        const float* keys = rows(k_type, src, len, kv);
-        for (int j = 0; j < len; ++j) scores[b0 + j] = dot(q, keys + static_cast<size_t>(j) * D) * scale;
+        inv[r] = static_cast<float>(1.0 / sum);
+        float* out = &attn_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
+        std::fill(out, out + D, 0.0f);
       }
-      const float mx = *std::max_element(scores.begin(), scores.end());
-      double sum = 0;
-      for (float& s : scores) {
-        s = std::exp(s - mx);
-        sum += s;
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      float* out = &attn_[(i * H + head) * D];
-      std::fill(out, out + D, 0.0f);
-      for (int b0 = 0; b0 < n; b0 += B) {
+      for (int b0 = 0; b0 < n_max; b0 += B) {
         const int32_t block = ToIndex(table[b0 / B]);
-        const int len = std::min(B, n - b0);
+        const int len_max = std::min(B, n_max - b0);
         const std::byte* src = arena_->V(block, layer) + static_cast<size_t>(kh) * v_head;
-        const bool staged = IsQuantizedKv(v_type) && b0 / B == own;
-        if (staged) {
-          src = reinterpret_cast<const std::byte*>(
-              &stage_[StageOffset(static_cast<size_t>(t.table), own, KvPart::kValue, kh)]);
-        }
-        if (IsQuantizedKv(v_type) && !staged) {
-          for (int j = 0; j < len; ++j) scores[b0 + j] *= inv;
-          kernels::KvAccumulate(v_type, src, B, D, len, &scores[b0], out);
-          continue;
-        }
-        const float* values = rows(staged ? KvDType::kF16 : v_type, src, len, kv);
-        for (int j = 0; j < len; ++j) {
-          const float w = scores[b0 + j] * inv;
-          const float* vr = values + static_cast<size_t>(j) * D;
-#pragma omp simd
-          for (int d = 0; d < D; ++d) out[d] += w * vr[d];
+        const float* values = IsQuantizedKv(v_type) ? nullptr : rows(v_type, src, len_max, kv);
+        const float* own_values = nullptr;
+        for (size_t r = 0; r < n_rows; ++r) {
+          const BatchToken& t = token_of(r);
+          if (t.position < b0) continue;
+          const int len = std::min(B, t.position + 1 - b0);
+          float* sc = &scores[r * stride + static_cast<size_t>(b0)];
+          float* out = &attn_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
+          const float* vals = values;
+          if (IsQuantizedKv(v_type) && t.position / B == b0 / B) {
+            if (own_values == nullptr) {
+              const uint16_t* staged = &stage_[StageOffset(table_index, b0 / B, KvPart::kValue, kh)];
+              own_values = rows(KvDType::kF16, reinterpret_cast<const std::byte*>(staged), len_max, own_kv);
+            }
+            vals = own_values;
+          } else if (IsQuantizedKv(v_type)) {
+            for (int j = 0; j < len; ++j) sc[j] *= inv[r];
+            kernels::KvAccumulate(v_type, src, B, D, len, sc, out);
+            continue;
+          }
+          AccumulateValues(out, vals, D, len, sc, inv[r]);
         }
       }
     }
@@ -297,6 +385,7 @@ Status Forward::Run(const ForwardBatch& batch, std::vector<float>* logits) {
     if (t.token < 0 || t.token >= V) return InvalidArgument(fmt::format("forward: token id {} outside the vocabulary of {}", t.token, V));
   }
   KVSTACK_RETURN_IF_ERROR(PlanResiduals(batch));
+  PlanAttention(batch);
   x_.resize(n * E);
   xn_.resize(n * E);
   q_.resize(n * H * D);

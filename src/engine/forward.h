@@ -68,6 +68,8 @@ class Forward {
  private:
   void EmbedTokens(const ForwardBatch& batch);
   void Attention(const ForwardBatch& batch, int layer);
+  // Cuts the batch into attention items (attention_items_), once per pass.
+  void PlanAttention(const ForwardBatch& batch);
   void StoreKv(const ForwardBatch& batch, int layer);
   // Quantized parts: residual rows, and whole blocks once full.
   void StoreQuantizedKv(const ForwardBatch& batch, int layer, KvPart part);
@@ -95,6 +97,16 @@ class Forward {
   // Where one head of one of a table's blocks starts in stage_.
   size_t StageOffset(size_t table, int32_t block, KvPart part, int kv_head) const;
   bool residual_ = false;  // K or V quantized: stores go through residuals
+  // Attention's unit of work: tokens [token_begin, token_end) of the batch,
+  // one table's and at most kAttentionTile of them, with query heads
+  // [head_begin, head_end) of one KV head's group; each block of K and V is
+  // widened once per item instead of once per token and head.
+  static constexpr size_t kAttentionTile = 32;
+  struct AttentionItem {
+    size_t token_begin, token_end;
+    int head_begin, head_end;
+  };
+  std::vector<AttentionItem> attention_items_;
   // Scratch, sized to the largest batch seen.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_, out_rows_;
   std::vector<float> block_rows_;  // one head of a block being quantized

@@ -3,6 +3,8 @@
 // f16 rows. The contract checked here, under random chunkings: a block's
 // bytes, the residual's rows and the logits of every position do not depend
 // on how the tokens were batched, and a fork continues its parent's block.
+// (Attention works on tiles of a sequence's tokens; each token's arithmetic
+// is its own, so float KV is held to the same invariance.)
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -120,7 +122,11 @@ INSTANTIATE_TEST_SUITE_P(Types, KvResidualTest,
                                            std::pair{KvDType::kInt4, KvDType::kInt4},
                                            std::pair{KvDType::kFp8E4M3, KvDType::kFp8E4M3},
                                            std::pair{KvDType::kInt8, KvDType::kF16},
-                                           std::pair{KvDType::kF16, KvDType::kInt4}),
+                                           std::pair{KvDType::kF16, KvDType::kInt4},
+                                           // Float KV has no residual; its attention is tiled
+                                           // the same way, so the same invariance holds.
+                                           std::pair{KvDType::kF16, KvDType::kF16},
+                                           std::pair{KvDType::kF32, KvDType::kBF16}),
                          [](const auto& info) {
                            std::string name = std::string(KvDTypeName(info.param.first)) + "_" +
                                               std::string(KvDTypeName(info.param.second));
