@@ -70,17 +70,58 @@ void ScoresFp8(const uint8_t* head, int B, int D, int G, int len, const float* q
   }
 }
 
+// The weighted sums of V over a block keep out[] in registers across the
+// tokens, up to 4 vectors of dims at a time (a token-major loop stored and
+// reloaded them after every token, which was most of a long-context decode
+// step). Each element still takes fma(w_j, v_j, out) in token order, so the
+// results are the same bits. Tokens go in runs of kTokenRun, whose weights
+// (w times the token's scale) are formed once.
+constexpr int kTokenRun = 64;
+
+// out[d0 .. d0 + n) += sum over j of ws[j] * Row(row j)[d], for n dims
+// starting at d0 of rows spaced `stride` bytes apart; Load(row + d) gives
+// kLanes values of elements d.., Scalar(row, d) one.
+template <class V, class Load, class Scalar>
+void AccumulateRun(const uint8_t* rows, int64_t stride, int d0, int n, int len, const float* ws, float* out,
+                   Load load, Scalar scalar) {
+  constexpr int L = V::kLanes;
+  int d = d0;
+  const int end = d0 + n;
+  for (; d + 4 * L <= end; d += 4 * L) {
+    typename V::F a0 = V::Load(out + d), a1 = V::Load(out + d + L), a2 = V::Load(out + d + 2 * L),
+                  a3 = V::Load(out + d + 3 * L);
+    for (int j = 0; j < len; ++j) {
+      const uint8_t* row = rows + static_cast<int64_t>(j) * stride;
+      const typename V::F wv = V::Set1(ws[j]);
+      a0 = V::Fma(wv, load(row, d), a0);
+      a1 = V::Fma(wv, load(row, d + L), a1);
+      a2 = V::Fma(wv, load(row, d + 2 * L), a2);
+      a3 = V::Fma(wv, load(row, d + 3 * L), a3);
+    }
+    V::Store(out + d, a0);
+    V::Store(out + d + L, a1);
+    V::Store(out + d + 2 * L, a2);
+    V::Store(out + d + 3 * L, a3);
+  }
+  for (; d + L <= end; d += L) {
+    typename V::F a = V::Load(out + d);
+    for (int j = 0; j < len; ++j) a = V::Fma(V::Set1(ws[j]), load(rows + static_cast<int64_t>(j) * stride, d), a);
+    V::Store(out + d, a);
+  }
+  for (; d < end; ++d) {
+    for (int j = 0; j < len; ++j) out[d] += ws[j] * scalar(rows + static_cast<int64_t>(j) * stride, d);
+  }
+}
+
 template <class V, class Row>
 void AccumulateFp8(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
   (void)B;
   (void)G;
-  constexpr int L = V::kLanes;
-  for (int j = 0; j < len; ++j) {
-    const uint8_t* row = head + static_cast<int64_t>(j) * D;
-    const typename V::F wv = V::Set1(w[j]);
-    int d = 0;
-    for (; d + L <= D; d += L) V::Store(out + d, V::Fma(wv, Row::Load(row + d), V::Load(out + d)));
-    for (; d < D; ++d) out[d] += w[j] * Row::Scalar(row + d);
+  auto load = [](const uint8_t* row, int d) { return Row::Load(row + d); };
+  auto scalar = [](const uint8_t* row, int d) { return Row::Scalar(row + d); };
+  for (int j0 = 0; j0 < len; j0 += kTokenRun) {
+    const int n = len - j0 < kTokenRun ? len - j0 : kTokenRun;
+    AccumulateRun<V>(head + static_cast<int64_t>(j0) * D, D, 0, D, n, w + j0, out, load, scalar);
   }
 }
 
@@ -118,18 +159,18 @@ void ScoresInt8Key(const uint8_t* head, int B, int D, int G, int len, const floa
 // int8 V: q[B][D], then binary16 scale[B][D/G].
 template <class V>
 void AccumulateInt8(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
-  constexpr int L = V::kLanes;
   const int groups = D / G;
   const uint8_t* scales = head + static_cast<int64_t>(B) * D;
-  for (int j = 0; j < len; ++j) {
-    const uint8_t* row = head + static_cast<int64_t>(j) * D;
+  auto load = [](const uint8_t* row, int d) { return Int8Row<V>::Load(row + d); };
+  auto scalar = [](const uint8_t* row, int d) { return Int8Row<V>::Scalar(row + d); };
+  alignas(64) float ws[kTokenRun];
+  for (int j0 = 0; j0 < len; j0 += kTokenRun) {
+    const int n = len - j0 < kTokenRun ? len - j0 : kTokenRun;
     for (int g = 0; g < groups; ++g) {
-      const float ws = w[j] * V::HalfToFloat(ReadU16(scales + (static_cast<int64_t>(j) * groups + g) * 2));
-      const typename V::F wv = V::Set1(ws);
-      int d = g * G;
-      const int end = d + G;
-      for (; d + L <= end; d += L) V::Store(out + d, V::Fma(wv, Int8Row<V>::Load(row + d), V::Load(out + d)));
-      for (; d < end; ++d) out[d] += ws * Int8Row<V>::Scalar(row + d);
+      for (int j = 0; j < n; ++j) {
+        ws[j] = w[j0 + j] * V::HalfToFloat(ReadU16(scales + (static_cast<int64_t>(j0 + j) * groups + g) * 2));
+      }
+      AccumulateRun<V>(head + static_cast<int64_t>(j0) * D, D, g * G, G, n, ws, out, load, scalar);
     }
   }
 }
@@ -149,18 +190,30 @@ void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const floa
   const float S = ReadF32(tail), U = ReadF32(tail + 4);
   const uint8_t* steps = tail + 8;
   const int8_t* offsets = reinterpret_cast<const int8_t*>(steps + half);
-  alignas(64) float qlo[kChunk], qhi[kChunk];
+  alignas(64) float qlo[kChunk], qhi[kChunk], centred[kChunk], scale_of[16];
+  for (int e = 0; e < 16; ++e) scale_of[e] = S * kInt4KeyScaleSteps[e];
   for (int j = 0; j < len; ++j) out[j] = 0;
   for (int c0 = 0; c0 < half; c0 += kChunk) {
     const int cn = half - c0 < kChunk ? half - c0 : kChunk;
-    float bias = 0, centre = 0;
     for (int i = 0; i < cn; ++i) {
       const uint8_t e = steps[c0 + i];
-      qlo[i] = q[c0 + i] * (S * kInt4KeyScaleSteps[e & 15]);
-      qhi[i] = q[half + c0 + i] * (S * kInt4KeyScaleSteps[e >> 4]);
+      qlo[i] = q[c0 + i] * scale_of[e & 15];
+      qhi[i] = q[half + c0 + i] * scale_of[e >> 4];
+      centred[i] = q[c0 + i] * (U * static_cast<float>(offsets[c0 + i])) +
+                   q[half + c0 + i] * (U * static_cast<float>(offsets[half + c0 + i]));
+    }
+    // The block's constant: the nibbles' -8 and the offsets, summed across
+    // lanes (a scalar chain of 2 adds a channel cost more than the tokens).
+    typename V::F vb = V::Zero(), vc = V::Zero();
+    int i = 0;
+    for (; i + L <= cn; i += L) {
+      vb = V::Add(vb, V::Add(V::Load(qlo + i), V::Load(qhi + i)));
+      vc = V::Add(vc, V::Load(centred + i));
+    }
+    float bias = V::ReduceAdd(vb), centre = V::ReduceAdd(vc);
+    for (; i < cn; ++i) {
       bias += qlo[i] + qhi[i];
-      centre += q[c0 + i] * (U * static_cast<float>(offsets[c0 + i])) +
-                q[half + c0 + i] * (U * static_cast<float>(offsets[half + c0 + i]));
+      centre += centred[i];
     }
     bias = bias * -8.0f + centre;
     for (int j = 0; j < len; ++j) {
@@ -179,34 +232,43 @@ void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const floa
   }
 }
 
-// int4 V: n[B][D/2] as for K, then binary16 scale[B][D/G] per token.
+// int4 V: n[B][D/2] as for K, then binary16 scale[B][D/G] per token. Byte
+// i holds element i (low nibble) and i + D/2 (high): the two halves are
+// summed as two runs over the same bytes.
 template <class V>
 void AccumulateInt4Value(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
-  constexpr int L = V::kLanes;
   const int half = D / 2, groups = D / G;
   const uint8_t* scales = head + static_cast<int64_t>(B) * half;
-  for (int j = 0; j < len; ++j) {
-    const uint8_t* row = head + static_cast<int64_t>(j) * half;
-    const uint8_t* sc = scales + static_cast<int64_t>(j) * groups * 2;
-    int i = 0;
-    while (i < half) {
-      const int glo = i / G, ghi = (i + half) / G;
-      const float wlo = w[j] * V::HalfToFloat(ReadU16(sc + 2 * glo));
-      const float whi = w[j] * V::HalfToFloat(ReadU16(sc + 2 * ghi));
-      // The run of elements sharing both groups (G divides D/2, or G = D).
-      int end = (glo + 1) * G;
+  auto load_lo = [](const uint8_t* row, int i) {
+    return V::ToFloat(V::template Sub<8>(V::template And<15>(V::LoadU8(row + i))));
+  };
+  auto load_hi = [](const uint8_t* row, int i) {
+    return V::ToFloat(V::template Sub<8>(V::template Shr<4>(V::LoadU8(row + i))));
+  };
+  auto scalar_lo = [](const uint8_t* row, int i) { return static_cast<float>((row[i] & 15) - 8); };
+  auto scalar_hi = [](const uint8_t* row, int i) { return static_cast<float>((row[i] >> 4) - 8); };
+  alignas(64) float ws[kTokenRun];
+  for (int j0 = 0; j0 < len; j0 += kTokenRun) {
+    const int n = len - j0 < kTokenRun ? len - j0 : kTokenRun;
+    const uint8_t* rows = head + static_cast<int64_t>(j0) * half;
+    // Runs of bytes whose low (and high) elements share a group: G divides
+    // D/2, or G = D (one group).
+    for (int i = 0; i < half;) {
+      int end = (i / G + 1) * G;
       if (end > half) end = half;
-      const typename V::F wl = V::Set1(wlo), wh = V::Set1(whi);
-      for (; i + L <= end; i += L) {
-        const typename V::I b = V::LoadU8(row + i);
-        V::Store(out + i, V::Fma(wl, V::ToFloat(V::template Sub<8>(V::template And<15>(b))), V::Load(out + i)));
-        V::Store(out + half + i,
-                 V::Fma(wh, V::ToFloat(V::template Sub<8>(V::template Shr<4>(b))), V::Load(out + half + i)));
+      for (int h = 0; h < 2; ++h) {
+        const int g = (i + h * half) / G;
+        for (int j = 0; j < n; ++j) {
+          ws[j] = w[j0 + j] * V::HalfToFloat(ReadU16(scales + (static_cast<int64_t>(j0 + j) * groups + g) * 2));
+        }
+        // Element i of a row is at out[i] (low) or out[half + i] (high).
+        if (h == 0) {
+          AccumulateRun<V>(rows, half, i, end - i, n, ws, out, load_lo, scalar_lo);
+        } else {
+          AccumulateRun<V>(rows, half, i, end - i, n, ws, out + half, load_hi, scalar_hi);
+        }
       }
-      for (; i < end; ++i) {
-        out[i] += wlo * static_cast<float>((row[i] & 15) - 8);
-        out[half + i] += whi * static_cast<float>((row[i] >> 4) - 8);
-      }
+      i = end;
     }
   }
 }
