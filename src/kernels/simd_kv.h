@@ -195,10 +195,22 @@ void ScoresInt4Key(const uint8_t* head, int B, int D, int G, int len, const floa
   for (int j = 0; j < len; ++j) out[j] = 0;
   for (int c0 = 0; c0 < half; c0 += kChunk) {
     const int cn = half - c0 < kChunk ? half - c0 : kChunk;
-    for (int i = 0; i < cn; ++i) {
+    int s0 = 0;
+    if constexpr (V::kHasLut16) {
+      // The channels' scales looked up 16 at a time (one permute each).
+      const typename V::F table = V::Load(scale_of);
+      for (; s0 + L <= cn; s0 += L) {
+        const typename V::I e = V::LoadU8(steps + c0 + s0);
+        V::Store(qlo + s0, V::Mul(V::Load(q + c0 + s0), V::Lut16(table, V::template And<15>(e))));
+        V::Store(qhi + s0, V::Mul(V::Load(q + half + c0 + s0), V::Lut16(table, V::template Shr<4>(e))));
+      }
+    }
+    for (int i = s0; i < cn; ++i) {
       const uint8_t e = steps[c0 + i];
       qlo[i] = q[c0 + i] * scale_of[e & 15];
       qhi[i] = q[half + c0 + i] * scale_of[e >> 4];
+    }
+    for (int i = 0; i < cn; ++i) {
       centred[i] = q[c0 + i] * (U * static_cast<float>(offsets[c0 + i])) +
                    q[half + c0 + i] * (U * static_cast<float>(offsets[half + c0 + i]));
     }
