@@ -281,11 +281,10 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
       const size_t stride = static_cast<size_t>(n_max);
       const size_t n_rows = (item.token_end - item.token_begin) * static_cast<size_t>(heads);
       scores.resize(n_rows * stride);
-      // Row r: token token_begin + r / heads, head head_begin + r % heads.
+      // Row r: token token_begin + r / heads, head head_begin + r % heads;
+      // row_at(r) is where its query and output start.
       auto token_of = [&](size_t r) -> const BatchToken& { return batch.tokens[item.token_begin + r / heads]; };
-      auto q_of = [&](size_t r) {
-        return &q_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
-      };
+      auto row_at = [&](size_t r) { return ((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D; };
       // Scores against every key of the sequence, block by block. Quantized
       // parts: a token's own block is read at f16 (staged), those below it
       // quantized.
@@ -299,7 +298,7 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
           const BatchToken& t = token_of(r);
           if (t.position < b0) continue;
           const int len = std::min(B, t.position + 1 - b0);
-          const float* q = q_of(r);
+          const float* q = &q_[row_at(r)];
           float* sc = &scores[r * stride + static_cast<size_t>(b0)];
           if (IsQuantizedKv(k_type) && t.position / B == b0 / B) {
             if (own_keys == nullptr) {
@@ -328,7 +327,7 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
           sum += sc[j];
         }
         inv[r] = static_cast<float>(1.0 / sum);
-        float* out = &attn_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
+        float* out = &attn_[row_at(r)];
         std::fill(out, out + D, 0.0f);
       }
       for (int b0 = 0; b0 < n_max; b0 += B) {
@@ -342,7 +341,7 @@ void Forward::Attention(const ForwardBatch& batch, int layer) {
           if (t.position < b0) continue;
           const int len = std::min(B, t.position + 1 - b0);
           float* sc = &scores[r * stride + static_cast<size_t>(b0)];
-          float* out = &attn_[((item.token_begin + r / heads) * H + item.head_begin + r % heads) * D];
+          float* out = &attn_[row_at(r)];
           const float* vals = values;
           if (IsQuantizedKv(v_type) && t.position / B == b0 / B) {
             if (own_values == nullptr) {

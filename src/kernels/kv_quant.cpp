@@ -196,7 +196,9 @@ void StoreInt4KeyBlock(uint8_t* head, int B, int D, const float* rows) {
   }
   float S = 0;
   for (int d = 0; d < D; ++d) {
-    for (int t = 0; t < B; ++t) need[d] = std::max(need[d], std::fabs(rows[static_cast<size_t>(t) * D + d] - offset[d]) / 7);
+    for (int t = 0; t < B; ++t) {
+      need[d] = std::max(need[d], std::fabs(rows[static_cast<size_t>(t) * D + d] - offset[d]) / 7);
+    }
     if (std::isfinite(need[d])) S = std::max(S, need[d]);
   }
   std::memcpy(tail, &S, 4);
@@ -260,8 +262,9 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, 
 }
 
 void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t B, int32_t D, const float* rows) {
-  if (type == KvDType::kInt8 && part == KvPart::kKey) return StoreInt8KeyBlock(reinterpret_cast<uint8_t*>(head), B, D, rows);
-  if (type == KvDType::kInt4 && part == KvPart::kKey) return StoreInt4KeyBlock(reinterpret_cast<uint8_t*>(head), B, D, rows);
+  uint8_t* bytes = reinterpret_cast<uint8_t*>(head);
+  if (type == KvDType::kInt8 && part == KvPart::kKey) return StoreInt8KeyBlock(bytes, B, D, rows);
+  if (type == KvDType::kInt4 && part == KvPart::kKey) return StoreInt4KeyBlock(bytes, B, D, rows);
   for (int32_t t = 0; t < B; ++t) QuantizeKvRow(type, part, head, B, D, t, rows + static_cast<size_t>(t) * D);
 }
 
