@@ -162,7 +162,6 @@ class BlockIndex {
     WorkerIndexStats stats;
   };
   void Apply(Worker& w, const IndexEvent& e);
-  void Erase(Worker& w, BlockMap::iterator it);
   void ClearTier(Worker& w, std::optional<StorageTier> tier);
   void ApplyWire(Worker& w, const WireEvent& e);
   void Account(Worker& w, const Entry& e, int sign) const;

@@ -47,11 +47,6 @@ void BlockIndex::Account(Worker& w, const Entry& e, int sign) const {
   if (e.predicted_until != 0) w.stats.predicted += sign;
 }
 
-void BlockIndex::Erase(Worker& w, BlockMap::iterator it) {
-  Account(w, it->second, -1);
-  w.blocks.erase(it);
-}
-
 void BlockIndex::ClearTier(Worker& w, std::optional<StorageTier> tier) {
   const uint8_t mask = tier ? Bit(*tier) : kAllTiers;
   for (auto it = w.blocks.begin(); it != w.blocks.end();) {

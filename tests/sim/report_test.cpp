@@ -1,5 +1,6 @@
 // The HTML report: self-contained, and every chart rendered with data in a
-// real headless Chromium (skipped when /usr/bin/chromium is absent). Also the
+// real headless Chromium (a missing requirement when /usr/bin/chromium is
+// absent: skipped locally, a failure under CI=true). Also the
 // `kvstack sim` CLI end to end.
 #include <unistd.h>
 
@@ -66,7 +67,7 @@ TEST(HtmlReportTest, SelfContainedWithFourCharts) {
 
 TEST(HtmlReportTest, ChromiumRendersEveryChartWithData) {
   const char* chromium = "/usr/bin/chromium";
-  if (::access(chromium, X_OK) != 0) KVSTACK_SKIP_MISSING() << "no " << chromium << ": the headless rendering check is skipped";
+  if (::access(chromium, X_OK) != 0) KVSTACK_SKIP_MISSING() << "no " << chromium << ": the headless rendering check cannot run";
   testing::FixedCost cost;
   SimOptions o;
   o.block_size = 4;
