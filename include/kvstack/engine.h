@@ -217,6 +217,10 @@ class Engine {
   // Batches run so far (steps that computed something; an idle step or one
   // that only waited for tier reads is not one).
   uint64_t batches() const;
+  // Wall time of each of those batches' Step calls, in seconds (planning,
+  // the forward pass, sampling): what `kvstack sim --profile` models a step
+  // as, measured where it runs.
+  const Histogram& step_seconds() const;
   // Bytes of activation scratch and logits the forward pass holds now (their
   // high-water mark: buffers grow to the largest batch and stay), and with
   // quantized KV each live request's f16 residual (one block: the partial

@@ -90,6 +90,8 @@ struct Engine::Impl {
   std::unique_ptr<engine::Forward> forward;
   std::unique_ptr<engine::Scheduler> scheduler;
   uint64_t batches = 0;
+  // 10 us to 10 s: a step of a small model at one end, a long prefill at the other.
+  Histogram step_seconds = Histogram::Decades125(1e-5, 10);
   bool residual_needed = false;  // quantized K or V: each request keeps a KvResidual
   std::map<RequestId, LiveRequest> live;  // by internal id (one per choice)
   std::map<RequestId, int32_t> open_choices;  // by client id: choices not finished
@@ -394,6 +396,7 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
   }
   m.cancelled.clear();
 
+  const Micros step_start = m.clock->Now();
   const std::vector<engine::ScheduledChunk> plan = m.scheduler->Schedule();
   if (plan.empty()) {
     // Only tier reads in flight: let the I/O threads run.
@@ -458,6 +461,7 @@ Status Engine::Step(std::vector<GenerationEvent>* events) {
       m.SampleChoice(choices[i], last, i == 0 ? std::move(prompt_scores) : std::vector<PositionLogprobs>{}, events);
     }
   }
+  m.step_seconds.Observe(double(m.clock->Now() - step_start) / 1e6);
   return Status::Ok();
 }
 
@@ -467,6 +471,7 @@ KvCache& Engine::cache() { return *impl_->cache; }
 const EngineInfo& Engine::info() const { return impl_->info; }
 uint64_t Engine::preemptions() const { return impl_->scheduler->stats().preemptions; }
 uint64_t Engine::batches() const { return impl_->batches; }
+const Histogram& Engine::step_seconds() const { return impl_->step_seconds; }
 Result<int32_t> Engine::PrefetchSession(const std::string& session_id) {
   Impl& m = *impl_;
   if (!m.onboarder) return FailedPrecondition("prefetch needs tiers below the device pool (none configured)");

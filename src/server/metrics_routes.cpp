@@ -43,6 +43,7 @@ namespace {
 struct EngineSnapshot {
   CacheMetrics cache;
   uint64_t preemptions = 0;
+  Histogram step_seconds = Histogram::Decades125(1e-5, 10);
   std::optional<TierChainMetrics> tiers;  // none without tiers
   OnboardMetrics onboard;
   std::map<std::string, PrefixCounters> tenants;  // cache.by_tenant by label, capped
@@ -222,6 +223,9 @@ std::string Render(const ServerContext& ctx, const EngineSnapshot& s, const Metr
   out.Family("kvstack_inter_token_latency_seconds", "histogram",
              "Per request, the mean time between its generated tokens, in seconds.");
   out.HistogramSamples("kvstack_inter_token_latency_seconds", {}, h.inter_token_latency_s);
+  out.Family("kvstack_engine_step_seconds", "histogram",
+             "Wall time of each engine step that computed a batch (planning, forward pass, sampling), in seconds.");
+  out.HistogramSamples("kvstack_engine_step_seconds", {}, s.step_seconds);
   out.Family("kvstack_request_prompt_tokens", "histogram", "Prompt tokens per finished request.");
   out.HistogramSamples("kvstack_request_prompt_tokens", {}, h.prompt_tokens);
   out.Family("kvstack_request_generation_tokens", "histogram", "Generated tokens per finished request.");
@@ -236,7 +240,7 @@ void AddMetricsRoutes(httplib::Server& http, ServerContext& ctx) {
   http.Get("/metrics", [&ctx](const httplib::Request& req, httplib::Response& res) {
     if (auto e = ctx.access.Check(req, Access::kMetrics)) return SendError(res, *e);
     auto snapshot = ctx.loop->Call([](Engine& e) {
-      EngineSnapshot s{.cache = e.cache().Metrics(), .preemptions = e.preemptions()};
+      EngineSnapshot s{.cache = e.cache().Metrics(), .preemptions = e.preemptions(), .step_seconds = e.step_seconds()};
       if (TierChain* t = e.tiers()) {
         s.tiers = t->Metrics();
         s.onboard = e.onboard_metrics();

@@ -109,7 +109,7 @@ TEST_F(ServeMetricsTest, ExposesPrometheusText) {
         "kvstack_num_requests_waiting gauge", "kvstack_num_preemptions_total counter", "kvstack_evictions_total counter",
         "kvstack_memory_bytes gauge", "kvstack_time_to_first_token_seconds histogram",
         "kvstack_inter_token_latency_seconds histogram", "kvstack_request_prompt_tokens histogram",
-        "kvstack_request_generation_tokens histogram"}) {
+        "kvstack_request_generation_tokens histogram", "kvstack_engine_step_seconds histogram"}) {
     EXPECT_NE(body.find(std::string("# TYPE ") + family + "\n"), std::string::npos) << family << "\n" << body;
   }
 
@@ -149,7 +149,8 @@ TEST_F(ServeMetricsTest, ExposesPrometheusText) {
   EXPECT_EQ(at("kvstack_num_requests_waiting"), 0);
 
   for (const char* h : {"kvstack_time_to_first_token_seconds", "kvstack_inter_token_latency_seconds",
-                        "kvstack_request_prompt_tokens", "kvstack_request_generation_tokens"}) {
+                        "kvstack_request_prompt_tokens", "kvstack_request_generation_tokens",
+                        "kvstack_engine_step_seconds"}) {
     const auto buckets = Buckets(body, h);
     ASSERT_GE(buckets.size(), 2u) << h;
     for (size_t i = 1; i < buckets.size(); ++i) EXPECT_GE(buckets[i].second, buckets[i - 1].second) << h;
@@ -164,6 +165,9 @@ TEST_F(ServeMetricsTest, ExposesPrometheusText) {
   }
   EXPECT_LE(at("kvstack_inter_token_latency_seconds_count"), 3);
   EXPECT_GT(at("kvstack_request_prompt_tokens_sum"), 3 * 16);
+  // The three requests ran one after another: each took a step at least.
+  EXPECT_GE(at("kvstack_engine_step_seconds_count"), 3);
+  EXPECT_GT(at("kvstack_engine_step_seconds_sum"), 0);
 
   if (!std::filesystem::exists("/usr/bin/promtool")) {
     // Every assertion above has run: a failure there still fails the test.
