@@ -57,8 +57,7 @@ void Forward::EmbedTokens(const ForwardBatch& batch) {
 }
 
 Status Forward::PlanResiduals(const ForwardBatch& batch) {
-  residual_ = KvResidual::Needed(arena_->shape());
-  if (!residual_) return Status::Ok();
+  if (!KvResidual::Needed(arena_->shape())) return Status::Ok();
   if (batch.residuals.size() != batch.tables.size()) {
     return InvalidArgument(fmt::format("forward: {} KV needs a residual per table ({} tables, {} residuals)",
                                        arena_->shape().types_name(), batch.tables.size(), batch.residuals.size()));
@@ -178,7 +177,8 @@ void Forward::PlanAttention(const ForwardBatch& batch) {
   const int H = static_cast<int>(h.n_head), KVH = static_cast<int>(h.n_head_kv);
   const int group = H / KVH;
   // Runs of one table's tokens, adjacent in the batch, cut into tiles.
-  std::vector<std::pair<size_t, size_t>> tiles;
+  std::vector<std::pair<size_t, size_t>>& tiles = attention_tiles_;
+  tiles.clear();
   for (size_t i = 0; i < batch.tokens.size();) {
     size_t j = i + 1;
     while (j < batch.tokens.size() && j - i < kAttentionTile && batch.tokens[j].table == batch.tokens[i].table &&

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "engine/kv_residual.h"
@@ -96,7 +97,6 @@ class Forward {
   size_t stage_head_ = 0;  // block_size * head_dim
   // Where one head of one of a table's blocks starts in stage_.
   size_t StageOffset(size_t table, int32_t block, KvPart part, int kv_head) const;
-  bool residual_ = false;  // K or V quantized: stores go through residuals
   // Attention's unit of work: tokens [token_begin, token_end) of the batch,
   // one table's and at most kAttentionTile of them, with query heads
   // [head_begin, head_end) of one KV head's group; each block of K and V is
@@ -107,6 +107,7 @@ class Forward {
     int head_begin, head_end;
   };
   std::vector<AttentionItem> attention_items_;
+  std::vector<std::pair<size_t, size_t>> attention_tiles_;  // PlanAttention's scratch: [begin, end) of the batch
   // Scratch, sized to the largest batch seen.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, ffn_, out_rows_;
   std::vector<float> block_rows_;  // one head of a block being quantized
