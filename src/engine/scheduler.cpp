@@ -308,7 +308,7 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
   return st;
 }
 
-void Scheduler::RunStretch(const Stretch& st, const std::function<Token(RequestId)>& sample) {
+void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
   if (st.steps < 1) return;
   steps_ += static_cast<uint64_t>(st.steps);
   if (onboarder_) onboarder_->Progress();
@@ -316,18 +316,20 @@ void Scheduler::RunStretch(const Stretch& st, const std::function<Token(RequestI
     ScheduledRequest& r = requests_.at(id);
     if (st.prompt && id == *st.prompt) {
       r.computed += static_cast<int32_t>(st.steps * st.chunk);
-    } else if (r.computed + 1 == static_cast<int32_t>(r.tokens.size())) {
-      const size_t from = r.tokens.size() - 1;  // the last known token: computed by the first step
-      const size_t in_cache = static_cast<size_t>(cache_->Info(*r.seq)->num_tokens);
-      for (int64_t i = 0; i < st.steps; ++i) r.tokens.push_back(sample(id));
-      const size_t end = from + static_cast<size_t>(st.steps);  // the last sample stays out, as after a step
-      Status s = cache_->Append(*r.seq, std::span<const Token>(r.tokens.data() + in_cache, end - in_cache));
+      Status s = cache_->MarkComputed(*r.seq, r.computed);
       KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
-      r.computed = static_cast<int32_t>(end);
-    } else {
-      continue;  // a later prompt, waiting for budget
+      continue;
     }
-    Status s = cache_->MarkComputed(*r.seq, r.computed);
+    if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;  // a later prompt, waiting for budget
+    const int64_t end = r.computed + st.steps;  // the last sample stays out, as after a step
+    sample(id, st.steps, r.tokens);
+    KVSTACK_CHECK(static_cast<int64_t>(r.tokens.size()) == end + 1, "stretch of request %lu: sampler gave %zu tokens",
+                  static_cast<unsigned long>(id), r.tokens.size());
+    r.computed = static_cast<int32_t>(end);
+    const size_t in_cache = static_cast<size_t>(cache_->Info(*r.seq)->num_tokens);
+    Status s = cache_->Append(*r.seq, std::span<const Token>(r.tokens.data() + in_cache, static_cast<size_t>(end) - in_cache));
+    KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+    s = cache_->MarkComputed(*r.seq, r.computed);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
   }
 }

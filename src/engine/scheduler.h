@@ -131,13 +131,15 @@ class Scheduler {
   // The longest stretch from here, of at most `max_steps`, that the pool
   // holds without preempting.
   Stretch PlanStretch(int64_t max_steps) const;
-  // Runs a stretch (from PlanStretch, nothing changed since) at once: the
-  // state after is what Schedule(), Computed() and AppendToken() one step at
-  // a time would have left, with each decoding request's tokens from
-  // `sample(id)` in step order (blocks held, prefix-cache content,
-  // evictions and step count alike; only the order in which blocks left the
-  // free list differs).
-  void RunStretch(const Stretch& stretch, const std::function<Token(RequestId)>& sample);
+  // Appends `count` sampled tokens to `tokens` (a request's tokens so far),
+  // in step order.
+  using Sampler = std::function<void(RequestId id, int64_t count, std::vector<Token>& tokens)>;
+  // Runs a stretch (from PlanStretch, nothing changed since) at once, one
+  // Sampler call per decoding request: the state after is what Schedule(),
+  // Computed() and AppendToken() one step at a time would have left (blocks
+  // held, prefix-cache content, evictions, tokens and step count alike; only
+  // the order in which blocks left the free list differs).
+  void RunStretch(const Stretch& stretch, const Sampler& sample);
 
   // Admission order (the order Schedule() serves them in).
   const std::vector<RequestId>& running() const { return running_; }

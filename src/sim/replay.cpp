@@ -79,7 +79,11 @@ struct Instance {
     std::vector<engine::RequestId> decoding;
   };
   std::optional<Pending> pending;
-  bool busy() const { return pending.has_value() || scheduler->HasWork(); }
+  // Arrivals routed here that the scheduler has not been handed yet, in
+  // arrival order (see Replay::Feed): a backlog costs a trace index each,
+  // not a prompt's tokens.
+  std::deque<size_t> backlog;
+  bool busy() const { return pending.has_value() || !backlog.empty() || scheduler->HasWork(); }
   int32_t admitted() const { return static_cast<int32_t>(live.size()) - waiting; }
 };
 
@@ -207,6 +211,10 @@ class Replay {
   }
 
   int32_t InputTokens(const TraceRequest& r) const { return std::max(1, r.input_tokens); }
+  // How many tokens Tokens() gives, without making them.
+  static int32_t PromptTokens(const TraceRequest& r) {
+    return r.tokens.empty() ? std::max(1, r.input_tokens) : static_cast<int32_t>(r.tokens.size());
+  }
 
   void Tokens(size_t index, std::vector<Token>* out) {
     const TraceRequest& r = trace_.requests[index];
@@ -283,25 +291,48 @@ class Replay {
       return;
     }
     if (!in.busy()) in.now = std::max(in.now, ta);
-    engine::ScheduledRequest q;
-    q.id = index;
-    Tokens(index, &q.tokens);
-    q.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
-    q.priority = r.request_priority;  // preemption order, as the engine's request priority
-    for (const TracePriorityRange& range : r.ranges) {
-      const int32_t end = std::min<int32_t>(range.end, static_cast<int32_t>(q.tokens.size()));
-      if (range.begin < end) q.retention.ranges.push_back({{range.begin, end}, range.priority, std::nullopt});
-    }
-    const int32_t prompt_blocks = static_cast<int32_t>(q.tokens.size()) / bs;
-    SetClock(in);
-    if (Status s = in.scheduler->Add(std::move(q)); !s.ok()) {
-      ++rejected_;
-      if (o_.clients > 0) free_clients_.push(ta);
-      return;
-    }
-    in.live.emplace(index, Live{.index = index, .output = output, .prompt_blocks = prompt_blocks, .arrival_s = ta});
-    in.waiting_blocks += prompt_blocks;
+    in.live.emplace(index, Live{.index = index,
+                                .output = output,
+                                .prompt_blocks = PromptTokens(r) / bs,
+                                .arrival_s = ta});
+    in.waiting_blocks += in.live.at(index).prompt_blocks;
     ++in.waiting;
+    in.backlog.push_back(index);
+    Feed(in);
+  }
+
+  // Hands the scheduler queued arrivals while its waiting queue is shorter
+  // than one step can admit (max_running) plus one. A step admits in queue
+  // order and stops at the first request that does not fit, so it never
+  // reaches past that many: the scheduler decides exactly as if it had been
+  // handed every arrival at once, without holding a backlog's prompts.
+  // With lower tiers every arrival is handed over at once, as the engine
+  // does, because queueing is what prefetches a request's blocks.
+  void Feed(Instance& in) {
+    const size_t enough = in.tiers ? SIZE_MAX : static_cast<size_t>(o_.max_batch) + 1;
+    while (!in.backlog.empty() && in.scheduler->waiting().size() < enough) {
+      const size_t index = in.backlog.front();
+      in.backlog.pop_front();
+      const TraceRequest& r = trace_.requests[index];
+      engine::ScheduledRequest q;
+      q.id = index;
+      Tokens(index, &q.tokens);
+      q.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
+      q.priority = r.request_priority;  // preemption order, as the engine's request priority
+      for (const TracePriorityRange& range : r.ranges) {
+        const int32_t end = std::min<int32_t>(range.end, static_cast<int32_t>(q.tokens.size()));
+        if (range.begin < end) q.retention.ranges.push_back({{range.begin, end}, range.priority, std::nullopt});
+      }
+      SetClock(in);
+      if (Status s = in.scheduler->Add(std::move(q)); !s.ok()) {
+        const Live& l = in.live.at(index);
+        in.waiting_blocks -= l.prompt_blocks;
+        --in.waiting;
+        if (o_.clients > 0) free_clients_.push(l.arrival_s);
+        in.live.erase(index);
+        ++rejected_;
+      }
+    }
   }
 
   // The instance's clock follows its simulated time (never backwards).
@@ -325,6 +356,7 @@ class Replay {
       return;
     }
     SetClock(in);
+    Feed(in);
     if (!sched.running().empty() && PlanStretch(in)) return;
 
     const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
@@ -445,7 +477,9 @@ class Replay {
     in.now = end;
     SetClock(in);
     engine::Scheduler& sched = *in.scheduler;
-    sched.RunStretch(st, [&](engine::RequestId id) { return Generated(in.live.at(id).index); });
+    sched.RunStretch(st, [&](engine::RequestId id, int64_t count, std::vector<Token>& tokens) {
+      tokens.insert(tokens.end(), static_cast<size_t>(count), Generated(id));  // ids are trace indices
+    });
     // For a prompt whose last token was all that was left: its first token.
     const double first_token_at = p.ends[0];
     for (engine::RequestId id : p.decoding) {
@@ -537,7 +571,7 @@ class Replay {
       s.in_use_blocks += m.in_use_blocks + m.pinned_blocks;
       s.cached_blocks += m.cached_blocks;
       s.running += st.running;
-      s.waiting += st.waiting;
+      s.waiting += st.waiting + static_cast<int32_t>(in.backlog.size());
     }
     result_.occupancy.push_back(s);
   }

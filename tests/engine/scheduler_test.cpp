@@ -347,7 +347,9 @@ TEST(SchedulerStretchTest, AStretchLeavesWhatSteppingLeaves) {
       const int64_t k = st.steps;
       if (k > 0) {
         if (st.prompt) prompt_stretches += k;
-        s.RunStretch(st, [&](RequestId id) { return NextToken(s.Find(id)->tokens); });
+        s.RunStretch(st, [&](RequestId, int64_t count, std::vector<Token>& tokens) {
+          for (int64_t i = 0; i < count; ++i) tokens.push_back(NextToken(tokens));
+        });
         steps += static_cast<int>(k);
         stretched_steps += k;
         const std::vector<RequestId> running = s.running();

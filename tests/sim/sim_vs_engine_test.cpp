@@ -142,7 +142,7 @@ Result<std::unique_ptr<::kvstack::Tier>> RamTier(size_t block_bytes, int64_t blo
   return MakeHostTier(h);
 }
 
-std::map<size_t, Outcome> RunEngine(const std::vector<Arrival>& arrivals, Totals* totals) {
+std::map<size_t, Outcome> RunEngine(const std::vector<Arrival>& arrivals, Totals* totals, bool tiers = true) {
   ManualClock clock;
   EngineOptions o;
   o.model_path = ModelPath();
@@ -153,7 +153,7 @@ std::map<size_t, Outcome> RunEngine(const std::vector<Arrival>& arrivals, Totals
   o.max_running = 6;
   o.clock = &clock;
   o.onboard_only_when_faster = false;  // the simulator's cost model says onboarding wins anyway
-  o.make_tiers = [&clock](size_t block_bytes, const std::string&) -> Result<std::unique_ptr<TierChain>> {
+  if (tiers) o.make_tiers = [&clock](size_t block_bytes, const std::string&) -> Result<std::unique_ptr<TierChain>> {
     TierChainOptions c;
     c.inline_lower_writes = true;  // as the simulator's chain: no writer thread timing
     auto host = RamTier(block_bytes, kHostBlocks, &clock, "host");
@@ -215,7 +215,7 @@ std::map<size_t, Outcome> RunEngine(const std::vector<Arrival>& arrivals, Totals
   return out;
 }
 
-std::map<size_t, Outcome> RunSim(const std::vector<Arrival>& arrivals, Totals* totals) {
+std::map<size_t, Outcome> RunSim(const std::vector<Arrival>& arrivals, Totals* totals, bool tiers = true) {
   Trace t;
   t.source = "sim-vs-engine";
   for (const Arrival& a : arrivals) {
@@ -230,8 +230,8 @@ std::map<size_t, Outcome> RunSim(const std::vector<Arrival>& arrivals, Totals* t
   SimOptions o;
   o.block_size = kBlock;
   o.device_tokens = int64_t{kDeviceBlocks} * kBlock;
-  o.host_tokens = kHostBlocks * kBlock;
-  o.disk_tokens = kLowerBlocks * kBlock;
+  o.host_tokens = tiers ? kHostBlocks * kBlock : 0;
+  o.disk_tokens = tiers ? kLowerBlocks * kBlock : 0;
   o.max_batch_tokens = 64;
   o.max_batch = 6;
   o.onboard_only_when_faster = false;
@@ -285,6 +285,41 @@ TEST(SimVsEngineTest, TheSimulatorSchedulesAndTiersRequestByRequestAsTheEngine) 
     } else {
       EXPECT_GT(engine_totals.preemptions, 0u);
     }
+  }
+}
+
+// Without tiers the simulator hands its scheduler a backlog only as far as
+// one step can admit (a queue holds no prompts it cannot reach yet): the
+// bursts here queue far deeper than that, and every decision must still be
+// the engine's, which holds its whole queue.
+TEST(SimVsEngineTest, ADeepQueueIsScheduledAsTheEngineDoesWithoutTiers) {
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    SCOPED_TRACE(::testing::Message() << "workload seed " << seed);
+    const std::vector<Arrival> arrivals = Workload(seed);
+    Totals engine_totals, sim_totals;
+    const std::map<size_t, Outcome> engine = RunEngine(arrivals, &engine_totals, /*tiers=*/false);
+    const std::map<size_t, Outcome> sim = RunSim(arrivals, &sim_totals, /*tiers=*/false);
+    ASSERT_EQ(engine.size(), arrivals.size());
+    ASSERT_EQ(sim.size(), arrivals.size());
+    for (size_t i = 0; i < arrivals.size(); ++i) {
+      EXPECT_EQ(sim.at(i), engine.at(i)) << "request " << i << " (sim, then engine); arrives at " << arrivals[i].step * 10
+                                         << " ms, prompt " << arrivals[i].prompt.size() << ", output " << arrivals[i].output;
+    }
+    EXPECT_EQ(sim_totals.preemptions, engine_totals.preemptions);
+    EXPECT_GT(engine_totals.preemptions, 0u);
+    // Requests between arrival and first token at once: at most 6 of them
+    // run (max_running), so more than 6 + 7 means the engine's queue was
+    // deeper than the 7 (max_running + 1) the simulator hands over.
+    size_t deepest = 0;
+    for (size_t i = 0; i < arrivals.size(); ++i) {
+      const int64_t t = arrivals[i].step * 10;
+      size_t in_flight = 0;
+      for (size_t j = 0; j < arrivals.size(); ++j) {
+        in_flight += arrivals[j].step * 10 <= t && engine.at(j).first_token_ms > t;
+      }
+      deepest = std::max(deepest, in_flight);
+    }
+    EXPECT_GT(deepest, 13u);
   }
 }
 
