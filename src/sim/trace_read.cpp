@@ -1,6 +1,7 @@
 // Trace readers: Mooncake JSONL, Azure CSV and kvstack JSONL.
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <string>
@@ -167,9 +168,9 @@ Result<TraceRequest> ParseKvstack(const json& j, Trace* trace) {
   return r;
 }
 
-// "2023-11-16 18:17:03.9799600" -> microseconds since midnight plus days. Only
-// differences matter, so a day count from the month start suffices for traces
-// that stay within one month.
+// "2023-11-16 18:17:03.9799600" -> microseconds since 1970-01-01 (UTC or
+// not: only differences matter). Whole calendar dates, so a trace may cross
+// a month or a year; a date that does not exist (2023-02-29) is an error.
 Result<Micros> ParseAzureTime(std::string_view s) {
   int y, mo, d, h, mi;
   double sec;
@@ -179,10 +180,15 @@ Result<Micros> ParseAzureTime(std::string_view s) {
   }
   // Out-of-range fields would make arrival times overflow (found by
   // fuzz/trace_fuzz.cpp: seconds of 28 digits).
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || !(sec >= 0 && sec < 61)) {
+  if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+      !(sec >= 0 && sec < 61)) {
     return InvalidArgument(fmt::format("TIMESTAMP \"{}\": a field is out of range", s));
   }
-  const double total = ((d * 24.0 + h) * 60.0 + mi) * 60.0 + sec;
+  const std::chrono::year_month_day date{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(mo)},
+                                         std::chrono::day{static_cast<unsigned>(d)}};
+  if (!date.ok()) return InvalidArgument(fmt::format("TIMESTAMP \"{}\": no such date", s));
+  const double days = static_cast<double>(std::chrono::sys_days{date}.time_since_epoch().count());
+  const double total = ((days * 24.0 + h) * 60.0 + mi) * 60.0 + sec;
   return static_cast<Micros>(std::llround(total * 1e6));
 }
 

@@ -94,6 +94,29 @@ TEST_F(TraceTest, ReadsAzure) {
   EXPECT_NE(h.status().message().find("out of range"), std::string::npos) << h.status().message();
 }
 
+// Arrivals are calendar time: a trace may run past the end of a month or a
+// year, and a date that does not exist is refused.
+TEST_F(TraceTest, AzureArrivalsCrossMonthsAndYears) {
+  const fs::path p = Write("months.csv",
+                           "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                           "2023-11-30 23:59:59.5000000,10,1\n"
+                           "2023-12-01 00:00:00.2500000,10,1\n"
+                           "2024-01-01 00:00:01.5000000,10,1\n"
+                           "2024-02-29 00:00:01.5000000,10,1\n");
+  auto t = ReadTrace(p, TraceFormat::kAzure);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  ASSERT_EQ(t->requests.size(), 4u);
+  EXPECT_EQ(t->requests[1].arrival_us, 750'000);
+  const Micros day = Micros{86'400} * 1'000'000;
+  EXPECT_EQ(t->requests[2].arrival_us, 31 * day + 2'000'000);  // December's 31 days, 0.5 s before, 1.5 s after
+  EXPECT_EQ(t->requests[3].arrival_us, 90 * day + 2'000'000);  // + January's 31 and February 1-28's
+  const fs::path bad = Write("feb29.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-02-29 10:00:00.0,1,1\n");
+  auto b = ReadTrace(bad, TraceFormat::kAzure);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("feb29.csv:2: TIMESTAMP \"2023-02-29 10:00:00.0\": no such date"), std::string::npos)
+      << b.status().message();
+}
+
 // With an origin, t_ms counts from it (an arrival before it is written as
 // 0) and the header records it, so traces written by several servers can be
 // put on one time line.
