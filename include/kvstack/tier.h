@@ -178,6 +178,13 @@ class Tier {
   // reports nothing.
   virtual void SetRemovalListener(std::function<void(const BlockHash&)> listener) { (void)listener; }
 
+  // Calls `held` for every block the tier holds now (a remote tier: the ones
+  // this process knows of, as Contains() does; a disk tier: those found at
+  // open among them), with its priority. Under the tier's lock, as removals
+  // are reported: `held` must be quick and must not call back into the tier.
+  // The default tier lists nothing.
+  virtual void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const { (void)held; }
+
   // Verifies the tier's index (see BlockPool::CheckInvariants) and its own
   // bookkeeping; the first violation is returned as Internal.
   virtual Status CheckInvariants() const = 0;

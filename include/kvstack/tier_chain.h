@@ -173,8 +173,11 @@ class TierChain {
 
   TierChainMetrics Metrics() const;
 
-  // Attaches a listener (nullptr detaches it); from any thread. Blocks the
-  // tiers held before it was attached are not reported.
+  // Attaches a listener (nullptr detaches it); from any thread. It first
+  // hears every block the tiers hold now as stored (a disk tier's blocks from
+  // an earlier run among them), then every change: each tier's listing is
+  // taken under the lock its removals are reported under, after its removal
+  // listener is attached, so no removal falls between the two.
   void SetListener(std::shared_ptr<TierChainListener> listener);
 
  private:

@@ -123,6 +123,10 @@ class DiskTier final : public Tier {
     index_->set_on_forget(std::move(listener));
   }
 
+  void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const override {
+    ForEachHeldLocked(mu_, *index_, held);
+  }
+
   TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
 
   Status CheckInvariants() const override {

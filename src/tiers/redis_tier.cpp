@@ -294,6 +294,10 @@ class RedisTier final : public Tier {
     index_->set_on_forget(std::move(listener));
   }
 
+  void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const override {
+    ForEachHeldLocked(mu_, *index_, held);
+  }
+
   TierMetrics Metrics() const override {
     TierMetrics m = MetricsLocked(mu_, *index_, stats_);
     const size_t n = topology_->node_count();

@@ -102,6 +102,19 @@ Status TierIndex::CheckInvariants() const {
   return Status::Ok();
 }
 
+void TierIndex::ForEach(const std::function<void(const BlockHash&, Priority)>& fn) const {
+  for (int32_t slot = 0; slot < pool_->num_blocks(); ++slot) {
+    const BlockMeta& m = pool_->meta(slot);
+    if (m.state != BlockState::kFree && !m.hash.IsZero()) fn(m.hash, m.priority);
+  }
+}
+
+void ForEachHeldLocked(std::mutex& mu, const TierIndex& index,
+                       const std::function<void(const BlockHash&, Priority)>& fn) {
+  std::lock_guard<std::mutex> lock(mu);
+  index.ForEach(fn);
+}
+
 void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash) {
   std::lock_guard<std::mutex> lock(mu);
   if (auto slot = index.Find(hash)) index.Remove(*slot);

@@ -62,6 +62,9 @@ class TierIndex : private BlockPoolObserver {
 
   const BlockMeta& meta(int32_t slot) const { return pool_->meta(slot); }
 
+  // Calls `fn` for every indexed block (Held, or Busy with its hash).
+  void ForEach(const std::function<void(const BlockHash&, Priority)>& fn) const;
+
   // Hears every hash that leaves the index, evicted or removed (the tier's
   // Tier::SetRemovalListener). Called with the tier's lock held.
   void set_on_forget(std::function<void(const BlockHash&)> on_forget) { on_forget_ = std::move(on_forget); }
@@ -91,6 +94,7 @@ class TierIndex : private BlockPoolObserver {
 // What every tier does the same way with an index guarded by `mu`: forget a
 // block (a no-op when absent), and report metrics with the blocks held now.
 void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash);
+void ForEachHeldLocked(std::mutex& mu, const TierIndex& index, const std::function<void(const BlockHash&, Priority)>& fn);
 TierMetrics MetricsLocked(std::mutex& mu, const TierIndex& index, const TierStats& stats);
 
 }  // namespace kvstack::tiers_internal

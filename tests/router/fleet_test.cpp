@@ -8,7 +8,10 @@
 // rebuilds its index from the snapshots.
 #include <signal.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -303,6 +306,55 @@ TEST_F(FleetTest, HostTierBlocksReachTheRouterIndexAsCpuBlocks) {
   const Answer back = Complete(*router, Prompt(100));
   EXPECT_EQ(back.status, 200);
   EXPECT_GT(back.cached, 0) << back.body;
+}
+
+// A worker restarted over its disk tier holds the blocks of its earlier run
+// there; its fresh start clears subscribers (AllBlocksCleared), so it must
+// announce them again: its snapshot lists them from the start, and a router
+// indexes them as DISK blocks before any request.
+TEST_F(FleetTest, DiskBlocksOfAnEarlierRunReachTheRouterAfterARestart) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("kvstack-fleet-disk-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const std::vector<std::string> args = {
+      "--model", model_, "--threads", "1", "--block-size", std::to_string(kBlock), "--kv-memory", "200KiB",
+      "--host-tier", "100KiB", "--disk-tier", dir.string(), "--disk-tier-size", "8MiB", "--offload-min-priority", "0",
+      "--kv-events", "tcp://127.0.0.1:*", "--kv-events-replay", "tcp://127.0.0.1:*"};
+  const auto disk_blocks = [](ServeProcess& w) -> int64_t {
+    const nlohmann::json snap = GetJson(*w.Client(), "/v1/cache/blocks").body;
+    return snap.is_object() && snap["tiers"].contains("DISK") ? static_cast<int64_t>(snap["tiers"]["DISK"].size()) : 0;
+  };
+  {
+    ServeProcess first(args);
+    ASSERT_TRUE(first.ok()) << first.error();
+    for (int p = 0; p < 12; ++p) {
+      nlohmann::json body = {{"prompt", Prompt(200 + p)}, {"max_tokens", 4}, {"temperature", 0}};
+      ASSERT_EQ(PostJson(*first.Client(), "/v1/completions", body).status, 200);
+    }
+    int64_t written = 0;
+    for (int i = 0; i < 400 && written == 0; ++i) {
+      written = disk_blocks(first);
+      if (written == 0) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ASSERT_GT(written, 0) << "nothing reached the disk tier";
+    first.Signal(SIGTERM);
+    ASSERT_EQ(first.WaitExit(std::chrono::seconds(30)), std::optional<int>(0));
+  }
+  workers_.push_back(std::make_unique<ServeProcess>(args));
+  ASSERT_TRUE(workers_.back()->ok()) << workers_.back()->error();
+  const int64_t listed = disk_blocks(*workers_.back());
+  EXPECT_GT(listed, 0) << "the restarted worker's snapshot lists no disk block";
+  auto router = StartRouter({"--prediction-ttl", "0"});
+  ASSERT_TRUE(router->ok());
+  int64_t indexed = -1;
+  for (int i = 0; i < 400 && indexed != listed; ++i) {
+    const nlohmann::json f = Fleet(*router);
+    indexed = f.is_object() && f["workers"][0]["blocks"].contains("DISK") ? f["workers"][0]["blocks"]["DISK"].get<int64_t>() : 0;
+    if (indexed != listed) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_EQ(indexed, listed);
+  workers_.clear();
+  std::filesystem::remove_all(dir);
 }
 
 // Workers started with a client key and an admin key: a router without the

@@ -3,12 +3,14 @@
 // storing nothing, a foreign layout refused, O_DIRECT fallback on tmpfs, and
 // a randomized model check.
 #include <gtest/gtest.h>
+
 #include <sys/vfs.h>
 
 #include <cerrno>
 #include <fstream>
 #include <linux/magic.h>
 #include <mutex>
+#include <unordered_map>
 
 #include "kvstack/tiers.h"
 #include "tier_test_util.h"
@@ -161,6 +163,11 @@ TEST_F(DiskTierTest, RestartReindexesAndServesHits) {
   auto t = Open();
   const TierMetrics m = t->Metrics();
   EXPECT_EQ(m.blocks, 7);
+  // What a listener attached now is told the tier holds (TierChain::SetListener).
+  std::unordered_map<BlockHash, Priority> listed;
+  t->ForEachHeld([&](const BlockHash& h, Priority p) { EXPECT_TRUE(listed.emplace(h, p).second); });
+  ASSERT_EQ(listed.size(), 7u);
+  for (uint64_t k = 0; k < 7; ++k) EXPECT_EQ(listed[H(k)], static_cast<Priority>(40 + k)) << k;
   for (uint64_t k = 0; k < 7; ++k) {
     EXPECT_TRUE(t->Contains(H(k)));
     auto got = GetOne(*t, k);

@@ -185,6 +185,17 @@ TEST(TierChainTest, ListenerHearsEveryStoreAndEvictionOfEveryTier) {
   }
   EXPECT_GT(listener->stored, 100);
   EXPECT_GT(listener->removed, 100);
+  // A listener attached late (a restarted subscriber) is first told what the
+  // tiers hold now.
+  c->Flush();
+  auto late = std::make_shared<RecordingListener>();
+  c->SetListener(late);
+  for (int t = 0; t < 2; ++t) {
+    EXPECT_FALSE(late->held[t].empty()) << "tier " << t;
+    for (uint64_t j = 1; j <= 24; ++j) {
+      EXPECT_EQ(c->tier(t).Contains(H(j)), late->held[t].count(H(j)) == 1) << "late listener, tier " << t << " block " << j;
+    }
+  }
   c->SetListener(nullptr);
   const int stored = listener->stored;
   auto b = Bytes(kBytes, 99);
