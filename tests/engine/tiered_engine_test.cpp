@@ -9,15 +9,20 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <optional>
 #include <random>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <thread>
 
 #include "kvstack/engine.h"
 #include "kvstack/model_gen.h"
 #include "kvstack/tier_chain.h"
 #include "kvstack/tiers.h"
+#include "tiers/op_state.h"
 #include "tiers/redis_server.h"
 #include "common/requirement.h"
 
@@ -54,8 +59,87 @@ const std::string& ModelPath() {
   return path;
 }
 
+// A RAM tier whose reads land late: each Get is answered on a thread of its
+// own after `delay`, bytes written into the destinations only then, so an
+// engine that reused a destination before the read finished would have its
+// KV overwritten under it.
+class SlowTier final : public Tier {
+ public:
+  SlowTier(std::unique_ptr<Tier> inner, std::chrono::microseconds delay)
+      : inner_(std::move(inner)), delay_(delay), worker_([this] { Run(); }) {}
+  ~SlowTier() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+  std::string_view name() const override { return "slow"; }
+  size_t bytes_per_block() const override { return inner_->bytes_per_block(); }
+  int64_t capacity_blocks() const override { return inner_->capacity_blocks(); }
+  bool Contains(const BlockHash& hash) const override { return inner_->Contains(hash); }
+  TierFuture Put(std::span<const TierPut> blocks) override { return inner_->Put(blocks); }
+  TierFuture Lookup(std::span<const BlockHash> hashes) override { return inner_->Lookup(hashes); }
+  TierFuture Get(std::span<const TierGet> blocks) override {
+    auto state = std::make_shared<tiers_internal::OpState>(blocks.size());
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back({std::vector<TierGet>(blocks.begin(), blocks.end()), state});
+    }
+    cv_.notify_all();
+    return TierFuture(state);
+  }
+  void Remove(const BlockHash& hash) override { inner_->Remove(hash); }
+  TierMetrics Metrics() const override { return inner_->Metrics(); }
+  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
+    inner_->SetRemovalListener(std::move(listener));
+  }
+  Status CheckInvariants() const override { return inner_->CheckInvariants(); }
+
+ private:
+  struct Job {
+    std::vector<TierGet> gets;
+    std::shared_ptr<tiers_internal::OpState> state;
+  };
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      std::this_thread::sleep_for(delay_);
+      // Read into scratch, then copy: the destinations change only now.
+      std::vector<std::byte> scratch(job.gets.size() * bytes_per_block());
+      std::vector<TierGet> into;
+      for (size_t i = 0; i < job.gets.size(); ++i) {
+        into.push_back({job.gets[i].hash, std::span(scratch).subspan(i * bytes_per_block(), bytes_per_block())});
+      }
+      TierFuture f = inner_->Get(into);
+      f.Wait();
+      for (size_t i = 0; i < job.gets.size(); ++i) {
+        if (!f.ok(i)) continue;
+        std::copy_n(into[i].dest.data(), bytes_per_block(), job.gets[i].dest.data());
+        job.state->ok[i] = 1;
+      }
+      job.state->Finish();
+      lock.lock();
+    }
+  }
+  std::unique_ptr<Tier> inner_;
+  const std::chrono::microseconds delay_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;  // GUARDED_BY(mu_)
+  bool stop_ = false;      // GUARDED_BY(mu_)
+  std::thread worker_;
+};
+
 struct TierSetup {
   int64_t host_blocks = 0;  // 0: no host tier
+  int64_t slow_blocks = 0;  // 0: none; else a SlowTier (RAM, reads 2 ms late) below the host tier
   std::string disk_dir;     // "": no disk tier
   uint64_t disk_bytes = 8 << 20;
   int redis_port = 0;       // 0: no Redis tier
@@ -84,6 +168,11 @@ std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks
         auto host = MakeHostTier({.bytes_per_block = block_bytes, .capacity_blocks = t.host_blocks});
         if (!host.ok()) return host.status();
         c.tiers.push_back(std::move(host).value());
+      }
+      if (t.slow_blocks > 0) {
+        auto ram = MakeHostTier({.bytes_per_block = block_bytes, .capacity_blocks = t.slow_blocks});
+        if (!ram.ok()) return ram.status();
+        c.tiers.push_back(std::make_unique<SlowTier>(std::move(ram).value(), std::chrono::milliseconds(2)));
       }
       if (!t.disk_dir.empty()) {
         DiskTierOptions d;
@@ -206,6 +295,78 @@ TEST(TieredEngineTest, ThousandRequestsEqualWithTiersOnAndOff) {
   const TierChainMetrics chain = tiered->tiers()->Metrics();
   ASSERT_EQ(chain.tiers.size(), 2u);
   EXPECT_GT(chain.tiers[0].hits, 0u);
+}
+
+// Requests cancelled between steps, among them some whose blocks are still
+// coming up from a slow tier (admitted, waiting for reads into their device
+// blocks, which land 2 ms late): a cancelled read must finish before its
+// blocks are reused, or its late bytes overwrite another request's KV. Every request left runs as it would
+// without tiers, and the same engine then serves the whole set again
+// exactly, from blocks the abandoned reads had been writing into.
+TEST(TieredEngineTest, RequestsCancelledWhileTheirBlocksComeUpLeaveEveryOtherOutputExact) {
+  const auto prompts = MakePrompts(240, 20261206);
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 32);
+  ASSERT_TRUE(plain);
+  const auto expected = RunPrompts(*plain, prompts, 6, &failures);
+  ASSERT_EQ(failures, 0);
+
+  TierSetup tiers{.host_blocks = 1, .slow_blocks = 256};
+  auto e = MakeEngine(&tiers, 32);
+  ASSERT_TRUE(e);
+  std::vector<std::vector<Token>> out(prompts.size());
+  std::vector<bool> cancelled(prompts.size(), false);
+  std::map<RequestId, size_t> live;
+  size_t next = 0;
+  std::vector<GenerationEvent> events;
+  for (int guard = 0; next < prompts.size() || !live.empty(); ++guard) {
+    ASSERT_LT(guard, 200000) << "no progress";
+    while (next < prompts.size() && live.size() < 6) {
+      GenerationRequest r;
+      r.prompt = prompts[next];
+      r.sampling.max_tokens = 16;
+      r.ignore_eos = true;
+      auto id = e->Submit(std::move(r));
+      ASSERT_TRUE(id.ok()) << id.status().ToString();
+      live[*id] = next++;
+    }
+    events.clear();
+    ASSERT_TRUE(e->Step(&events).ok());
+    for (const GenerationEvent& ev : events) {
+      const size_t i = live.at(ev.id);
+      out[i].insert(out[i].end(), ev.tokens.begin(), ev.tokens.end());
+      if (ev.finish == FinishReason::kNone) continue;
+      EXPECT_EQ(ev.finish, cancelled[i] ? FinishReason::kCancelled : FinishReason::kLength) << "request " << i;
+      live.erase(ev.id);
+    }
+    // Every third request that has no token yet is cancelled now: queued,
+    // computing its prompt, or waiting for its blocks to arrive.
+    for (const auto& [id, i] : live) {
+      if (i % 3 == 0 && !cancelled[i] && out[i].empty()) {
+        ASSERT_TRUE(e->Cancel(id).ok());
+        cancelled[i] = true;
+      }
+    }
+  }
+  ASSERT_TRUE(e->cache().CheckInvariants().ok());
+  int kept = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (cancelled[i]) continue;
+    ++kept;
+    ASSERT_EQ(out[i], expected[i]) << "request " << i;
+  }
+  EXPECT_GT(kept, 100);
+  const OnboardMetrics m = e->onboard_metrics();
+  // Admissions that fetched blocks, against those whose fetch was polled to
+  // the end: the rest were abandoned with their reads.
+  EXPECT_GT(m.onboard_requests, m.wait_us.count()) << "no request was cancelled while its blocks came up";
+  std::cerr << m.onboard_requests - m.wait_us.count() << " of " << m.onboard_requests
+            << " admissions that fetched blocks were cancelled before their blocks arrived\n";
+  EXPECT_GT(m.onboarded_blocks, 0u);
+
+  const auto again = RunPrompts(*e, prompts, 6, &failures);
+  ASSERT_EQ(failures, 0);
+  for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(again[i], expected[i]) << "request " << i << ", second pass";
 }
 
 // The same with int8 KV blocks (scales inside each block): tiers move a
