@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -226,9 +227,15 @@ std::vector<std::vector<Token>> MakePrompts(int n, uint64_t seed) {
 
 // Runs every prompt to completion, at most `concurrency` in flight, in order.
 // Returns each prompt's generated tokens; counts requests that failed.
+// `cancel`, when given, is asked after every step about each request that
+// has no token yet; those it names are cancelled then (finishing as
+// cancelled is then no failure) and `cancelled` marks them.
 std::vector<std::vector<Token>> RunPrompts(Engine& e, const std::vector<std::vector<Token>>& prompts, int concurrency,
-                                           int* failures, std::vector<RequestMetrics>* metrics = nullptr) {
+                                           int* failures, std::vector<RequestMetrics>* metrics = nullptr,
+                                           const std::function<bool(size_t)>& cancel = {},
+                                           std::vector<bool>* cancelled = nullptr) {
   std::vector<std::vector<Token>> out(prompts.size());
+  std::vector<bool> gone(prompts.size(), false);
   if (metrics) metrics->assign(prompts.size(), RequestMetrics{});
   std::map<RequestId, size_t> live;
   size_t next = 0;
@@ -258,11 +265,18 @@ std::vector<std::vector<Token>> RunPrompts(Engine& e, const std::vector<std::vec
       const size_t i = live.at(ev.id);
       out[i].insert(out[i].end(), ev.tokens.begin(), ev.tokens.end());
       if (ev.finish == FinishReason::kNone) continue;
-      if (ev.finish != FinishReason::kLength) ++*failures;
+      if (ev.finish != (gone[i] ? FinishReason::kCancelled : FinishReason::kLength)) ++*failures;
       if (metrics) (*metrics)[i] = ev.metrics;
       live.erase(ev.id);
     }
+    if (!cancel) continue;
+    for (const auto& [id, i] : live) {
+      if (gone[i] || !out[i].empty() || !cancel(i)) continue;
+      if (!e.Cancel(id).ok()) ++*failures;
+      gone[i] = true;
+    }
   }
+  if (cancelled) *cancelled = gone;
   return out;
 }
 
@@ -300,9 +314,10 @@ TEST(TieredEngineTest, ThousandRequestsEqualWithTiersOnAndOff) {
 // Requests cancelled between steps, among them some whose blocks are still
 // coming up from a slow tier (admitted, waiting for reads into their device
 // blocks, which land 2 ms late): a cancelled read must finish before its
-// blocks are reused, or its late bytes overwrite another request's KV. Every request left runs as it would
-// without tiers, and the same engine then serves the whole set again
-// exactly, from blocks the abandoned reads had been writing into.
+// blocks are reused, or its late bytes overwrite another request's KV.
+// Every request left runs as it would without tiers, and the same engine
+// then serves the whole set again exactly, from blocks the abandoned reads
+// had been writing into.
 TEST(TieredEngineTest, RequestsCancelledWhileTheirBlocksComeUpLeaveEveryOtherOutputExact) {
   const auto prompts = MakePrompts(240, 20261206);
   int failures = 0;
@@ -314,40 +329,12 @@ TEST(TieredEngineTest, RequestsCancelledWhileTheirBlocksComeUpLeaveEveryOtherOut
   TierSetup tiers{.host_blocks = 1, .slow_blocks = 256};
   auto e = MakeEngine(&tiers, 32);
   ASSERT_TRUE(e);
-  std::vector<std::vector<Token>> out(prompts.size());
-  std::vector<bool> cancelled(prompts.size(), false);
-  std::map<RequestId, size_t> live;
-  size_t next = 0;
-  std::vector<GenerationEvent> events;
-  for (int guard = 0; next < prompts.size() || !live.empty(); ++guard) {
-    ASSERT_LT(guard, 200000) << "no progress";
-    while (next < prompts.size() && live.size() < 6) {
-      GenerationRequest r;
-      r.prompt = prompts[next];
-      r.sampling.max_tokens = 16;
-      r.ignore_eos = true;
-      auto id = e->Submit(std::move(r));
-      ASSERT_TRUE(id.ok()) << id.status().ToString();
-      live[*id] = next++;
-    }
-    events.clear();
-    ASSERT_TRUE(e->Step(&events).ok());
-    for (const GenerationEvent& ev : events) {
-      const size_t i = live.at(ev.id);
-      out[i].insert(out[i].end(), ev.tokens.begin(), ev.tokens.end());
-      if (ev.finish == FinishReason::kNone) continue;
-      EXPECT_EQ(ev.finish, cancelled[i] ? FinishReason::kCancelled : FinishReason::kLength) << "request " << i;
-      live.erase(ev.id);
-    }
-    // Every third request that has no token yet is cancelled now: queued,
-    // computing its prompt, or waiting for its blocks to arrive.
-    for (const auto& [id, i] : live) {
-      if (i % 3 == 0 && !cancelled[i] && out[i].empty()) {
-        ASSERT_TRUE(e->Cancel(id).ok());
-        cancelled[i] = true;
-      }
-    }
-  }
+  // Every third request that has no token yet is cancelled after a step:
+  // queued, computing its prompt, or waiting for its blocks to arrive.
+  std::vector<bool> cancelled;
+  const auto out =
+      RunPrompts(*e, prompts, 6, &failures, nullptr, [](size_t i) { return i % 3 == 0; }, &cancelled);
+  ASSERT_EQ(failures, 0);
   ASSERT_TRUE(e->cache().CheckInvariants().ok());
   int kept = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {

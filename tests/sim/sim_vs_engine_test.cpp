@@ -255,6 +255,16 @@ std::map<size_t, Outcome> RunSim(const std::vector<Arrival>& arrivals, Totals* t
   return out;
 }
 
+void ExpectEqualRequestByRequest(const std::vector<Arrival>& arrivals, const std::map<size_t, Outcome>& engine,
+                                 const std::map<size_t, Outcome>& sim) {
+  ASSERT_EQ(engine.size(), arrivals.size());
+  ASSERT_EQ(sim.size(), arrivals.size());
+  for (size_t i = 0; i < arrivals.size(); ++i) {
+    EXPECT_EQ(sim.at(i), engine.at(i)) << "request " << i << " (sim, then engine); arrives at " << arrivals[i].step * 10
+                                       << " ms, prompt " << arrivals[i].prompt.size() << ", output " << arrivals[i].output;
+  }
+}
+
 TEST(SimVsEngineTest, TheSimulatorSchedulesAndTiersRequestByRequestAsTheEngine) {
   for (uint64_t seed : {0, 1, 2, 3}) {
     SCOPED_TRACE(::testing::Message() << "workload seed " << seed << (seed == 0 ? " (directed: prefetch)" : ""));
@@ -262,12 +272,7 @@ TEST(SimVsEngineTest, TheSimulatorSchedulesAndTiersRequestByRequestAsTheEngine) 
     Totals engine_totals, sim_totals;
     const std::map<size_t, Outcome> engine = RunEngine(arrivals, &engine_totals);
     const std::map<size_t, Outcome> sim = RunSim(arrivals, &sim_totals);
-    ASSERT_EQ(engine.size(), arrivals.size());
-    ASSERT_EQ(sim.size(), arrivals.size());
-    for (size_t i = 0; i < arrivals.size(); ++i) {
-      EXPECT_EQ(sim.at(i), engine.at(i)) << "request " << i << " (sim, then engine); arrives at " << arrivals[i].step * 10
-                                         << " ms, prompt " << arrivals[i].prompt.size() << ", output " << arrivals[i].output;
-    }
+    ExpectEqualRequestByRequest(arrivals, engine, sim);
     EXPECT_EQ(sim_totals.preemptions, engine_totals.preemptions);
     EXPECT_EQ(sim_totals.offloaded, engine_totals.offloaded);
     EXPECT_EQ(sim_totals.onboarded, engine_totals.onboarded);
@@ -299,12 +304,8 @@ TEST(SimVsEngineTest, ADeepQueueIsScheduledAsTheEngineDoesWithoutTiers) {
     Totals engine_totals, sim_totals;
     const std::map<size_t, Outcome> engine = RunEngine(arrivals, &engine_totals, /*tiers=*/false);
     const std::map<size_t, Outcome> sim = RunSim(arrivals, &sim_totals, /*tiers=*/false);
-    ASSERT_EQ(engine.size(), arrivals.size());
-    ASSERT_EQ(sim.size(), arrivals.size());
-    for (size_t i = 0; i < arrivals.size(); ++i) {
-      EXPECT_EQ(sim.at(i), engine.at(i)) << "request " << i << " (sim, then engine); arrives at " << arrivals[i].step * 10
-                                         << " ms, prompt " << arrivals[i].prompt.size() << ", output " << arrivals[i].output;
-    }
+    ExpectEqualRequestByRequest(arrivals, engine, sim);
+    if (engine.size() != arrivals.size()) continue;
     EXPECT_EQ(sim_totals.preemptions, engine_totals.preemptions);
     EXPECT_GT(engine_totals.preemptions, 0u);
     // Requests between arrival and first token at once: at most 6 of them
