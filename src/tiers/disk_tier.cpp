@@ -39,6 +39,7 @@
 #include "tiers/disk_io.h"
 #include "tiers/fault_log.h"
 #include "tiers/op_state.h"
+#include "tiers/indexed_tier.h"
 #include "tiers/tier_index.h"
 #include "tiers/tier_stats.h"
 
@@ -77,7 +78,7 @@ struct ReadJob {
   int64_t start_us = 0;
 };
 
-class DiskTier final : public Tier {
+class DiskTier final : public IndexedTier {
  public:
   explicit DiskTier(const DiskTierOptions& o)
       : o_(o),
@@ -102,12 +103,7 @@ class DiskTier final : public Tier {
 
   std::string_view name() const override { return "disk"; }
   size_t bytes_per_block() const override { return o_.bytes_per_block; }
-  int64_t capacity_blocks() const override { return index_->capacity(); }
 
-  bool Contains(const BlockHash& hash) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return index_->Find(hash).has_value();
-  }
 
   TierFuture Put(std::span<const TierPut> blocks) override;
   TierFuture Lookup(std::span<const BlockHash> hashes) override;
@@ -116,18 +112,10 @@ class DiskTier final : public Tier {
   // Not durable: the record stays on disk until its slot is reused, and a
   // restart that finds it intact indexes it again (its bytes are still the
   // ones put under that key).
-  void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
+  void Remove(const BlockHash& hash) override { RemoveIndexed(hash); }
 
-  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    index_->set_on_forget(std::move(listener));
-  }
 
-  void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const override {
-    ForEachHeldLocked(mu_, *index_, held);
-  }
-
-  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
+  TierMetrics Metrics() const override { return IndexedMetrics(stats_); }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -178,9 +166,7 @@ class DiskTier final : public Tier {
   std::vector<AlignedBuffer> spare_;  // GUARDED_BY(spare_mu_)
   size_t spare_bytes_ = 0;            // GUARDED_BY(spare_mu_)
 
-  mutable std::mutex mu_;
   std::condition_variable work_cv_;
-  std::unique_ptr<TierIndex> index_;       // GUARDED_BY(mu_)
   std::vector<SlotIo> slot_io_;            // GUARDED_BY(mu_)
   std::vector<const std::byte*> staging_;  // GUARDED_BY(mu_): the record of a kStaged slot
   std::deque<WriteJob> writes_;            // GUARDED_BY(mu_)

@@ -10,6 +10,7 @@
 #include "kvstack/tiers.h"
 #include "tiers/aligned_buffer.h"
 #include "tiers/op_state.h"
+#include "tiers/indexed_tier.h"
 #include "tiers/tier_index.h"
 #include "tiers/tier_stats.h"
 
@@ -18,11 +19,12 @@ namespace {
 
 using tiers_internal::AlignedBuffer;
 using tiers_internal::ReadyFuture;
+using tiers_internal::IndexedTier;
 using tiers_internal::TierIndex;
 using tiers_internal::TierStats;
 using tiers_internal::WallMicros;
 
-class HostTier final : public Tier {
+class HostTier final : public IndexedTier {
  public:
   HostTier(size_t bytes_per_block, AlignedBuffer bytes, std::string name)
       : bytes_per_block_(bytes_per_block), name_(std::move(name)), bytes_(std::move(bytes)), stats_(name_) {}
@@ -37,12 +39,7 @@ class HostTier final : public Tier {
 
   std::string_view name() const override { return name_; }
   size_t bytes_per_block() const override { return bytes_per_block_; }
-  int64_t capacity_blocks() const override { return index_->capacity(); }
 
-  bool Contains(const BlockHash& hash) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return index_->Find(hash).has_value();
-  }
 
   TierFuture Put(std::span<const TierPut> blocks) override {
     const int64_t start = WallMicros();
@@ -111,18 +108,10 @@ class HostTier final : public Tier {
     return ReadyFuture(std::move(ok));
   }
 
-  void Remove(const BlockHash& hash) override { RemoveLocked(mu_, *index_, hash); }
+  void Remove(const BlockHash& hash) override { RemoveIndexed(hash); }
 
-  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    index_->set_on_forget(std::move(listener));
-  }
 
-  void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const override {
-    ForEachHeldLocked(mu_, *index_, held);
-  }
-
-  TierMetrics Metrics() const override { return MetricsLocked(mu_, *index_, stats_); }
+  TierMetrics Metrics() const override { return IndexedMetrics(stats_); }
 
   Status CheckInvariants() const override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -134,8 +123,6 @@ class HostTier final : public Tier {
 
   const size_t bytes_per_block_;
   const std::string name_;
-  mutable std::mutex mu_;
-  std::unique_ptr<TierIndex> index_;  // GUARDED_BY(mu_)
   AlignedBuffer bytes_;               // slot bytes, GUARDED_BY(mu_)
   TierStats stats_;
 };

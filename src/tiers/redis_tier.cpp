@@ -65,6 +65,7 @@
 #include "tiers/redis_slot_map.h"
 #include "tiers/redis_topology.h"
 #include "tiers/resp_round.h"
+#include "tiers/indexed_tier.h"
 #include "tiers/tier_index.h"
 #include "tiers/tier_stats.h"
 
@@ -149,7 +150,7 @@ struct Lane {
   std::thread thread;
 };
 
-class RedisTier final : public Tier {
+class RedisTier final : public IndexedTier {
  public:
   explicit RedisTier(const RedisTierOptions& o)
       : o_(o),
@@ -208,12 +209,7 @@ class RedisTier final : public Tier {
   std::string_view name() const override { return "redis"; }
   bool shared() const override { return true; }
   size_t bytes_per_block() const override { return o_.bytes_per_block; }
-  int64_t capacity_blocks() const override { return index_->capacity(); }
 
-  bool Contains(const BlockHash& hash) const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return index_->Find(hash).has_value();
-  }
 
   TierFuture Put(std::span<const TierPut> blocks) override {
     auto job = std::make_shared<Job>();
@@ -289,17 +285,9 @@ class RedisTier final : public Tier {
     lane.cv.notify_one();
   }
 
-  void SetRemovalListener(std::function<void(const BlockHash&)> listener) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    index_->set_on_forget(std::move(listener));
-  }
-
-  void ForEachHeld(const std::function<void(const BlockHash&, Priority)>& held) const override {
-    ForEachHeldLocked(mu_, *index_, held);
-  }
 
   TierMetrics Metrics() const override {
-    TierMetrics m = MetricsLocked(mu_, *index_, stats_);
+    TierMetrics m = IndexedMetrics(stats_);
     const size_t n = topology_->node_count();
     for (size_t i = 0; i < n; ++i) {
       const NodeCounters& c = node_counters_[i];
@@ -415,8 +403,6 @@ class RedisTier final : public Tier {
   std::unique_ptr<NodeCounters[]> node_counters_;  // one per node (kMaxNodes)
   std::atomic<bool> map_ok_{false};  // the last read of a cluster's slot map worked
 
-  mutable std::mutex mu_;
-  std::unique_ptr<TierIndex> index_;  // GUARDED_BY(mu_)
   bool stop_ = false;                 // GUARDED_BY(mu_)
 };
 

@@ -109,24 +109,4 @@ void TierIndex::ForEach(const std::function<void(const BlockHash&, Priority)>& f
   }
 }
 
-void ForEachHeldLocked(std::mutex& mu, const TierIndex& index,
-                       const std::function<void(const BlockHash&, Priority)>& fn) {
-  std::lock_guard<std::mutex> lock(mu);
-  index.ForEach(fn);
-}
-
-void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash) {
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto slot = index.Find(hash)) index.Remove(*slot);
-}
-
-TierMetrics MetricsLocked(std::mutex& mu, const TierIndex& index, const TierStats& stats) {
-  int64_t blocks;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    blocks = index.size();
-  }
-  return stats.Snapshot(blocks, index.capacity());
-}
-
 }  // namespace kvstack::tiers_internal

@@ -91,10 +91,4 @@ class TierIndex : private BlockPoolObserver {
   int64_t private_busy_ = 0;  // Busy slots removed while busy (no hash)
 };
 
-// What every tier does the same way with an index guarded by `mu`: forget a
-// block (a no-op when absent), and report metrics with the blocks held now.
-void RemoveLocked(std::mutex& mu, TierIndex& index, const BlockHash& hash);
-void ForEachHeldLocked(std::mutex& mu, const TierIndex& index, const std::function<void(const BlockHash&, Priority)>& fn);
-TierMetrics MetricsLocked(std::mutex& mu, const TierIndex& index, const TierStats& stats);
-
 }  // namespace kvstack::tiers_internal
