@@ -110,50 +110,49 @@ struct DotSink {
 // ---------------------------------------------------------------------------
 // Decoders, one per weight format (layouts in blocks.h).
 
-struct F32Format {
+// The formats of one value per element (f32, f16, bf16): two vectors an
+// iteration, then one, then scalars. `E` reads one value, or a vector of them.
+template <class E>
+struct ElementFormat {
   template <class V, class Sink>
   static void Decode(const uint8_t* row, int64_t n, Sink& sink) {
     constexpr int L = V::kLanes;
+    constexpr int B = E::kBytes;
     int64_t col = 0;
     for (; col + 2 * L <= n; col += 2 * L) {
-      PrefetchAhead<2 * L * 4>(row + 4 * col);
-      sink.template Put<0>(V::Load(reinterpret_cast<const float*>(row) + col), col);
-      sink.template Put<1>(V::Load(reinterpret_cast<const float*>(row) + col + L), col + L);
+      PrefetchAhead<2 * L * B>(row + B * col);
+      sink.template Put<0>(E::template Load<V>(row + B * col), col);
+      sink.template Put<1>(E::template Load<V>(row + B * (col + L)), col + L);
     }
-    for (; col + L <= n; col += L) sink.template Put<0>(V::Load(reinterpret_cast<const float*>(row) + col), col);
-    for (; col < n; ++col) sink.PutScalar(ReadF32(row + 4 * col), col);
+    for (; col + L <= n; col += L) sink.template Put<0>(E::template Load<V>(row + B * col), col);
+    for (; col < n; ++col) sink.PutScalar(E::template Scalar<V>(row + B * col), col);
   }
 };
 
-struct F16Format {
-  template <class V, class Sink>
-  static void Decode(const uint8_t* row, int64_t n, Sink& sink) {
-    constexpr int L = V::kLanes;
-    int64_t col = 0;
-    for (; col + 2 * L <= n; col += 2 * L) {
-      PrefetchAhead<2 * L * 2>(row + 2 * col);
-      sink.template Put<0>(V::LoadF16(row + 2 * col), col);
-      sink.template Put<1>(V::LoadF16(row + 2 * (col + L)), col + L);
-    }
-    for (; col + L <= n; col += L) sink.template Put<0>(V::LoadF16(row + 2 * col), col);
-    for (; col < n; ++col) sink.PutScalar(V::HalfToFloat(ReadU16(row + 2 * col)), col);
-  }
+struct F32Element {
+  static constexpr int kBytes = 4;
+  template <class V>
+  static auto Load(const uint8_t* p) { return V::Load(reinterpret_cast<const float*>(p)); }
+  template <class V>
+  static float Scalar(const uint8_t* p) { return ReadF32(p); }
 };
-
-struct Bf16Format {
-  template <class V, class Sink>
-  static void Decode(const uint8_t* row, int64_t n, Sink& sink) {
-    constexpr int L = V::kLanes;
-    int64_t col = 0;
-    for (; col + 2 * L <= n; col += 2 * L) {
-      PrefetchAhead<2 * L * 2>(row + 2 * col);
-      sink.template Put<0>(V::LoadBF16(row + 2 * col), col);
-      sink.template Put<1>(V::LoadBF16(row + 2 * (col + L)), col + L);
-    }
-    for (; col + L <= n; col += L) sink.template Put<0>(V::LoadBF16(row + 2 * col), col);
-    for (; col < n; ++col) sink.PutScalar(Bf16BitsToFloat(ReadU16(row + 2 * col)), col);
-  }
+struct F16Element {
+  static constexpr int kBytes = 2;
+  template <class V>
+  static auto Load(const uint8_t* p) { return V::LoadF16(p); }
+  template <class V>
+  static float Scalar(const uint8_t* p) { return V::HalfToFloat(ReadU16(p)); }
 };
+struct Bf16Element {
+  static constexpr int kBytes = 2;
+  template <class V>
+  static auto Load(const uint8_t* p) { return V::LoadBF16(p); }
+  template <class V>
+  static float Scalar(const uint8_t* p) { return Bf16BitsToFloat(ReadU16(p)); }
+};
+using F32Format = ElementFormat<F32Element>;
+using F16Format = ElementFormat<F16Element>;
+using Bf16Format = ElementFormat<Bf16Element>;
 
 struct Q8_0Format {
   template <class V, class Sink>
