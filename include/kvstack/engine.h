@@ -90,6 +90,9 @@ struct OnboardMetrics {
   // request was admitted: prefetch timeliness = timely / requested.
   uint64_t timely_blocks = 0;
   uint64_t recompute_chosen_blocks = 0;  // held by a tier, computed: faster than fetching
+  // Requests that ended while their reads ran, whose blocks stayed held
+  // (not reused) until the reads stopped.
+  uint64_t abandoned_fetches = 0;
   Histogram wait_us = Histogram::Decades125(10, 1e8);  // admitted requests waiting for blocks
   double recompute_tokens_per_s = 0;     // the measured prefill rate the choice used
 };

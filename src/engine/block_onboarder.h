@@ -35,16 +35,22 @@ class BlockOnboarder {
   // Starts fetching the leading blocks some tier holds (or, for a tier shared
   // with other servers, may hold), if that is faster than computing them. Returns how many leading blocks are on their way
   // (0: compute them all). REQUIRES: keys.size() == blocks.size(); the blocks
-  // stay allocated to the request until Poll() returns or Abandon().
+  // stay allocated to the request until Poll() returns, or after Abandon()
+  // until Draining() is false.
   virtual int32_t Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) = 0;
 
   // nullopt while the fetch runs; then how many leading blocks arrived with
   // their bytes verified (the rest must be computed). Forgets the fetch.
   virtual std::optional<int32_t> Poll(RequestId id) = 0;
 
-  // The request ends or is preempted mid-fetch: waits for its reads to stop
-  // writing into its blocks, then forgets it.
+  // The request ends mid-fetch. Returns at once: a read already issued (a
+  // slow disk, a Redis server up to its timeout) may go on writing into the
+  // request's blocks, so they stay allocated until Draining() says false.
   virtual void Abandon(RequestId id) = 0;
+  // True while an abandoned request's reads may still write into its
+  // blocks; false once they stopped (the fetch is then forgotten) or for a
+  // request with nothing abandoned. REQUIRES: ids are never reused.
+  virtual bool Draining(RequestId id) = 0;
 
   // Called every step: finishes background work whose reads are done (a
   // prefetch's blocks enter host RAM here), so no finished read goes

@@ -137,12 +137,21 @@ void Scheduler::FinishOnboarding() {
   }
 }
 
+void Scheduler::ReleaseDrained() {
+  std::erase_if(draining_, [&](const Draining& d) {
+    if (onboarder_->Draining(d.id)) return false;
+    cache_->Release(d.seq).IgnoreError();  // held since Finish(): cannot fail
+    return true;
+  });
+}
+
 std::vector<ScheduledChunk> Scheduler::Schedule() {
   std::vector<ScheduledChunk> plan;
   int32_t budget = options_.max_batch_tokens;
   ++steps_;
   if (onboarder_) {
     onboarder_->Progress();
+    ReleaseDrained();
     FinishOnboarding();
   }
 
@@ -224,8 +233,14 @@ Status Scheduler::Finish(RequestId id) {
   if (it == requests_.end()) return NotFound(fmt::format("request {} is not known", id));
   ScheduledRequest& r = it->second;
   if (r.state == RequestState::kOnboarding) {
-    onboarder_->Abandon(id);  // its reads must stop before its blocks are reused
+    onboarder_->Abandon(id);
     std::erase(onboarding_, id);
+    if (onboarder_->Draining(id)) {
+      // Its reads still write into its blocks: they are not reused before
+      // the reads stop (ReleaseDrained), and nothing waits for them here.
+      draining_.push_back({id, *r.seq});
+      r.seq.reset();
+    }
   }
   if (r.seq) {
     cache_->Release(*r.seq).IgnoreError();
@@ -244,7 +259,10 @@ Status Scheduler::Finish(RequestId id) {
 
 Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
   Stretch st;
-  if (max_steps < 1 || running_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy())) return st;
+  if (max_steps < 1 || running_.empty() || !onboarding_.empty() || !draining_.empty() ||
+      (onboarder_ && onboarder_->Busy())) {
+    return st;
+  }
   int64_t left = std::numeric_limits<int64_t>::max();  // prompt tokens to go
   for (RequestId id : running_) {
     const ScheduledRequest& r = requests_.at(id);

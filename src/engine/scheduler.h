@@ -39,6 +39,8 @@ using RequestId = uint64_t;
 
 // kWaiting -> kRunning (admitted), or -> kOnboarding (admitted, its next
 // blocks coming up from a tier) -> kRunning; kRunning -> kWaiting (preempted).
+// Finish() from any state forgets the request; one finished in kOnboarding
+// leaves its sequence in draining_ until its reads stop.
 enum class RequestState : uint8_t { kWaiting, kOnboarding, kRunning, kFinished };
 
 // A request as the scheduler tracks it.
@@ -109,7 +111,9 @@ class Scheduler {
   void Fork(RequestId parent, RequestId child);
 
   // Ends a request at any point (finished, cancelled, failed): its blocks are
-  // released. NotFound for an unknown or already finished id.
+  // released, at once or, for a request whose blocks were still being read
+  // from a tier, at the first step after the reads stop (never waiting for
+  // them here). NotFound for an unknown or already finished id.
   Status Finish(RequestId id);
 
   // Stretches, for a caller with no forward pass to wait for (the simulator
@@ -148,7 +152,8 @@ class Scheduler {
   const ScheduledRequest* Find(RequestId id) const;
   std::span<const BlockId> BlockTable(RequestId id) const;
   bool HasWork() const {
-    return !running_.empty() || !waiting_.empty() || !onboarding_.empty() || (onboarder_ && onboarder_->Busy());
+    return !running_.empty() || !waiting_.empty() || !onboarding_.empty() || !draining_.empty() ||
+           (onboarder_ && onboarder_->Busy());
   }
   SchedulerStats stats() const;
 
@@ -165,6 +170,14 @@ class Scheduler {
   SchedulerOptions options_;
   BlockOnboarder* onboarder_;
   std::vector<RequestId> onboarding_;  // admission order
+  // Ended mid-fetch, their reads still writing into their blocks: the
+  // sequences are released once BlockOnboarder::Draining() is false.
+  struct Draining {
+    RequestId id;
+    SequenceId seq;
+  };
+  std::vector<Draining> draining_;
+  void ReleaseDrained();
   std::unordered_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // preempted ones at the front

@@ -17,6 +17,7 @@ TierOnboarder::~TierOnboarder() {
   // Reads must finish before the arena and scratch buffers go; blocks queued
   // for the lower tiers are written, so a disk tier is warm after a restart.
   fetches_.clear();
+  abandoned_.clear();
   prefetches_.clear();
   chain_->Flush();
 }
@@ -200,7 +201,24 @@ std::optional<int32_t> TierOnboarder::Poll(RequestId id) {
   return ready;
 }
 
-void TierOnboarder::Abandon(RequestId id) { fetches_.erase(id); }
+void TierOnboarder::Abandon(RequestId id) {
+  auto it = fetches_.find(id);
+  if (it == fetches_.end()) return;
+  // Waiting here would stall every running request for as long as the
+  // slowest read takes (a Redis server's timeout): the scheduler holds the
+  // blocks instead until Draining() is false.
+  if (it->second.reading && !chain_->Poll(it->second.handle)) abandoned_.emplace(id, std::move(it->second));
+  fetches_.erase(it);
+}
+
+bool TierOnboarder::Draining(RequestId id) {
+  auto it = abandoned_.find(id);
+  if (it == abandoned_.end()) return false;
+  if (!chain_->Poll(it->second.handle)) return true;
+  ++metrics_.abandoned_fetches;
+  abandoned_.erase(it);
+  return false;
+}
 
 OnboardMetrics TierOnboarder::Metrics() const {
   OnboardMetrics m = metrics_;

@@ -57,6 +57,7 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   int32_t Start(RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) override;
   std::optional<int32_t> Poll(RequestId id) override;
   void Abandon(RequestId id) override;
+  bool Draining(RequestId id) override;
   void Progress() override { ReapPrefetches(); }
   bool Busy() const override { return !prefetches_.empty(); }
 
@@ -107,6 +108,9 @@ class TierOnboarder final : public BlockOnboarder, public EvictionListener {
   std::vector<double> get_bytes_per_s_;  // per tier, refreshed at most every 100 ms
   Micros bandwidth_read_at_ = -1;
   std::map<RequestId, Fetch> fetches_;
+  // Fetches of ended requests whose reads were still running (Abandon):
+  // kept until they stop writing into the blocks (Draining).
+  std::map<RequestId, Fetch> abandoned_;
   std::vector<PrefetchJob> prefetches_;
   size_t prefetch_bytes_ = 0;           // scratch of prefetches in flight
   std::unordered_map<BlockHash, Staged> staged_;

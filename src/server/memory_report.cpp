@@ -72,6 +72,7 @@ nlohmann::json TiersJson(const std::optional<TierChainMetrics>& t, const Onboard
             {"prefetch_timeliness", timeliness},
             {"recomputed_blocks", o.recompute_chosen_blocks},
             {"prefetched_blocks", o.prefetched_blocks},
+            {"abandoned_fetches", o.abandoned_fetches},
             {"recompute_tokens_per_s", o.recompute_tokens_per_s},
             {"wait_us", HistogramJson(o.wait_us)}}}};
 }

@@ -23,7 +23,8 @@
 //           offload: {stored, skipped, refused},
 //           onboard: {requested_blocks, onboarded_blocks, timely_blocks,
 //                     prefetch_timeliness, recomputed_blocks, prefetched_blocks,
-//                     recompute_tokens_per_s, wait_us: {count, p50, p95, p99}}}
+//                     abandoned_fetches, recompute_tokens_per_s,
+//                     wait_us: {count, p50, p95, p99}}}
 //     (levels empty and counters zero without tiers)
 //
 // Memory is what this process holds: weights as loaded, KV by block state

@@ -132,6 +132,10 @@ void RenderTiers(PrometheusText& out, const TierChainMetrics& t, const OnboardMe
   out.Family("kvstack_onboard_recomputed_blocks_total", "counter",
              "Blocks a tier held that were recomputed instead, because that was measured faster.");
   out.Sample("kvstack_onboard_recomputed_blocks_total", {}, double(o.recompute_chosen_blocks));
+  out.Family("kvstack_onboard_abandoned_total", "counter",
+             "Requests that ended while their blocks were being read from a tier; their blocks stayed held until "
+             "the reads stopped.");
+  out.Sample("kvstack_onboard_abandoned_total", {}, double(o.abandoned_fetches));
   out.Family("kvstack_onboard_wait_seconds", "histogram", "Time an admitted request waited for its tier blocks.");
   out.HistogramSamples("kvstack_onboard_wait_seconds", {}, o.wait_us, 1e6);
 }

@@ -60,6 +60,7 @@ class SimTiers final : public engine::BlockOnboarder, public EvictionListener {
   int32_t Start(engine::RequestId id, std::span<const BlockHash> keys, std::span<const BlockId> blocks) override;
   std::optional<int32_t> Poll(engine::RequestId id) override;
   void Abandon(engine::RequestId id) override { fetches_.erase(id); }
+  bool Draining(engine::RequestId) override { return false; }  // metadata only: no bytes land
   void Progress() override { LandPrefetches(); }
   // Simulated transfers need no stepping: the replay jumps to NextReady().
   bool Busy() const override { return false; }

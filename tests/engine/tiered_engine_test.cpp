@@ -7,16 +7,17 @@
 
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
 #include <thread>
 
 #include "kvstack/engine.h"
@@ -60,14 +61,40 @@ const std::string& ModelPath() {
   return path;
 }
 
+// Holds SlowTier's reads while closed (a tier that hangs, as a Redis server
+// can until its timeout).
+class Gate {
+ public:
+  void Close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;
+  }
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  void WaitOpen() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = true;  // GUARDED_BY(mu_)
+};
+
 // A RAM tier whose reads land late: each Get is answered on a thread of its
-// own after `delay`, bytes written into the destinations only then, so an
-// engine that reused a destination before the read finished would have its
-// KV overwritten under it.
+// own after `delay` (and after `gate` opens, when given), bytes written into
+// the destinations only then, so an engine that reused a destination before
+// the read finished would have its KV overwritten under it.
 class SlowTier final : public Tier {
  public:
-  SlowTier(std::unique_ptr<Tier> inner, std::chrono::microseconds delay)
-      : inner_(std::move(inner)), delay_(delay), worker_([this] { Run(); }) {}
+  SlowTier(std::unique_ptr<Tier> inner, std::chrono::microseconds delay, std::shared_ptr<Gate> gate = nullptr)
+      : inner_(std::move(inner)), delay_(delay), gate_(std::move(gate)), worker_([this] { Run(); }) {}
   ~SlowTier() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -111,6 +138,7 @@ class SlowTier final : public Tier {
       Job job = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
+      if (gate_) gate_->WaitOpen();
       std::this_thread::sleep_for(delay_);
       // Read into scratch, then copy: the destinations change only now.
       std::vector<std::byte> scratch(job.gets.size() * bytes_per_block());
@@ -131,6 +159,7 @@ class SlowTier final : public Tier {
   }
   std::unique_ptr<Tier> inner_;
   const std::chrono::microseconds delay_;
+  const std::shared_ptr<Gate> gate_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;  // GUARDED_BY(mu_)
@@ -138,9 +167,45 @@ class SlowTier final : public Tier {
   std::thread worker_;
 };
 
+// Opens `gate` after `after` unless disarmed first: what frees a test whose
+// engine waits on a closed gate, so that it fails instead of hanging.
+class Watchdog {
+ public:
+  Watchdog(std::shared_ptr<Gate> gate, std::chrono::seconds after)
+      : gate_(std::move(gate)), thread_([this, after] {
+          std::unique_lock<std::mutex> lock(mu_);
+          if (!cv_.wait_for(lock, after, [&] { return disarmed_; })) {
+            fired_ = true;
+            gate_->Open();
+          }
+        }) {}
+  ~Watchdog() {
+    Disarm();
+    thread_.join();
+  }
+  // Returns whether it had fired.
+  bool Disarm() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      disarmed_ = true;
+    }
+    cv_.notify_all();
+    return fired_;
+  }
+
+ private:
+  std::shared_ptr<Gate> gate_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool disarmed_ = false;  // GUARDED_BY(mu_)
+  std::atomic<bool> fired_{false};
+  std::thread thread_;  // last: starts once the rest is built
+};
+
 struct TierSetup {
   int64_t host_blocks = 0;  // 0: no host tier
   int64_t slow_blocks = 0;  // 0: none; else a SlowTier (RAM, reads 2 ms late) below the host tier
+  std::shared_ptr<Gate> gate;  // holds the SlowTier's reads while closed
   std::string disk_dir;     // "": no disk tier
   uint64_t disk_bytes = 8 << 20;
   int redis_port = 0;       // 0: no Redis tier
@@ -173,7 +238,7 @@ std::unique_ptr<Engine> MakeEngine(const TierSetup* tiers, int32_t device_blocks
       if (t.slow_blocks > 0) {
         auto ram = MakeHostTier({.bytes_per_block = block_bytes, .capacity_blocks = t.slow_blocks});
         if (!ram.ok()) return ram.status();
-        c.tiers.push_back(std::make_unique<SlowTier>(std::move(ram).value(), std::chrono::milliseconds(2)));
+        c.tiers.push_back(std::make_unique<SlowTier>(std::move(ram).value(), std::chrono::milliseconds(2), t.gate));
       }
       if (!t.disk_dir.empty()) {
         DiskTierOptions d;
@@ -354,6 +419,78 @@ TEST(TieredEngineTest, RequestsCancelledWhileTheirBlocksComeUpLeaveEveryOtherOut
   const auto again = RunPrompts(*e, prompts, 6, &failures);
   ASSERT_EQ(failures, 0);
   for (size_t i = 0; i < prompts.size(); ++i) ASSERT_EQ(again[i], expected[i]) << "request " << i << ", second pass";
+}
+
+// A request that ends while its blocks are still being read from a tier that
+// hangs is let go at once: Cancel does not wait for the read (with a Redis
+// tier that could be its whole timeout, every running request stalled
+// behind it), other requests run meanwhile, and the blocks the read writes
+// into stay held, never reused under it, until it stops; then they are
+// freed and the same prompt is served exactly.
+TEST(TieredEngineTest, CancelDuringAStuckReadNeitherWaitsNorReusesItsBlocks) {
+  std::mt19937_64 rng(41);
+  const auto unique_prompt = [&](int tokens) {
+    std::vector<Token> p(static_cast<size_t>(tokens));
+    for (Token& t : p) t = static_cast<Token>(3 + rng() % 240);
+    return p;
+  };
+  const std::vector<Token> target = unique_prompt(6 * 16 + 5);
+  std::vector<std::vector<Token>> churn, others;
+  for (int i = 0; i < 24; ++i) churn.push_back(unique_prompt(40));
+  for (int i = 0; i < 4; ++i) others.push_back(unique_prompt(30));
+  int failures = 0;
+  auto plain = MakeEngine(nullptr, 32);
+  ASSERT_TRUE(plain);
+  const auto expected_target = RunPrompts(*plain, {target}, 1, &failures);
+  const auto expected_others = RunPrompts(*plain, others, 4, &failures);
+  ASSERT_EQ(failures, 0);
+
+  auto gate = std::make_shared<Gate>();
+  TierSetup tiers{.host_blocks = 1, .slow_blocks = 256, .gate = gate};
+  auto e = MakeEngine(&tiers, 32);
+  ASSERT_TRUE(e);
+  // The target's blocks end up in the slow tier only: the churn pushes them
+  // out of the device pool and the one-block host tier.
+  ASSERT_EQ(RunPrompts(*e, {target}, 1, &failures), expected_target);
+  RunPrompts(*e, churn, 4, &failures);
+  ASSERT_EQ(failures, 0);
+
+  // If Cancel waited for the read, only this opens the gate.
+  Watchdog watchdog(gate, std::chrono::seconds(30));
+  gate->Close();
+  const uint64_t fetching_before = e->onboard_metrics().onboard_requests;
+  GenerationRequest r;
+  r.prompt = target;
+  r.sampling.max_tokens = 16;
+  r.ignore_eos = true;
+  auto id = e->Submit(std::move(r));
+  ASSERT_TRUE(id.ok());
+  std::vector<GenerationEvent> events;
+  for (int i = 0; i < 20 && e->onboard_metrics().onboard_requests == fetching_before; ++i) {
+    ASSERT_TRUE(e->Step(&events).ok());
+  }
+  ASSERT_GT(e->onboard_metrics().onboard_requests, fetching_before) << "the target never waited for the slow tier";
+  ASSERT_TRUE(e->Cancel(*id).ok());
+  events.clear();
+  ASSERT_TRUE(e->Step(&events).ok());
+  EXPECT_FALSE(watchdog.Disarm()) << "Cancel waited for the read";
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].finish, FinishReason::kCancelled);
+
+  // Still closed: others run; the abandoned read still holds its blocks.
+  EXPECT_EQ(RunPrompts(*e, others, 4, &failures), expected_others);
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(e->onboard_metrics().abandoned_fetches, 0u);
+  EXPECT_TRUE(e->HasWork()) << "the abandoned read's blocks were let go before it stopped";
+
+  gate->Open();
+  for (int i = 0; i < 100000 && e->HasWork(); ++i) ASSERT_TRUE(e->Step(&events).ok());
+  EXPECT_FALSE(e->HasWork());
+  EXPECT_GE(e->onboard_metrics().abandoned_fetches, 1u);
+  EXPECT_TRUE(e->cache().CheckInvariants().ok());
+  EXPECT_EQ(e->cache().num_available_blocks(), e->cache().num_blocks()) << "a block stayed held";
+  EXPECT_EQ(RunPrompts(*e, {target}, 1, &failures), expected_target);
+  EXPECT_EQ(failures, 0);
 }
 
 // The same with int8 KV blocks (scales inside each block): tiers move a
