@@ -65,6 +65,11 @@ struct SimOptions {
   bool onboard_only_when_faster = true;
   // A queued request's blocks below the host tier are brought up to it.
   bool prefetch = true;
+  // Jump over stretches of alike steps (Scheduler::PlanStretch) in one
+  // go; false steps through every one, as the engine does. The results are
+  // the same request by request (a test holds them so); false is slower and
+  // there to check that.
+  bool stretches = true;
   // 0: requests arrive at the trace's times (open loop). N > 0: closed
   // loop, as a load generator with N clients runs: each client sends the
   // trace's next request when its previous one has completed (or was

@@ -47,6 +47,7 @@ struct SimArgs {
   int offload_min_hits = static_cast<int>(ks::SimOptions{}.offload_min_hits);
   bool onboard_always = false;
   bool no_prefetch = false;
+  bool every_step = false;
   std::string model = "Llama-3.1-8B";
   std::string gpu = "H100-80GB";
   int tp = 1;
@@ -211,6 +212,7 @@ int RunSim(const SimArgs& a) {
   o.offload_min_hits = static_cast<uint32_t>(a.offload_min_hits);
   o.onboard_only_when_faster = !a.onboard_always;
   o.prefetch = !a.no_prefetch;
+  o.stretches = !a.every_step;
 
   std::printf("trace: %s (%s requests)\n", trace->source.c_str(), sz::FormatCount(trace->requests.size()).c_str());
   std::printf("device cache: %s tokens per instance (%s), %d instance%s, router %s\n\n",
@@ -341,6 +343,9 @@ CommandRunner AddSimCommand(CLI::App& app) {
   cmd->add_flag("--onboard-always", a->onboard_always,
                 "Tiers: onboard a tier's blocks even when the cost model says recomputing them is faster.");
   cmd->add_flag("--no-prefetch", a->no_prefetch, "Tiers: do not bring a queued request's disk blocks up to the host tier.");
+  cmd->add_flag("--every-step", a->every_step,
+                "Run every scheduler step on its own instead of jumping over runs of alike decode steps: slower, "
+                "with the same results (for checking that shortcut).");
   cmd->add_option("-m,--model", a->model, "Model preset or file (as kvstack size). Default: Llama-3.1-8B.");
   cmd->add_option("-g,--gpu", a->gpu, "GPU preset (as kvstack size). Default: H100-80GB.");
   cmd->add_option("--tp", a->tp, "Tensor-parallel GPUs per instance. Default: 1.");

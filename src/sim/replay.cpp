@@ -77,6 +77,7 @@ struct Instance {
     double start = 0;                 // its first step's start
     std::vector<double> ends;         // ends[j]: the end of step j
     std::vector<engine::RequestId> decoding;
+    int32_t completing = 0;           // of them, those its last step finishes
   };
   std::optional<Pending> pending;
   // Arrivals routed here that the scheduler has not been handed yet, in
@@ -235,12 +236,24 @@ class Replay {
       case RouterKind::kRoundRobin:
         pick = round_robin_++ % instances_.size();
         break;
-      case RouterKind::kLeastLoaded:
+      case RouterKind::kLeastLoaded: {
+        // Requests in flight at `ta`. Stepping, every step that starts
+        // before `ta` has run when it is routed, finishing what it finishes;
+        // a pending stretch has not, so the requests its last step finishes
+        // are counted out here when that step starts before `ta`.
+        const auto load = [ta](const Instance& in) {
+          int64_t n = static_cast<int64_t>(in.live.size());
+          if (in.pending && in.pending->completing > 0) {
+            const std::vector<double>& ends = in.pending->ends;
+            if (ends.size() == 1 || ends[ends.size() - 2] < ta - kTimeEpsilon) n -= in.pending->completing;
+          }
+          return n;
+        };
         for (size_t i = 1; i < instances_.size(); ++i) {
-          const auto load = [](const Instance& in) { return static_cast<int64_t>(in.live.size()); };
           if (load(instances_[i]) < load(instances_[pick])) pick = i;
         }
         break;
+      }
       case RouterKind::kKvAware: {
         // The same index and scoring as `kvstack router`, fed by each
         // instance's events (never by looking into its cache). Dynamo's cost:
@@ -357,7 +370,7 @@ class Replay {
     }
     SetClock(in);
     Feed(in);
-    if (!sched.running().empty() && PlanStretch(in)) return;
+    if (o_.stretches && !sched.running().empty() && PlanStretch(in)) return;
 
     const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
     for (const engine::ScheduledChunk& c : plan) NoteAdmitted(in, c.id);
@@ -422,18 +435,28 @@ class Replay {
     engine::Scheduler& sched = *in.scheduler;
     int64_t most = std::numeric_limits<int64_t>::max();
     int64_t decode_context = 0, batch = 0;
+    // Of those, requests whose one token left is their prompt's last: the
+    // first step computes it as a prompt chunk of one, priced as prefill as
+    // Step() prices it; they decode from the second step on.
+    int64_t last_prompt = 0, last_prompt_context = 0;
     Instance::Pending p;
     for (engine::RequestId id : sched.running()) {
       const engine::ScheduledRequest& r = *sched.Find(id);
-      if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;  // in its prompt
+      const int32_t n = static_cast<int32_t>(r.tokens.size());
+      if (r.computed + 1 != n) continue;  // in its prompt
       const Live& l = in.live.at(id);
       most = std::min<int64_t>(most, l.output - l.generated);
-      decode_context += static_cast<int64_t>(r.tokens.size());
+      decode_context += n;
       ++batch;
+      if (n == r.prompt_len) ++last_prompt, last_prompt_context += n;
       p.decoding.push_back(id);
     }
     p.stretch = sched.PlanStretch(most);
     if (p.stretch.steps < 1) return false;
+    for (engine::RequestId id : p.decoding) {
+      const Live& l = in.live.at(id);
+      if (l.output - l.generated <= p.stretch.steps) ++p.completing;
+    }
     const engine::Scheduler::Stretch& st = p.stretch;
     const int64_t begin = st.prompt ? sched.Find(*st.prompt)->computed : 0;
     p.start = in.now;
@@ -443,11 +466,18 @@ class Replay {
       StepWork w;
       w.decode_batch = batch;
       w.decode_context = decode_context + j * batch;
+      if (j == 0) {
+        w.decode_batch -= last_prompt;
+        w.decode_context -= last_prompt_context;
+        w.prefill_tokens = last_prompt;
+        w.prefill_context = last_prompt_context;
+        w.prefill_attended = last_prompt_context;  // one position each, attending to all before it
+      }
       if (st.prompt) {
         const int64_t b = begin + j * st.chunk, e = b + st.chunk;
-        w.prefill_tokens = st.chunk;
-        w.prefill_context = e;
-        w.prefill_attended = (e * (e + 1) - b * (b + 1)) / 2;
+        w.prefill_tokens += st.chunk;
+        w.prefill_context += e;
+        w.prefill_attended += (e * (e + 1) - b * (b + 1)) / 2;
       }
       t += cost_.StepSeconds(w);
       p.ends.push_back(t);

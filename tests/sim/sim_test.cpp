@@ -1,6 +1,9 @@
 // The replay on hand-built traces whose hit rates are known exactly, a
 // capacity sweep, tiers, routing, and a randomized invariant check.
 #include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <map>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -487,6 +490,76 @@ TEST(SimTest, PressurePreemptsAndTheOffloadGateIsTheServers) {
   auto all = Simulate(t, cost, o);
   ASSERT_TRUE(all.ok());
   EXPECT_GT(all->offloaded_blocks, 0u);
+}
+
+// Jumping over stretches of alike steps is a shortcut, not a model: a
+// replay must come out as stepping through every step does, request by
+// request (instance, admission, first token, completion, hits,
+// preemptions), with and without memory pressure and tiers, under each
+// router.
+TEST(SimTest, StretchesComeOutAsSteppingThroughEveryStep) {
+  struct Case {
+    SyntheticKind kind;
+    RouterKind router;
+    int64_t device_tokens;
+    int64_t host_tokens = 0, disk_tokens = 0;
+  };
+  for (const Case& c : {Case{SyntheticKind::kChat, RouterKind::kLeastLoaded, int64_t{1} << 22},
+                        Case{SyntheticKind::kChat, RouterKind::kKvAware, int64_t{1} << 22},
+                        Case{SyntheticKind::kAgent, RouterKind::kRoundRobin, int64_t{1} << 22},
+                        Case{SyntheticKind::kRag, RouterKind::kKvAware, int64_t{1} << 22},
+                        Case{SyntheticKind::kChat, RouterKind::kLeastLoaded, int64_t{1} << 15},
+                        Case{SyntheticKind::kAgent, RouterKind::kKvAware, int64_t{1} << 15},
+                        Case{SyntheticKind::kAgent, RouterKind::kLeastLoaded, int64_t{1} << 15, int64_t{1} << 16,
+                             int64_t{1} << 18}}) {
+    SCOPED_TRACE(::testing::Message() << "kind " << int(c.kind) << ", router " << RouterName(c.router)
+                                      << ", device tokens " << c.device_tokens);
+    SyntheticOptions so;
+    so.kind = c.kind;
+    so.requests = 600;
+    so.requests_per_second = 40;
+    so.block_tokens = 16;
+    auto trace = GenerateTrace(so);
+    ASSERT_TRUE(trace.ok());
+    SimOptions o;
+    o.block_size = 16;
+    o.device_tokens = c.device_tokens;
+    o.host_tokens = c.host_tokens;
+    o.disk_tokens = c.disk_tokens;
+    o.instances = 3;
+    o.router = c.router;
+    o.record_requests = true;
+    FixedCost cost;
+    auto jumped = Simulate(*trace, cost, o);
+    o.stretches = false;
+    auto stepped = Simulate(*trace, cost, o);
+    ASSERT_TRUE(jumped.ok() && stepped.ok());
+    ASSERT_EQ(jumped->records.size(), stepped->records.size());
+    std::map<int64_t, SimRequestRecord> by_index;
+    for (const SimRequestRecord& r : stepped->records) by_index[r.index] = r;
+    int differ = 0;
+    for (const SimRequestRecord& a : jumped->records) {
+      const SimRequestRecord& b = by_index.at(a.index);
+      const bool same = a.instance == b.instance && std::abs(a.admitted_s - b.admitted_s) < 1e-6 &&
+                        std::abs(a.first_token_s - b.first_token_s) < 1e-6 &&
+                        std::abs(a.finished_s - b.finished_s) < 1e-6 && a.cached_tokens == b.cached_tokens &&
+                        a.preemptions == b.preemptions;
+      if (!same && differ++ < 5) {
+        ADD_FAILURE() << "request " << a.index << ": jumped (instance " << a.instance << ", admitted " << a.admitted_s
+                      << ", first token " << a.first_token_s << ", finished " << a.finished_s << ", cached "
+                      << a.cached_tokens << ") stepped (instance " << b.instance << ", admitted " << b.admitted_s
+                      << ", first token " << b.first_token_s << ", finished " << b.finished_s << ", cached "
+                      << b.cached_tokens << ")";
+      }
+    }
+    EXPECT_EQ(differ, 0);
+    EXPECT_EQ(jumped->evictions, stepped->evictions);
+    EXPECT_EQ(jumped->preemptions, stepped->preemptions);
+    EXPECT_EQ(jumped->onboarded_blocks, stepped->onboarded_blocks);
+    EXPECT_EQ(jumped->offloaded_blocks, stepped->offloaded_blocks);
+    std::cerr << RouterName(c.router) << ", " << c.device_tokens << " tokens: " << jumped->evictions << " evictions, "
+              << jumped->preemptions << " preemptions, " << jumped->onboarded_blocks << " blocks onboarded\n";
+  }
 }
 
 }  // namespace
