@@ -433,20 +433,7 @@ TierFuture DiskTier::Put(std::span<const TierPut> blocks) {
   return TierFuture(std::move(state));
 }
 
-TierFuture DiskTier::Lookup(std::span<const BlockHash> hashes) {
-  const int64_t start = WallMicros();
-  std::vector<uint8_t> ok(hashes.size(), 0);
-  uint64_t hits = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < hashes.size(); ++i) {
-      ok[i] = index_->Find(hashes[i]).has_value();
-      hits += ok[i];
-    }
-  }
-  stats_.RecordGet(hits, hashes.size() - hits, 0, start);
-  return ReadyFuture(std::move(ok));
-}
+TierFuture DiskTier::Lookup(std::span<const BlockHash> hashes) { return LookupIndexed(hashes, stats_); }
 
 TierFuture DiskTier::Get(std::span<const TierGet> blocks) {
   const int64_t start = WallMicros();

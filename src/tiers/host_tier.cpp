@@ -71,20 +71,7 @@ class HostTier final : public IndexedTier {
     return ReadyFuture(std::move(ok));
   }
 
-  TierFuture Lookup(std::span<const BlockHash> hashes) override {
-    const int64_t start = WallMicros();
-    std::vector<uint8_t> ok(hashes.size(), 0);
-    uint64_t hits = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (size_t i = 0; i < hashes.size(); ++i) {
-        ok[i] = index_->Find(hashes[i]).has_value();
-        hits += ok[i];
-      }
-    }
-    stats_.RecordGet(hits, hashes.size() - hits, 0, start);
-    return ReadyFuture(std::move(ok));
-  }
+  TierFuture Lookup(std::span<const BlockHash> hashes) override { return LookupIndexed(hashes, stats_); }
 
   TierFuture Get(std::span<const TierGet> blocks) override {
     const int64_t start = WallMicros();

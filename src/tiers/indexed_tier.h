@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 
 #include "kvstack/tier.h"
 #include "tiers/tier_index.h"
@@ -26,6 +27,8 @@ class IndexedTier : public Tier {
   void RemoveIndexed(const BlockHash& hash);
   // Metrics with the blocks held now.
   TierMetrics IndexedMetrics(const TierStats& stats) const;
+  // Lookup() answered from the index alone (a local tier knows all it holds).
+  TierFuture LookupIndexed(std::span<const BlockHash> hashes, TierStats& stats);
 
   // The tier's lock: it guards index_ and whatever else the tier says.
   mutable std::mutex mu_;
