@@ -64,9 +64,11 @@ Status CheckBlockCount(const TraceRequest& r, int32_t block_tokens) {
   return Status::Ok();
 }
 
-Result<TraceRequest> ParseMooncake(const json& j) {
+// The fields both JSONL formats share: the arrival (in ms, under
+// `time_field`), input_length and output_length.
+Result<TraceRequest> ParseTimedLengths(const json& j, const char* time_field) {
   TraceRequest r;
-  auto t = TimeFieldMs(j, "timestamp");
+  auto t = TimeFieldMs(j, time_field);
   if (!t.ok()) return t.status();
   r.arrival_us = *t;
   auto in = LengthField(j, "input_length");
@@ -75,22 +77,22 @@ Result<TraceRequest> ParseMooncake(const json& j) {
   if (!out.ok()) return out.status();
   r.input_tokens = *in;
   r.output_tokens = *out;
+  return r;
+}
+
+Result<TraceRequest> ParseMooncake(const json& j) {
+  auto parsed = ParseTimedLengths(j, "timestamp");
+  if (!parsed.ok()) return parsed.status();
+  TraceRequest r = std::move(parsed).value();
   if (!j.contains("hash_ids")) return InvalidArgument("missing \"hash_ids\"");
   KVSTACK_RETURN_IF_ERROR(ReadIds(j, "hash_ids", &r.block_ids));
   return r;
 }
 
 Result<TraceRequest> ParseKvstack(const json& j, Trace* trace) {
-  TraceRequest r;
-  auto t = TimeFieldMs(j, "t_ms");
-  if (!t.ok()) return t.status();
-  r.arrival_us = *t;
-  auto in = LengthField(j, "input_length");
-  if (!in.ok()) return in.status();
-  auto out = LengthField(j, "output_length");
-  if (!out.ok()) return out.status();
-  r.input_tokens = *in;
-  r.output_tokens = *out;
+  auto parsed = ParseTimedLengths(j, "t_ms");
+  if (!parsed.ok()) return parsed.status();
+  TraceRequest r = std::move(parsed).value();
   if (auto it = j.find("tenant"); it != j.end()) {
     if (!it->is_string()) return InvalidArgument("\"tenant\" must be a string");
     r.tenant = trace->InternTenant(it->get_ref<const std::string&>());
