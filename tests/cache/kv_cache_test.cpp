@@ -120,6 +120,30 @@ TEST_F(KvCacheTest, MissThenHitReusesTheSameBlocks) {
   ASSERT_TRUE(cache_->Release(*id).ok());
 }
 
+// A released sequence's id names nothing from then on, also after other
+// sequences were admitted; live ids are distinct, and ids never issued
+// (0, the largest) name nothing.
+TEST_F(KvCacheTest, AReleasedSequenceIdStaysDead) {
+  auto a = Admit(Range(100, 5));
+  auto b = Admit(Range(200, 5));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_FALSE(*a == *b);
+  ASSERT_TRUE(cache_->Release(*a).ok());
+  auto c = Admit(Range(300, 5));
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(*c == *a);
+  EXPECT_EQ(cache_->Info(*a).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(cache_->Release(*a).code(), StatusCode::kNotFound);
+  EXPECT_EQ(cache_->Append(*a, Range(1, 1)).code(), StatusCode::kNotFound);
+  EXPECT_EQ(cache_->Info(*c)->num_tokens, 5);
+  EXPECT_EQ(cache_->Info(*b)->num_tokens, 5);
+  EXPECT_EQ(cache_->Info(SequenceId{0}).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(cache_->Info(SequenceId{~uint64_t{0}}).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(cache_->Release(*b).ok());
+  ASSERT_TRUE(cache_->Release(*c).ok());
+  EXPECT_TRUE(cache_->CheckInvariants().ok());
+}
+
 TEST_F(KvCacheTest, SkipPrefixHitsComputesEveryTokenAndKeepsOneCachedCopy) {
   const auto prompt = Range(100, 10);  // two full blocks, a partial third
   Run(prompt);
