@@ -304,11 +304,9 @@ class Replay {
       return;
     }
     if (!in.busy()) in.now = std::max(in.now, ta);
-    in.live.emplace(index, Live{.index = index,
-                                .output = output,
-                                .prompt_blocks = PromptTokens(r) / bs,
-                                .arrival_s = ta});
-    in.waiting_blocks += in.live.at(index).prompt_blocks;
+    const int32_t prompt_blocks = PromptTokens(r) / bs;
+    in.live.emplace(index, Live{.index = index, .output = output, .prompt_blocks = prompt_blocks, .arrival_s = ta});
+    in.waiting_blocks += prompt_blocks;
     ++in.waiting;
     in.backlog.push_back(index);
     Feed(in);
