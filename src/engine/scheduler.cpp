@@ -345,7 +345,8 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
                   static_cast<unsigned long>(id), r.tokens.size());
     r.computed = static_cast<int32_t>(end);
     const size_t in_cache = static_cast<size_t>(cache_->Info(*r.seq)->num_tokens);
-    Status s = cache_->Append(*r.seq, std::span<const Token>(r.tokens.data() + in_cache, static_cast<size_t>(end) - in_cache));
+    const std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(end) - in_cache);
+    Status s = cache_->Append(*r.seq, add);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
     s = cache_->MarkComputed(*r.seq, r.computed);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
