@@ -23,11 +23,7 @@
 // The tiles compute each element of C on its own, so mr and nx never change
 // an element's bits; only the float steps after them could, and they are
 // the same for every shape.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
+#include "kernels/avx512_intrinsics.h"  // first: its pragmas cover the rest
 
 #include <algorithm>
 #include <bit>

@@ -6,11 +6,7 @@
 //
 // The same accumulators per activation row whatever the tile's width, so a
 // (weight row, activation row) pair gets the same bits in any tile.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
+#include "kernels/avx512_intrinsics.h"  // first: its pragmas cover the rest
 
 #include <cstdint>
 

@@ -1,10 +1,8 @@
 // The integer products for CPUs with AVX-512 VNNI: vpdpbusd multiplies
 // unsigned by signed bytes and adds each group of four into an int32 lane in
 // one instruction, with no int16 step to saturate.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+#include "kernels/avx512_intrinsics.h"  // first: its pragmas cover the rest
+
 #include <cstring>
 
 #include "kernels/blocks.h"

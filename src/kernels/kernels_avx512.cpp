@@ -2,14 +2,7 @@
 // Built with those instruction-set flags (CMakeLists.txt) and called only
 // after cpu_level.cpp has seen them on this CPU.
 
-// GCC 12 warns about the _mm512_undefined_* placeholders inside its own
-// AVX-512 intrinsics (GCC bug 105593, fixed in GCC 13); no value here is read
-// uninitialized.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#include <immintrin.h>
+#include "kernels/avx512_intrinsics.h"  // first: its pragmas cover the rest
 
 #include <cstdint>
 
