@@ -243,10 +243,8 @@ class Replay {
         // are counted out here when that step starts before `ta`.
         const auto load = [ta](const Instance& in) {
           int64_t n = static_cast<int64_t>(in.live.size());
-          if (in.pending && in.pending->completing > 0) {
-            const std::vector<double>& ends = in.pending->ends;
-            if (ends.size() == 1 || ends[ends.size() - 2] < ta - kTimeEpsilon) n -= in.pending->completing;
-          }
+          const std::optional<Instance::Pending>& p = in.pending;
+          if (p && p->completing > 0 && StepsBefore(*p, ta) == p->stretch.steps) n -= p->completing;
           return n;
         };
         for (size_t i = 1; i < instances_.size(); ++i) {
@@ -437,13 +435,16 @@ class Replay {
     // first step computes it as a prompt chunk of one, priced as prefill as
     // Step() prices it; they decode from the second step on.
     int64_t last_prompt = 0, last_prompt_context = 0;
+    int32_t at_most = 0;  // requests with `most` tokens left: those a full stretch finishes
     Instance::Pending p;
     for (engine::RequestId id : sched.running()) {
       const engine::ScheduledRequest& r = *sched.Find(id);
       const int32_t n = static_cast<int32_t>(r.tokens.size());
       if (r.computed + 1 != n) continue;  // in its prompt
       const Live& l = in.live.at(id);
-      most = std::min<int64_t>(most, l.output - l.generated);
+      const int64_t left = l.output - l.generated;
+      if (left < most) most = left, at_most = 0;
+      at_most += left == most;
       decode_context += n;
       ++batch;
       if (n == r.prompt_len) ++last_prompt, last_prompt_context += n;
@@ -451,10 +452,9 @@ class Replay {
     }
     p.stretch = sched.PlanStretch(most);
     if (p.stretch.steps < 1) return false;
-    for (engine::RequestId id : p.decoding) {
-      const Live& l = in.live.at(id);
-      if (l.output - l.generated <= p.stretch.steps) ++p.completing;
-    }
+    // Every decoding request has at least `most` left, so a stretch cut short
+    // of it (by the pool) finishes none.
+    if (p.stretch.steps == most) p.completing = at_most;
     const engine::Scheduler::Stretch& st = p.stretch;
     const int64_t begin = st.prompt ? sched.Find(*st.prompt)->computed : 0;
     p.start = in.now;
@@ -485,6 +485,15 @@ class Replay {
     return true;
   }
 
+  // How many of a pending stretch's steps start before `until`: what
+  // stepping through it would have run by then (at least the first, which
+  // started when it was planned). Step j starts at ends[j - 1].
+  static int64_t StepsBefore(const Instance::Pending& p, double until) {
+    if (until == kInf) return p.stretch.steps;
+    const int64_t k = 1 + (std::lower_bound(p.ends.begin(), p.ends.end() - 1, until - kTimeEpsilon) - p.ends.begin());
+    return std::min(k, p.stretch.steps);
+  }
+
   // Runs `in`'s pending stretch: whole, or only its steps that start before
   // `until` (an arrival there is seen by the next step, as the engine's
   // scheduler would see it).
@@ -493,12 +502,7 @@ class Replay {
     Instance::Pending p = std::move(*in.pending);
     in.pending.reset();
     engine::Scheduler::Stretch st = p.stretch;
-    // Step j starts at ends[j - 1] (the first at `start`).
-    int64_t steps = st.steps;
-    if (until < kInf) {
-      steps = 1 + (std::lower_bound(p.ends.begin(), p.ends.end() - 1, until - kTimeEpsilon) - p.ends.begin());
-      steps = std::min(steps, st.steps);
-    }
+    const int64_t steps = StepsBefore(p, until);
     st.steps = steps;
     const double end = p.ends[static_cast<size_t>(steps - 1)];
     in.busy_s += end - p.start;
