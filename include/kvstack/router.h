@@ -14,10 +14,14 @@
 //                            x (1 for durable blocks, oneoff_weight below);
 //                 ties go to the fewest in flight, then round-robin; with a
 //                 temperature > 0, a softmax over -cost picks instead.
-//   round-robin, least-loaded (fewest queued blocks + running), random.
-// Session affinity (every policy): a request with a session_id goes to the
-// worker its session last went to, for `affinity_ttl`, unless that worker is
-// down or has `overload_in_flight` requests or more.
+//                 Session affinity: a request with a session_id goes to
+//                 the worker its session last went to, for `affinity_ttl`,
+//                 unless that worker is down or has `overload_in_flight`
+//                 requests or more.
+//   round-robin, least-loaded (fewest queued blocks + running), random:
+//                 the baselines, as their names say; they ignore session_id,
+//                 since sticking a conversation to one worker is itself
+//                 routing by where its context is warm.
 // After a kv-aware pick, the request's keys become predicted blocks of the
 // chosen worker for `prediction_ttl` (0: no predictions), so siblings arriving before its events
 // follow it instead of scattering.

@@ -83,7 +83,8 @@ RouteDecision Router::Route(const RouteQuery& q, std::span<const WorkerLoad> loa
   const Micros now = clock_->Now();
   const size_t n = loads.size();
 
-  if (!q.session_id.empty()) {
+  const bool sticky = options_.policy == RoutingPolicy::kKvAware && !q.session_id.empty();
+  if (sticky) {
     auto it = sessions_.find(q.session_id);
     if (it != sessions_.end() && it->second.until > now) {
       const WorkerId w = it->second.worker;
@@ -154,7 +155,7 @@ RouteDecision Router::Route(const RouteQuery& q, std::span<const WorkerLoad> loa
 
   d.cost = Cost(q, d.worker, loads[d.worker], &d.match, &d.credited_blocks);
   if (options_.policy == RoutingPolicy::kKvAware && options_.prediction_ttl > 0) index_->Predict(d.worker, q.keys, now + options_.prediction_ttl);
-  if (!q.session_id.empty()) sessions_[q.session_id] = Session{d.worker, now + options_.affinity_ttl};
+  if (sticky) sessions_[q.session_id] = Session{d.worker, now + options_.affinity_ttl};
   return d;
 }
 

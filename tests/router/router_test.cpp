@@ -5,6 +5,8 @@
 // token-id events keyed by kvstack's own chain.
 #include "kvstack/router.h"
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 namespace kvstack {
@@ -114,7 +116,8 @@ TEST_F(RouterTest, FasterTiersAndDurableBlocksWin) {
 
 TEST_F(RouterTest, SessionAffinityHoldsUntilOverloadedOrDown) {
   RouterOptions o;
-  o.policy = RoutingPolicy::kRoundRobin;
+  o.policy = RoutingPolicy::kKvAware;
+  o.prediction_ttl = 0;  // no blocks held anywhere: only the session keeps it on one worker
   o.overload_in_flight = 3;
   Router r(o, &index_, &clock_);
   const auto keys = Keys(prompt_);
@@ -134,6 +137,26 @@ TEST_F(RouterTest, SessionAffinityHoldsUntilOverloadedOrDown) {
   clock_.Advance(o.affinity_ttl);
   r.ForgetExpiredSessions();
   EXPECT_EQ(r.sessions(), 0u);
+}
+
+// The baselines are what their names say: a session_id does not make them
+// sticky (that would be routing to a warm cache, what they are measured
+// against).
+TEST_F(RouterTest, BaselinePoliciesIgnoreSessions) {
+  for (RoutingPolicy p : {RoutingPolicy::kRoundRobin, RoutingPolicy::kLeastLoaded, RoutingPolicy::kRandom}) {
+    RouterOptions o;
+    o.policy = p;
+    Router r(o, &index_, &clock_);
+    loads_ = std::vector<WorkerLoad>(4);
+    std::set<WorkerId> picked;
+    for (int i = 0; i < 40; ++i) {
+      const RouteDecision d = Route(r, Keys(prompt_), "s1");
+      EXPECT_NE(d.reason, RouteReason::kAffinity) << RoutingPolicyName(p);
+      picked.insert(d.worker);
+    }
+    EXPECT_GT(picked.size(), 1u) << RoutingPolicyName(p);
+    EXPECT_EQ(r.sessions(), 0u) << RoutingPolicyName(p);
+  }
 }
 
 TEST_F(RouterTest, PoliciesSkipUnhealthyWorkers) {
