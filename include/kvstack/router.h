@@ -61,7 +61,7 @@ struct RouterOptions {
   // evicts other prefixes from the worker it lands on, so pricing load at
   // its face value (1.0, the first defaults) spread tenants over the fleet
   // whenever one worker was busier. scripts/bench-fleet, 8 tenants x 192
-  // system tokens, a quarter of the hot prefixes per worker: kv-aware's hit
+  // system tokens, a tenth of the hot prefixes per worker (400 KiB): kv-aware's hit
   // rate 0.63-0.67x of the pooled ideal at 1.0, 1.04x at 0.25 (TTFT p50
   // 0.78-0.96x -> 0.76-0.81x of round-robin); the lighter workload where
   // every worker holds every system prompt was no worse (BENCHMARKS.md).
