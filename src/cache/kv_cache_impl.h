@@ -7,6 +7,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/node_hash_map.h>
+
 #include "cache/block_pool.h"
 #include "kvstack/kv_cache.h"
 
@@ -36,7 +38,7 @@ struct KvCache::Impl final : BlockPoolObserver {
   KvCache* cache = nullptr;
   std::unique_ptr<EvictionPolicy> policy;
   std::unique_ptr<BlockPool> pool;
-  std::unordered_map<uint64_t, Sequence> sequences;
+  absl::node_hash_map<uint64_t, Sequence> sequences;
   uint64_t next_sequence = 1;
   std::unordered_map<uint64_t, std::vector<int32_t>> pins;
   uint64_t next_pin = 1;

@@ -25,10 +25,11 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <absl/container/node_hash_map.h>
 
 #include "kvstack/kv_cache.h"
 #include "engine/block_onboarder.h"
@@ -178,7 +179,7 @@ class Scheduler {
   };
   std::vector<Draining> draining_;
   void ReleaseDrained();
-  std::unordered_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
+  absl::node_hash_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // preempted ones at the front
   uint64_t preemptions_ = 0;

@@ -325,6 +325,9 @@ class Replay {
       const TraceRequest& r = trace_.requests[index];
       engine::ScheduledRequest q;
       q.id = index;
+      // Room for every token it will hold: a stretch's samples then append
+      // without reallocating (a tenth of a long replay went to regrowing).
+      q.tokens.reserve(static_cast<size_t>(PromptTokens(r)) + static_cast<size_t>(std::max(0, r.output_tokens)));
       Tokens(index, &q.tokens);
       q.keys = keys_[r.tenant < keys_.size() ? r.tenant : 0];
       q.priority = r.request_priority;  // preemption order, as the engine's request priority
