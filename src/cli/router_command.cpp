@@ -109,7 +109,8 @@ CommandRunner AddRouterCommand(CLI::App& app) {
   cmd->add_option("--prediction-ttl", a->prediction_ttl_s,
                   "Seconds a routed request's blocks count as held by its worker before its events confirm them.")
       ->capture_default_str();
-  cmd->add_option("--affinity-ttl", a->affinity_ttl_s, "Seconds a session_id sticks to its worker (kv-aware; the other policies ignore session_id).")
+  cmd->add_option("--affinity-ttl", a->affinity_ttl_s,
+                  "Seconds a session_id sticks to its worker (kv-aware; the other policies ignore session_id).")
       ->capture_default_str();
   cmd->add_option("--overload", o.routing.overload_in_flight,
                   "Requests in flight at which a worker no longer gets its sessions' requests.")

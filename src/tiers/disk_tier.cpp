@@ -104,7 +104,6 @@ class DiskTier final : public IndexedTier {
   std::string_view name() const override { return "disk"; }
   size_t bytes_per_block() const override { return o_.bytes_per_block; }
 
-
   TierFuture Put(std::span<const TierPut> blocks) override;
   TierFuture Lookup(std::span<const BlockHash> hashes) override;
   TierFuture Get(std::span<const TierGet> blocks) override;
@@ -113,7 +112,6 @@ class DiskTier final : public IndexedTier {
   // restart that finds it intact indexes it again (its bytes are still the
   // ones put under that key).
   void Remove(const BlockHash& hash) override { RemoveIndexed(hash); }
-
 
   TierMetrics Metrics() const override { return IndexedMetrics(stats_); }
 

@@ -40,7 +40,6 @@ class HostTier final : public IndexedTier {
   std::string_view name() const override { return name_; }
   size_t bytes_per_block() const override { return bytes_per_block_; }
 
-
   TierFuture Put(std::span<const TierPut> blocks) override {
     const int64_t start = WallMicros();
     std::vector<uint8_t> ok(blocks.size(), 0);
@@ -96,7 +95,6 @@ class HostTier final : public IndexedTier {
   }
 
   void Remove(const BlockHash& hash) override { RemoveIndexed(hash); }
-
 
   TierMetrics Metrics() const override { return IndexedMetrics(stats_); }
 

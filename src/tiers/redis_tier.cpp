@@ -210,7 +210,6 @@ class RedisTier final : public IndexedTier {
   bool shared() const override { return true; }
   size_t bytes_per_block() const override { return o_.bytes_per_block; }
 
-
   TierFuture Put(std::span<const TierPut> blocks) override {
     auto job = std::make_shared<Job>();
     job->kind = Job::Kind::kPut;
@@ -284,7 +283,6 @@ class RedisTier final : public IndexedTier {
     }
     lane.cv.notify_one();
   }
-
 
   TierMetrics Metrics() const override {
     TierMetrics m = IndexedMetrics(stats_);

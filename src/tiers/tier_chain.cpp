@@ -275,8 +275,9 @@ void TierChain::SetListener(std::shared_ptr<TierChainListener> listener) {
     }
     tiers_[t]->SetRemovalListener(
         [listener, t](const BlockHash& hash) { listener->OnTierRemoved(static_cast<int>(t), hash); });
-    tiers_[t]->ForEachHeld(
-        [&listener, t](const BlockHash& hash, Priority priority) { listener->OnTierStored(static_cast<int>(t), hash, priority); });
+    tiers_[t]->ForEachHeld([&listener, t](const BlockHash& hash, Priority priority) {
+      listener->OnTierStored(static_cast<int>(t), hash, priority);
+    });
   }
 }
 
