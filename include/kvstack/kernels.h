@@ -204,16 +204,17 @@ Status QuantizeRow(GgmlType type, const float* src, void* dst, int64_t n);
 // says). Callers: the engine's forward pass (store and attention), tests.
 //
 // Stores token `slot` (head_dim floats) into the head. int8, fp8 and int4 V
-// round to nearest (scales from the token's groups). REQUIRES: not int8 or
-// int4 K, whose channel scales come from the whole block (QuantizeKvHead;
+// round to nearest (scales from the token's groups; fp8's row scale chosen
+// for the least squared error). REQUIRES: not int8, int4 or fp8 K, whose
+// channel scales or offsets come from the whole block (QuantizeKvHead;
 // aborts, naming it); 0 <= slot < block_size; the layout's REQUIRES (even
 // head_dim for int4); finite x.
 void QuantizeKvRow(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim, int32_t slot,
                    const float* x);
 // Stores a whole head of block_size tokens (rows: block_size x head_dim
 // floats) at once: how the engine writes a full block and a tier converts
-// one. For int8 and int4 K the channel scales (and int4's channel offsets)
-// come from the whole block; every other case equals QuantizeKvRow over
+// one. For int8, int4 and fp8 K the channel scales (int8, int4) and offsets
+// (int4, fp8) come from the whole block; every other case equals QuantizeKvRow over
 // slots 0..B-1. REQUIRES: as QuantizeKvRow, keys of any type allowed.
 void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim,
                     const float* rows);

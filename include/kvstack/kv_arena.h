@@ -19,9 +19,21 @@
 // One head of one block (B tokens of D elements), by type. Every scale lives
 // inside these bytes, so a block stays one self-contained range:
 //   f32, f16, bf16   token[0..B-1], each D elements (4, 2, 2 bytes).
-//   fp8-e4m3/e5m2    token[0..B-1], each D bytes (OCP FP8: e4m3 bias 7, max
-//                    448, no infinities; e5m2 bias 15, max 57344). No scale:
-//                    values beyond the maximum saturate on store.
+//   fp8-e4m3/e5m2, V q[B][D] bytes (OCP FP8: e4m3 bias 7, max 448, no
+//                    infinities; e5m2 bias 15, max 57344), then code[B]
+//                    bytes: element d of token t = fp8(q[t][d]) *
+//                    Fp8RowScale(code[t]) = 2^((code - 160) / 16)
+//                    (kv_fp8_scale.h). The store picks each row's code
+//                    among sixteen sixteenths of an octave for the least
+//                    squared error; values beyond the largest multiplier's
+//                    range saturate.
+//   fp8-e4m3/e5m2, K q[B][D] and code[B] as for V, then o[D] e4m3 bytes
+//                    (unscaled): channel d of token t = fp8(q[t][d]) *
+//                    Fp8RowScale(code[t]) + e4m3(o[d]), o[d] the midpoint
+//                    of channel d's range over the block (each channel
+//                    centred, as int4 K below: within a block RoPE's slow
+//                    channels sit away from zero, and FP8's step grows
+//                    with the value).
 //   int8, V          q[B][D] int8, then scale[B][D/G] binary16, G =
 //                    KvGroupSize(D): element d of token t = q[t][d] *
 //                    scale[t][d/G] (symmetric, |q| <= 127).
@@ -45,8 +57,8 @@
 //                    away from zero). The scale steps and offsets cost 1.5
 //                    bytes a channel, so int4 keeps 3.5x f16's tokens at head
 //                    dims 64 and 128.
-//   int8 and int4 K are written a whole block at a time: channel scales and
-//   offsets come from all of the block's tokens (kernels::QuantizeKvHead;
+//   int8, int4 and fp8 K are written a whole block at a time: channel scales
+//   and offsets come from all of the block's tokens (kernels::QuantizeKvHead;
 //   the engine holds a partial block at f16 until it is full,
 //   engine/kv_residual.h).
 //
@@ -100,7 +112,7 @@ inline size_t KvHeadBytes(KvDType t, KvPart part, int32_t block_size, int32_t he
     case KvDType::kF16:
     case KvDType::kBF16: return B * D * 2;
     case KvDType::kFp8E4M3:
-    case KvDType::kFp8E5M2: return B * D;
+    case KvDType::kFp8E5M2: return B * D + B + (part == KvPart::kKey ? D : 0);
     case KvDType::kInt8: return B * D + (part == KvPart::kKey ? 4 + D : B * groups * 2);
     case KvDType::kInt4: return B * D / 2 + (part == KvPart::kKey ? 8 + D / 2 + D : B * groups * 2);
   }

@@ -53,15 +53,20 @@ std::string KvShape::types_name() const {
 }
 
 namespace {
-// K's type as identities name it, revised where its bytes changed: int4 keys
-// gained channel offsets on 2026-12-06 ("int4.2"), so a disk folder or Redis
-// written by an earlier build never hands its int4 keys to this one.
-std::string_view KeyLayoutName(KvDType t) { return t == KvDType::kInt4 ? "int4.2" : KvDTypeName(t); }
+// A type as identities name it, revised where its bytes changed: int4 keys
+// gained channel offsets on 2026-12-06 ("int4.2"), and fp8 rows a scale code
+// the same day ("fp8-e4m3.2", "fp8-e5m2.2"), so a disk folder or Redis
+// written by an earlier build never hands those blocks to this one.
+std::string LayoutName(KvDType t, KvPart part) {
+  if (t == KvDType::kInt4 && part == KvPart::kKey) return "int4.2";
+  if (t == KvDType::kFp8E4M3 || t == KvDType::kFp8E5M2) return std::string(KvDTypeName(t)) + ".2";
+  return std::string(KvDTypeName(t));
+}
 }  // namespace
 
 std::string KvShape::layout_identity() const {
-  return fmt::format("kv:k={},v={},B={},H={},D={},L={}", KeyLayoutName(k_type()), KvDTypeName(v_type()), block_size,
-                     num_kv_heads, head_dim, num_layers);
+  return fmt::format("kv:k={},v={},B={},H={},D={},L={}", LayoutName(k_type(), KvPart::kKey),
+                     LayoutName(v_type(), KvPart::kValue), block_size, num_kv_heads, head_dim, num_layers);
 }
 size_t KvShape::block_bytes() const { return static_cast<size_t>(num_layers) * layer_bytes(); }
 

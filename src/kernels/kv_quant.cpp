@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "kernels/half.h"
 #include "kvstack/kernels.h"
+#include "kvstack/kv_fp8_scale.h"
 
 namespace kvstack::kernels {
 namespace {
@@ -65,6 +67,75 @@ uint8_t FloatToFp8(float x, Fp8Format f) {
   // the next exponent, and at the subnormal exponent the code is q itself.
   const int code = ((e + f.bias - 1) << f.man) + q;
   return sign | static_cast<uint8_t>(std::min(code, static_cast<int>(f.max_code)));
+}
+
+// Squared error of each |x[d]| stored at multiplier m (inv = 1 / m): the
+// value rounded to the format's nearest (ties to even, saturating at its
+// largest), as Fp8ToFloat(FloatToFp8(x * inv)) * m gives, without the codes.
+// Branch-free so that the compiler vectorizes it: the scale search runs it
+// sixteen times a row. ax: |x|, not NaN.
+struct Fp8Rounding {
+  explicit Fp8Rounding(Fp8Format f)
+      : drop(23 - f.man),
+        max_value(Fp8ToFloat(f.max_code, f)),
+        min_normal(std::ldexp(1.0f, 1 - f.bias)),
+        step(std::ldexp(1.0f, 1 - f.bias - f.man)),
+        inv_step(std::ldexp(1.0f, f.bias + f.man - 1)) {}
+  int drop;
+  float max_value, min_normal, step, inv_step;
+};
+void Fp8RowErrors(const float* ax, int D, float inv, float m, const Fp8Rounding& k, float* err) {
+  const uint32_t half = (1u << (k.drop - 1)) - 1, keep = ~((1u << k.drop) - 1);
+  for (int d = 0; d < D; ++d) {
+    const float a = ax[d] * inv;
+    uint32_t b;
+    std::memcpy(&b, &a, 4);
+    b = (b + half + ((b >> k.drop) & 1)) & keep;
+    float normal;
+    std::memcpy(&normal, &b, 4);
+    // Below the smallest normal: a multiple of the subnormal step, rounded
+    // to even by the float addition (the quotient is below 2^23).
+    const float sub = ((a * k.inv_step + 0x1p23f) - 0x1p23f) * k.step;
+    float r = a < k.min_normal ? sub : normal;
+    r = a < k.max_value ? r : k.max_value;
+    const float e = r * m - ax[d];
+    err[d] = e * e;
+  }
+}
+
+// One fp8 row and its scale code (kv_arena.h). The row is stored as x / M(c)
+// for the code c, among the sixteen from the smallest multiplier that keeps
+// the row's largest value finite up one octave, whose rounded row is closest
+// to x (least squared error). Above the smallest normal, FP8's relative step
+// is the same at every scale, but where a row's values fall between the
+// steps is not: over 64 Gaussian values the best of sixteen alignments has
+// two thirds of the squared error of any one.
+void StoreFp8Row(uint8_t* head, int B, int D, int slot, const float* x, Fp8Format f) {
+  const Fp8Rounding k(f);
+  thread_local std::vector<float> ax, err;
+  ax.resize(static_cast<size_t>(D));
+  err.resize(static_cast<size_t>(D));
+  float amax = 0;
+  for (int d = 0; d < D; ++d) {
+    ax[d] = std::fabs(x[d]);
+    amax = std::max(amax, ax[d]);  // NaN never wins
+    if (ax[d] != ax[d]) ax[d] = 0;  // stored saturated below; no error to weigh
+  }
+  int first = 0;
+  while (first < 255 && Fp8RowScale(static_cast<uint8_t>(first)) * k.max_value < amax) ++first;
+  int best = first;
+  float best_error = std::numeric_limits<float>::infinity();
+  for (int c = first; c < std::min(first + 16, 256); ++c) {
+    const float m = Fp8RowScale(static_cast<uint8_t>(c));
+    Fp8RowErrors(ax.data(), D, 1.0f / m, m, k, err.data());
+    float error = 0;
+    for (int d = 0; d < D; ++d) error += err[d];
+    if (error < best_error) best_error = error, best = c;
+  }
+  const float inv = 1.0f / Fp8RowScale(static_cast<uint8_t>(best));
+  uint8_t* q = head + static_cast<size_t>(slot) * D;
+  for (int d = 0; d < D; ++d) q[d] = FloatToFp8(x[d] * inv, f);
+  head[static_cast<size_t>(B) * D + static_cast<size_t>(slot)] = static_cast<uint8_t>(best);
 }
 
 // A binary16 scale for amax / levels, never below it (so no value clips) and
@@ -163,6 +234,31 @@ void StoreInt8KeyBlock(uint8_t* head, int B, int D, const float* rows) {
   }
 }
 
+// fp8 K (layout in kv_arena.h): each channel is centred on its range's
+// midpoint over the block, coded as an unscaled e4m3 value (RoPE's slow
+// channels sit far from zero within a block, and FP8's step grows with the
+// value); the rows, less the coded offsets, are then stored as fp8 rows.
+// The offset's coding error is part of what the rows store, never an error.
+void StoreFp8KeyBlock(uint8_t* head, int B, int D, const float* rows, Fp8Format f) {
+  uint8_t* offsets = head + static_cast<size_t>(B) * D + static_cast<size_t>(B);
+  thread_local std::vector<float> offset, row;
+  offset.assign(static_cast<size_t>(D), 0.0f);
+  row.resize(static_cast<size_t>(D));
+  for (int d = 0; d < D; ++d) {
+    float lo = rows[d], hi = rows[d];
+    for (int t = 1; t < B; ++t) {
+      lo = std::min(lo, rows[static_cast<size_t>(t) * D + d]);
+      hi = std::max(hi, rows[static_cast<size_t>(t) * D + d]);
+    }
+    offsets[d] = FloatToFp8(0.5f * lo + 0.5f * hi, kE4M3);
+    offset[d] = Fp8ToFloat(offsets[d], kE4M3);
+  }
+  for (int t = 0; t < B; ++t) {
+    for (int d = 0; d < D; ++d) row[d] = rows[static_cast<size_t>(t) * D + d] - offset[d];
+    StoreFp8Row(head, B, D, t, row.data(), f);
+  }
+}
+
 // int4 K (layout in kv_arena.h): each channel is centred on an offset, the
 // midpoint of its range coded in 8 bits against U = the largest |midpoint| /
 // 127 (a channel whose keys sit far from zero, as RoPE's slow pairs do within
@@ -240,11 +336,13 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head_bytes, int32_t B, 
       for (int d = 0; d < D; ++d) WriteU16(head + (row + d) * 2, Fp32ToBf16(x[d]));
       return;
     case KvDType::kFp8E4M3:
-      for (int d = 0; d < D; ++d) head[row + d] = FloatToFp8(x[d], kE4M3);
-      return;
     case KvDType::kFp8E5M2:
-      for (int d = 0; d < D; ++d) head[row + d] = FloatToFp8(x[d], kE5M2);
-      return;
+      if (part == KvPart::kKey) {
+        std::fprintf(stderr, "QuantizeKvRow: %s keys are written a whole block at a time (QuantizeKvHead)\n",
+                     std::string(KvDTypeName(type)).c_str());
+        std::abort();
+      }
+      return StoreFp8Row(head, B, D, slot, x, type == KvDType::kFp8E4M3 ? kE4M3 : kE5M2);
     case KvDType::kInt8:
     case KvDType::kInt4:
       if (part == KvPart::kKey) {
@@ -265,6 +363,8 @@ void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t B, int32
   uint8_t* bytes = reinterpret_cast<uint8_t*>(head);
   if (type == KvDType::kInt8 && part == KvPart::kKey) return StoreInt8KeyBlock(bytes, B, D, rows);
   if (type == KvDType::kInt4 && part == KvPart::kKey) return StoreInt4KeyBlock(bytes, B, D, rows);
+  if (type == KvDType::kFp8E4M3 && part == KvPart::kKey) return StoreFp8KeyBlock(bytes, B, D, rows, kE4M3);
+  if (type == KvDType::kFp8E5M2 && part == KvPart::kKey) return StoreFp8KeyBlock(bytes, B, D, rows, kE5M2);
   for (int32_t t = 0; t < B; ++t) QuantizeKvRow(type, part, head, B, D, t, rows + static_cast<size_t>(t) * D);
 }
 
@@ -282,11 +382,16 @@ void DequantizeKvRow(KvDType type, KvPart part, const std::byte* head_bytes, int
       for (int d = 0; d < D; ++d) out[d] = Bf16ToFp32(ReadU16(head + (row + d) * 2));
       return;
     case KvDType::kFp8E4M3:
-      for (int d = 0; d < D; ++d) out[d] = Fp8ToFloat(head[row + d], kE4M3);
+    case KvDType::kFp8E5M2: {
+      const Fp8Format f = type == KvDType::kFp8E4M3 ? kE4M3 : kE5M2;
+      const float m = Fp8RowScale(head[static_cast<size_t>(B) * D + static_cast<size_t>(slot)]);
+      for (int d = 0; d < D; ++d) out[d] = Fp8ToFloat(head[row + d], f) * m;
+      if (part == KvPart::kKey) {
+        const uint8_t* offsets = head + static_cast<size_t>(B) * D + static_cast<size_t>(B);
+        for (int d = 0; d < D; ++d) out[d] += Fp8ToFloat(offsets[d], kE4M3);
+      }
       return;
-    case KvDType::kFp8E5M2:
-      for (int d = 0; d < D; ++d) out[d] = Fp8ToFloat(head[row + d], kE5M2);
-      return;
+    }
     case KvDType::kInt8: {
       if (part == KvPart::kKey) {
         const uint8_t* tail = head + static_cast<size_t>(B) * D;

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/kernel_table.h"
+#include "kvstack/kv_fp8_scale.h"
 #include "kvstack/kv_int4_key_steps.h"
 #include "kernels/unaligned.h"
 
@@ -49,12 +50,17 @@ struct Int8Row {
   static float Scalar(const uint8_t* p) { return static_cast<float>(static_cast<int8_t>(*p)); }
 };
 
-// Unscaled 8-bit rows (FP8): scores and weighted sums.
+// FP8 rows, each with its scale code after the block's rows: scores and
+// weighted sums. A row's multiplier scales its score, or its weight.
 template <class V, class Row>
 void ScoresFp8(const uint8_t* head, int B, int D, int G, int len, const float* q, float* out) {
-  (void)B;
   (void)G;
   constexpr int L = V::kLanes;
+  const uint8_t* codes = head + static_cast<int64_t>(B) * D;
+  // The channel offsets add q . offset to every key's score.
+  const uint8_t* offsets = codes + B;
+  float qo = 0;
+  for (int d = 0; d < D; ++d) qo += q[d] * ScalarE4M3<V>(offsets[d]);
   for (int j = 0; j < len; ++j) {
     const uint8_t* row = head + static_cast<int64_t>(j) * D;
     typename V::F a0 = V::Zero(), a1 = V::Zero();
@@ -66,7 +72,7 @@ void ScoresFp8(const uint8_t* head, int B, int D, int G, int len, const float* q
     for (; d + L <= D; d += L) a0 = V::Fma(V::Load(q + d), Row::Load(row + d), a0);
     float s = V::ReduceAdd(V::Add(a0, a1));
     for (; d < D; ++d) s += q[d] * Row::Scalar(row + d);
-    out[j] = s;
+    out[j] = s * Fp8RowScale(codes[j]) + qo;
   }
 }
 
@@ -115,13 +121,15 @@ void AccumulateRun(const uint8_t* rows, int64_t stride, int d0, int n, int len, 
 
 template <class V, class Row>
 void AccumulateFp8(const uint8_t* head, int B, int D, int G, int len, const float* w, float* out) {
-  (void)B;
   (void)G;
+  const uint8_t* codes = head + static_cast<int64_t>(B) * D;
   auto load = [](const uint8_t* row, int d) { return Row::Load(row + d); };
   auto scalar = [](const uint8_t* row, int d) { return Row::Scalar(row + d); };
+  alignas(64) float ws[kTokenRun];
   for (int j0 = 0; j0 < len; j0 += kTokenRun) {
     const int n = len - j0 < kTokenRun ? len - j0 : kTokenRun;
-    AccumulateRun<V>(head + static_cast<int64_t>(j0) * D, D, 0, D, n, w + j0, out, load, scalar);
+    for (int j = 0; j < n; ++j) ws[j] = w[j0 + j] * Fp8RowScale(codes[j0 + j]);
+    AccumulateRun<V>(head + static_cast<int64_t>(j0) * D, D, 0, D, n, ws, out, load, scalar);
   }
 }
 

@@ -61,6 +61,10 @@ TEST(KvArenaTest, MixedKAndVTypes) {
   // int4 keys' bytes changed (channel offsets): their identity says which.
   const KvShape int4{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16, .dtype = KvDType::kInt4};
   EXPECT_EQ(int4.layout_identity(), "kv:k=int4.2,v=int4,B=16,H=2,D=128,L=2");
+  // So did fp8 rows' (a scale code each), keys and values alike.
+  const KvShape fp8{.num_layers = 2, .num_kv_heads = 2, .head_dim = 128, .block_size = 16,
+                    .dtype = KvDType::kFp8E4M3, .v_dtype = KvDType::kFp8E5M2};
+  EXPECT_EQ(fp8.layout_identity(), "kv:k=fp8-e4m3.2,v=fp8-e5m2.2,B=16,H=2,D=128,L=2");
   const KvShape odd{.num_layers = 1, .num_kv_heads = 1, .head_dim = 7, .block_size = 16, .dtype = KvDType::kInt4};
   EXPECT_EQ(KvArena::Create(odd, 1, KvStorageMode::kAllocate).status().message(),
             "KV shape: int4 needs an even head_dim, not 7");

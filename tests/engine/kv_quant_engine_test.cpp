@@ -163,15 +163,15 @@ void ExpectAccuracy(const std::string& model, int64_t positions, int32_t context
 // The targets (int8 and fp8-e4m3 >= 99% top-1, mean KL <= 1e-3;
 // int4 >= 95%) are asserted where they hold: int8 and int4 everywhere (since
 // the partial block waits at f16 in the sequence's residual, and int4 keys
-// are centred per channel). stories260K's 8-dim keys are too sensitive for
-// fp8's 3-bit mantissa: its floor says what is true, not what was hoped.
+// are centred per channel), fp8-e4m3 since its rows carry a chosen scale and
+// its keys are centred per channel (stories260K's 8-dim keys had 96%).
 TEST(KvQuantEngineTest, Stories260KAccuracyAgainstF32Kv) {
   const std::string model = SharedPath("models/stories260K.gguf");
   REQUIRE_SHARED(model);
   ExpectAccuracy(model, 2000, 512,
                  {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3},      // measured 0.9961, 8.2e-5
                   {KvDType::kF32, KvDType::kInt8, 0.995, 5e-5},      // V alone: 0.9990, 1.6e-6
-                  {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.93, -1},  // 0.958
+                  {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.99, 1e-3},  // 0.9951, 3.5e-4
                   {KvDType::kInt8, KvDType::kInt4, 0.975, -1},       // 0.989
                   {KvDType::kInt4, KvDType::kInt4, 0.95, -1},        // 0.965
                   // --tier-kv-type int8: f16 KV whose full blocks come back
@@ -185,6 +185,10 @@ TEST(KvQuantEngineTest, TinyqAAccuracyAgainstF32Kv) {
     REQUIRE_SHARED(model);
     ExpectAccuracy(model, 600, 0,
                    {{KvDType::kInt8, KvDType::kInt8, 0.99, 1e-3},     // 0.998-0.999, 3.6e-5 to 3.9e-5
+                    // 1,022 positions: one disagreement is 0.1%, so the
+                    // top-1 floor sits below the 99%, which the
+                    // 20,440-position figures meet (BENCHMARKS.md).
+                    {KvDType::kFp8E4M3, KvDType::kFp8E4M3, 0.985, 1e-3},  // 0.988-0.995, 6.2e-4 to 7.1e-4
                     {KvDType::kInt4, KvDType::kInt4, 0.95, -1}});  // 0.960-0.969
   }
 }

@@ -57,7 +57,7 @@ TEST(PlanTest, AlternativesForATarget) {
     if (a.change.find("GPUs (") != std::string::npos) more = &a;
   }
   ASSERT_NE(fp8, nullptr);
-  EXPECT_EQ(fp8->concurrency_p95, 2 * 56);  // floor(60,471,139,042 / 65,536) = 922,716; / 16,384 = 56
+  EXPECT_EQ(fp8->concurrency_p95, 2 * 54);  // floor(60,471,139,042 / 68,096) = 888,027; / 16,384 = 54
   EXPECT_TRUE(fp8->reaches_target);
   ASSERT_NE(more, nullptr);
   EXPECT_EQ(more->gpus, 4);  // ceil(100 / 28) replicas

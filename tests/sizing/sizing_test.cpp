@@ -113,13 +113,15 @@ TEST(SizingArithmetic, Llama31_8B_KvPrecisions) {
   const ModelSpec m = Model("Llama-3.1-8B");
   SizingOptions o;
   o.context_tokens = 1;
-  // 65,536 values x 4 / 2 / 1 B. int8 and int4 are kvstack's real layouts
+  // 65,536 values x 4 / 2 B. fp8, int8 and int4 are kvstack's real layouts
   // (kv_arena.h), 256 K/V head pairs (32 layers x 8 heads) of 16-token
-  // blocks: int8 K 16x128 + 4 + 128 and V 16x128 + 16x2x2 = 4,292 B a block,
-  // 68,672 B a token; int4 K 16x64 + 8 + 64 + 128 (scale steps and channel
+  // blocks: fp8 K 16x128 + 16 + 128 (a row's scale code, a channel's
+  // offset) and V 16x128 + 16 = 4,256 B a block, 68,096 B a token; int8 K
+  // 16x128 + 4 + 128 and V 16x128 + 16x2x2 = 4,292 B a block, 68,672 B a
+  // token; int4 K 16x64 + 8 + 64 + 128 (scale steps and channel
   // offsets) and V 16x64 + 64 = 2,312 B, 36,992.
   const std::pair<Precision, int64_t> cases[] = {{Precision::kF32, 262144}, {Precision::kBf16, 131072},
-                                                 {Precision::kF16, 131072}, {Precision::kFp8, 65536},
+                                                 {Precision::kF16, 131072}, {Precision::kFp8, 68096},
                                                  {Precision::kInt8, 68672}, {Precision::kInt4, 36992}};
   for (const auto& [kv, bytes] : cases) {
     o.kv = kv;
@@ -201,15 +203,18 @@ TEST(SizingArithmetic, DeepSeekV3_MlaOnEightH200) {
   o.weights = Precision::kFp8;
   o.kv = Precision::kFp8;
   o.context_tokens = 32768;
-  o.sequences = 44;
+  o.sequences = 43;
   auto r = ComputeSizing(m, Gpu("H200-141GB"), o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
 
-  // 61 layers x (512 latent + 64 RoPE key) = 35,136 values, 1 B each in fp8;
-  // not split by tensor parallelism.
+  // 61 layers x (512 latent + 64 RoPE key) = 35,136 values; not split by
+  // tensor parallelism. In fp8, priced as kvstack stores 576-wide rows: 30
+  // K/V pairs and one more row as K, a block of K 16x576 + 16 + 576 (scale
+  // codes, channel offsets) and V 16x576 + 16: (30 x 19,040 + 9,808) / 16 =
+  // 36,313 B.
   EXPECT_EQ(r->kv_values_per_token, 35136);
-  EXPECT_EQ(r->kv_bytes_per_token, 35136);
-  EXPECT_EQ(r->kv_bytes_per_token_per_gpu, 35136);
+  EXPECT_EQ(r->kv_bytes_per_token, 36313);
+  EXPECT_EQ(r->kv_bytes_per_token_per_gpu, 36313);
   EXPECT_EQ(r->kv_heads_per_gpu, 0);
   // 671,026,404,352 parameters x 1 B / 8 GPUs = 83,878,300,544 B.
   EXPECT_EQ(r->weight_bytes, 671026404352);
@@ -219,10 +224,10 @@ TEST(SizingArithmetic, DeepSeekV3_MlaOnEightH200) {
   EXPECT_EQ(r->hbm_bytes_per_gpu, kH200Bytes);
   EXPECT_EQ(r->workspace_bytes_per_gpu, 15075482009);
   EXPECT_EQ(r->kv_budget_bytes_per_gpu, 51801037543);
-  // floor(51,801,037,543 / 35,136) = 1,474,300; / 32,768 = 44.99 -> 44.
-  EXPECT_EQ(r->tokens_that_fit, 1474300);
-  EXPECT_EQ(r->sequences_that_fit, 44);
-  EXPECT_TRUE(r->requested_fits);  // exactly the 44 that fit
+  // floor(51,801,037,543 / 36,313) = 1,426,514; / 32,768 = 43.53 -> 43.
+  EXPECT_EQ(r->tokens_that_fit, 1426514);
+  EXPECT_EQ(r->sequences_that_fit, 43);
+  EXPECT_TRUE(r->requested_fits);  // exactly the 43 that fit
   EXPECT_THAT(r->notes, testing::Contains(HasSubstr("MLA latent")));
 }
 
@@ -636,9 +641,9 @@ TEST(SizingCommand, JsonForDeepSeek) {
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto j = nlohmann::json::parse(run.output, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << run.output;
-  EXPECT_EQ(j["kv"]["bytes_per_token"], 35136);
-  EXPECT_EQ(j["tokens_that_fit"], 1474300);
-  EXPECT_EQ(j["sequences_that_fit"], 44);
+  EXPECT_EQ(j["kv"]["bytes_per_token"], 36313);
+  EXPECT_EQ(j["tokens_that_fit"], 1426514);
+  EXPECT_EQ(j["sequences_that_fit"], 43);
 }
 
 TEST(SizingCommand, ConfigJsonStandsInForAPreset) {
