@@ -130,8 +130,11 @@ struct LoadReport {
   double utilization = 0;        // busy_seconds / (instances x arrival_span_s)
   int32_t waiting_at_last_arrival = 0;  // queued requests (all instances) when the last one arrived
   // Queueing grew without bound: more work arrived than the instances could
-  // do (utilization above 1) and requests were still waiting at the end of
-  // the arrivals.
+  // do (utilization above 1) and, at the end of the arrivals, more requests
+  // were waiting than a transient leaves (over one an instance and over 2% of
+  // all arrivals). Utilization alone does not say it: a decode step costs
+  // about the same at any batch, so an instance that keeps up is still busy
+  // all the time.
   bool overloaded = false;
   // Instances that would have had the work at utilization <= 1: a lower
   // bound, since smaller batches on more instances are less efficient.

@@ -660,7 +660,15 @@ class Replay {
     load.arrival_span_s = span;
     if (span > 0) {
       load.utilization = load.busy_seconds / (static_cast<double>(o_.instances) * span);
-      load.overloaded = load.utilization > 1.0 && load.waiting_at_last_arrival > 0;
+      // Busy time alone cannot say it: a decode step costs about the same at
+      // any batch, so instances that are never idle may still admit every
+      // arrival within a step or two (and the last arrival itself is
+      // waiting when it is counted). Queueing grew when more were waiting
+      // at the last arrival than a transient leaves: over one an instance
+      // and over 2% of all arrivals.
+      const double transient =
+          std::max(static_cast<double>(o_.instances), 0.02 * static_cast<double>(trace_.requests.size()));
+      load.overloaded = load.utilization > 1.0 && load.waiting_at_last_arrival > transient;
       load.instances_to_keep_up = static_cast<int32_t>(std::ceil(load.utilization * o_.instances - 1e-9));
     }
     res.peak_running = peak_running_;

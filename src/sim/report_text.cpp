@@ -20,8 +20,9 @@ std::string FormatLoad(const LoadReport& l) {
   if (l.arrival_span_s <= 0) return "";
   if (!l.overloaded) {
     return fmt::format(
-        "load         {:.0f}% of the instances' time busy ({:.3f} s in steps) over the {:.1f} s of arrivals\n",
-        l.utilization * 100, l.busy_seconds, l.arrival_span_s);
+        "load         {:.0f}% of the instances' time busy ({:.3f} s in steps) over the {:.1f} s of arrivals; "
+        "queueing stayed bounded ({} waiting at the last arrival)\n",
+        l.utilization * 100, l.busy_seconds, l.arrival_span_s, l.waiting_at_last_arrival);
   }
   return fmt::format(
       "OVERLOADED   arrivals brought {:.2f}x the work these instances can do in the {:.1f} s they span ({} requests "

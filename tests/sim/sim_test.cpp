@@ -470,6 +470,23 @@ TEST(SimTest, AnOverloadedReplaySaysByHowMuch) {
   EXPECT_EQ(FormatSimResult(*light).find("OVERLOADED"), std::string::npos);
 }
 
+// Instances that are never idle yet admit every arrival at once are not
+// overloaded: a decode step costs the same at any batch (10 ms here), so
+// busy time runs past the arrivals' span while nothing queues.
+TEST(SimTest, BusyInstancesThatKeepUpAreNotOverloaded) {
+  FixedCost cost;
+  SimOptions o;
+  o.device_tokens = 1 << 16;
+  // One every 20 ms, each 50 decode steps: about 25 decoding at once.
+  auto busy = Simulate(Stream(200, 20'000, 1, 50), cost, o);
+  ASSERT_TRUE(busy.ok()) << busy.status().ToString();
+  EXPECT_GT(busy->load.utilization, 1.0);  // busy from the first arrival past the last
+  EXPECT_LE(busy->load.waiting_at_last_arrival, 1);
+  EXPECT_FALSE(busy->load.overloaded);
+  EXPECT_EQ(FormatSimResult(*busy).find("OVERLOADED"), std::string::npos);
+  EXPECT_LT(busy->queue_s.p99, 0.05);
+}
+
 // A pool too small for every running request's output preempts (the
 // engine's scheduler), and the tier chain's gate decides what goes down: by
 // default blocks of default priority hit fewer than twice stay out.
