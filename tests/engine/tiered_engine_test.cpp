@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "kvstack/engine.h"
+#include "common/process_temp_file.h"
 #include "kvstack/model_gen.h"
 #include "kvstack/tier_chain.h"
 #include "kvstack/tiers.h"
@@ -50,15 +51,16 @@ class TempDir {
 // A generated llama (random weights; 2 layers, 2 KV heads of 16): 4 KiB of
 // f16 KV per 16-token block.
 const std::string& ModelPath() {
-  static const std::string path = [] {
-    const fs::path p = fs::temp_directory_path() / ("kvstack-tiered-model-" + std::to_string(::getpid()) + ".gguf");
+  static const kvstack::testing::ProcessTempFile file("kvstack-tiered-model", ".gguf");
+  static const bool written = [] {
     GenModelSpec spec;
     spec.n_ctx = 1024;
-    const Status s = WriteGenModel(spec, p.string());
+    const Status s = WriteGenModel(spec, file.path());
     EXPECT_TRUE(s.ok()) << s.ToString();
-    return p.string();
+    return s.ok();
   }();
-  return path;
+  (void)written;
+  return file.path();
 }
 
 // Holds SlowTier's reads while closed (a tier that hangs, as a Redis server

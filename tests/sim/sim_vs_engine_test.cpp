@@ -20,6 +20,7 @@
 #include <random>
 
 #include "kvstack/engine.h"
+#include "common/process_temp_file.h"
 #include "kvstack/model_gen.h"
 #include "kvstack/sim.h"
 #include "kvstack/tier_chain.h"
@@ -46,15 +47,16 @@ class FixedStepCost final : public CostModel {
 };
 
 const std::string& ModelPath() {
-  static const std::string path = [] {
-    const fs::path p = fs::temp_directory_path() / ("kvstack-simvsengine-" + std::to_string(::getpid()) + ".gguf");
+  static const kvstack::testing::ProcessTempFile file("kvstack-simvsengine", ".gguf");
+  static const bool written = [] {
     GenModelSpec spec;
     spec.n_ctx = 1024;
-    const Status s = WriteGenModel(spec, p.string());
+    const Status s = WriteGenModel(spec, file.path());
     EXPECT_TRUE(s.ok()) << s.ToString();
-    return p.string();
+    return s.ok();
   }();
-  return path;
+  (void)written;
+  return file.path();
 }
 
 struct Arrival {
