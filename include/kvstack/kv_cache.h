@@ -110,6 +110,9 @@ struct AdmissionRequest {
   ExtraKeys keys;                 // model, tenant salt, adapter
   RetentionSpec retention;
   int32_t reserve_tokens = 0;     // extra slots to reserve now (e.g. decode)
+  // Tokens the sequence is expected to come to hold: room set aside in its
+  // token list so appends do not regrow it (a hint; no blocks are taken).
+  int32_t token_capacity = 0;
   // No prefix hits: every token is computed (a request that needs the logits
   // of every prompt position, such as scoring a prompt). Its full blocks still
   // enter the prefix cache when computed (as duplicates where already cached).
@@ -146,6 +149,9 @@ struct SequenceInfo {
   int32_t hit_tokens = 0;           // served from the cache at admission
   int32_t num_blocks = 0;
   int32_t committed_blocks = 0;     // blocks whose KV is in the prefix cache
+  // The block that receives the next token is shared with a fork: the next
+  // Append copies it first, taking one block more than its tokens need.
+  bool tail_shared = false;
 };
 
 // A read-only view of one block, for diagnostics and tests.
@@ -226,6 +232,14 @@ class KvCache {
   // their retention priority. REQUIRES (else InvalidArgument):
   // previous value <= num_computed_tokens <= num_tokens.
   Status MarkComputed(SequenceId id, int32_t num_computed_tokens);
+
+  // Append(tokens past the sequence's own) then MarkComputed, with one
+  // lookup: for a caller that keeps a sequence's whole token list (the
+  // scheduler running a stretch). `tokens` is the sequence's list so far
+  // (its first num_tokens are taken to be the sequence's, unchecked); the
+  // sequence grows to all of them. Errors as Append's, and as
+  // MarkComputed's when the append succeeded (the tokens then stay).
+  Status Extend(SequenceId id, std::span<const Token> tokens, int32_t num_computed_tokens);
 
   // A new sequence sharing all of `id`'s blocks and tokens. NotFound for an
   // unknown sequence.

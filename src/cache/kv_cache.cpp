@@ -255,6 +255,7 @@ Result<SequenceId> KvCache::Admit(const AdmissionRequest& request, AdmissionPlan
   // Apply: nothing below can fail.
   const Micros now = config_.clock->Now();
   Sequence s;
+  s.tokens.reserve(std::max(request.tokens.size(), static_cast<size_t>(std::max(0, request.token_capacity))));
   s.tokens.assign(request.tokens.begin(), request.tokens.end());
   s.hashes = std::move(plan.hashes);
   s.root = plan.root;

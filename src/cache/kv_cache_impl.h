@@ -64,6 +64,10 @@ struct KvCache::Impl final : BlockPoolObserver {
   BlockRetention RetentionFor(const Sequence& s, int32_t b, Micros now) const;
   // Commits blocks [s.committed, full computed blocks).
   void CommitComputed(Sequence& s);
+  // KvCache::Append and MarkComputed on a sequence already found (`id`
+  // names it in errors).
+  Status AppendTo(Sequence& s, SequenceId id, std::span<const Token> tokens);
+  Status MarkComputedIn(Sequence& s, SequenceId id, int32_t num_computed_tokens);
 };
 
 inline int32_t Idx(BlockId b) { return static_cast<int32_t>(b); }

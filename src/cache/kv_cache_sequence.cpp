@@ -22,12 +22,25 @@ int32_t KvCache::BlocksToAppend(SequenceId id, int32_t count) const {
 }
 
 Status KvCache::Append(SequenceId id, std::span<const Token> tokens) {
-  Impl& impl = *impl_;
-  Sequence* s = impl.Find(id);
+  Sequence* s = impl_->Find(id);
   if (s == nullptr) return NotFound(fmt::format("append: sequence {} is not live", id.value));
+  return impl_->AppendTo(*s, id, tokens);
+}
+
+Status KvCache::Extend(SequenceId id, std::span<const Token> tokens, int32_t num_computed_tokens) {
+  Sequence* s = impl_->Find(id);
+  if (s == nullptr) return NotFound(fmt::format("extend: sequence {} is not live", id.value));
+  const size_t held = s->tokens.size();
+  if (tokens.size() > held) KVSTACK_RETURN_IF_ERROR(impl_->AppendTo(*s, id, tokens.subspan(held)));
+  return impl_->MarkComputedIn(*s, id, num_computed_tokens);
+}
+
+Status KvCache::Impl::AppendTo(Sequence& seq, SequenceId id, std::span<const Token> tokens) {
+  Impl& impl = *this;
+  Sequence* s = &seq;
   if (tokens.empty()) return Status::Ok();
   BlockPool& pool = *impl.pool;
-  const int32_t bs = block_size();
+  const int32_t bs = cache->block_size();
   const int64_t old_n = static_cast<int64_t>(s->tokens.size());
   const int64_t new_n = old_n + static_cast<int64_t>(tokens.size());
   if (new_n > INT32_MAX / 2) return InvalidArgument(fmt::format("append: sequence {} would exceed the token limit", id.value));
@@ -46,7 +59,7 @@ Status KvCache::Append(SequenceId id, std::span<const Token> tokens) {
     const int32_t shared = Idx(s->blocks[next_slot_block]);
     auto fresh = pool.Allocate();
     KVSTACK_CHECK(fresh.has_value(), "append: copy-on-write allocation failed after the availability check");
-    arena_.CopyBlock(shared, *fresh);
+    cache->arena_.CopyBlock(shared, *fresh);
     pool.Release(shared);
     s->blocks[next_slot_block] = static_cast<BlockId>(*fresh);
     ++impl.counters.copy_on_write;
@@ -59,7 +72,7 @@ Status KvCache::Append(SequenceId id, std::span<const Token> tokens) {
   s->tokens.insert(s->tokens.end(), tokens.begin(), tokens.end());
   const size_t hashed_tokens = s->hashes.size() * bs;
   const BlockHash parent = s->hashes.empty() ? s->root : s->hashes.back();
-  hasher_.ChainBlocks(parent, std::span<const Token>(s->tokens).subspan(hashed_tokens), bs, &s->hashes);
+  cache->hasher_.ChainBlocks(parent, std::span<const Token>(s->tokens).subspan(hashed_tokens), bs, &s->hashes);
   return Status::Ok();
 }
 
@@ -92,12 +105,17 @@ void KvCache::Impl::CommitComputed(Sequence& s) {
 Status KvCache::MarkComputed(SequenceId id, int32_t num_computed_tokens) {
   Sequence* s = impl_->Find(id);
   if (s == nullptr) return NotFound(fmt::format("mark computed: sequence {} is not live", id.value));
+  return impl_->MarkComputedIn(*s, id, num_computed_tokens);
+}
+
+Status KvCache::Impl::MarkComputedIn(Sequence& seq, SequenceId id, int32_t num_computed_tokens) {
+  Sequence* s = &seq;
   if (num_computed_tokens < s->computed_tokens || num_computed_tokens > static_cast<int32_t>(s->tokens.size())) {
     return InvalidArgument(fmt::format("mark computed: sequence {}: {} computed tokens, must be from {} to {}", id.value,
                                        num_computed_tokens, s->computed_tokens, s->tokens.size()));
   }
   s->computed_tokens = num_computed_tokens;
-  impl_->CommitComputed(*s);
+  CommitComputed(*s);
   return Status::Ok();
 }
 
@@ -142,6 +160,9 @@ Result<SequenceInfo> KvCache::Info(SequenceId id) const {
   info.hit_tokens = s->hit_tokens;
   info.num_blocks = static_cast<int32_t>(s->blocks.size());
   info.committed_blocks = s->committed;
+  const size_t next_slot_block = s->tokens.size() / static_cast<size_t>(block_size());
+  info.tail_shared =
+      next_slot_block < s->blocks.size() && impl_->pool->meta(Idx(s->blocks[next_slot_block])).ref_count > 1;
   return info;
 }
 

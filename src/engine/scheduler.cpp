@@ -40,6 +40,9 @@ AdmissionRequest Scheduler::MakeAdmission(const ScheduledRequest& r) const {
   a.keys = r.keys;
   a.retention = r.retention;
   a.skip_prefix_hits = r.skip_prefix_hits;
+  // Room the caller set aside for the request's tokens (the simulator: prompt
+  // and output), so the cache's copy does not regrow as it decodes either.
+  a.token_capacity = static_cast<int32_t>(std::min<size_t>(r.tokens.capacity(), INT32_MAX / 2));
   // A recomputed request's generated tokens keep the generated-token priority.
   const int32_t n = static_cast<int32_t>(r.tokens.size());
   if (n > r.prompt_len && r.retention.decode_priority) {
@@ -58,6 +61,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
   r.seq = *seq;
   r.computed = cache_->Info(*seq)->hit_tokens;
+  r.in_cache = static_cast<int32_t>(r.tokens.size());
   if (r.cached_tokens < 0) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
     r.device_hit_tokens = r.cached_tokens;
@@ -81,7 +85,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
     }
   }
   r.state = RequestState::kRunning;
-  running_.push_back(r.id);
+  AddRunning(r);
   return true;
 }
 
@@ -105,7 +109,7 @@ bool Scheduler::PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan) {
   v.state = RequestState::kWaiting;
   ++v.preemptions;
   ++preemptions_;
-  running_.erase(std::find(running_.begin(), running_.end(), victim));
+  RemoveRunning(victim);
   waiting_.push_front(victim);
   std::erase_if(*plan, [&](const ScheduledChunk& c) { return c.id == victim; });
   return true;
@@ -132,7 +136,7 @@ void Scheduler::FinishOnboarding() {
       if (r.preemptions == 0) r.cached_tokens += prompt_part;
     }
     r.state = RequestState::kRunning;
-    running_.push_back(r.id);
+    AddRunning(r);
     onboarding_.erase(onboarding_.begin() + static_cast<ptrdiff_t>(i));
   }
 }
@@ -164,7 +168,7 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
     ScheduledRequest& r = it->second;
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     // Sampled tokens not yet in the cache need slots.
-    const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
+    const int32_t in_cache = r.in_cache;
     if (in_cache < n) {
       std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(n - in_cache));
       Status s = cache_->Append(*r.seq, add);
@@ -178,10 +182,11 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
         self.state = RequestState::kWaiting;
         ++self.preemptions;
         ++preemptions_;
-        running_.erase(std::find(running_.begin(), running_.end(), id));
+        RemoveRunning(id);
         waiting_.push_front(id);
         continue;
       }
+      r.in_cache = n;
     }
     const int32_t count = std::min(budget, n - r.computed);
     if (count <= 0) continue;
@@ -224,8 +229,7 @@ void Scheduler::Fork(RequestId parent, RequestId child) {
   ScheduledRequest c = p;
   c.id = child;
   c.seq = *seq;
-  requests_.emplace(child, std::move(c));
-  running_.push_back(child);
+  AddRunning(requests_.emplace(child, std::move(c)).first->second);
 }
 
 Status Scheduler::Finish(RequestId id) {
@@ -251,7 +255,7 @@ Status Scheduler::Finish(RequestId id) {
   if (r.state == RequestState::kWaiting) {
     std::erase(waiting_, id);
   } else {
-    std::erase(running_, id);
+    RemoveRunning(id);
   }
   requests_.erase(it);
   return Status::Ok();
@@ -264,14 +268,14 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     return st;
   }
   int64_t left = std::numeric_limits<int64_t>::max();  // prompt tokens to go
-  for (RequestId id : running_) {
-    const ScheduledRequest& r = requests_.at(id);
+  for (const ScheduledRequest* rp : running_reqs_) {
+    const ScheduledRequest& r = *rp;
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     if (r.computed + 1 == n) {
       if (st.prompt) return st;  // it would wait behind the prompt's chunk
       ++st.decoding;
     } else if (!st.prompt) {
-      st.prompt = id;
+      st.prompt = r.id;
       left = n - r.computed;
     }
     // A later prompt gets nothing while the first takes the budget.
@@ -295,15 +299,14 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
   // blocks held, and 1 if the next append copies a shared tail first.
   needs_.clear();
   const int64_t B = cache_->block_size();
-  for (RequestId id : running_) {
-    const ScheduledRequest& r = requests_.at(id);
-    if (st.prompt && id == *st.prompt) continue;
+  for (const ScheduledRequest* rp : running_reqs_) {
+    const ScheduledRequest& r = *rp;
+    if (st.prompt && r.id == *st.prompt) continue;
     if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
     const Result<SequenceInfo> info = cache_->Info(*r.seq);
     const int64_t known = static_cast<int64_t>(r.tokens.size());
-    const int64_t one = std::max<int64_t>(0, (known + B - 1) / B - info->num_blocks);
-    const int32_t add1 = static_cast<int32_t>(known - info->num_tokens);
-    const int32_t copy = add1 > 0 ? static_cast<int32_t>(cache_->BlocksToAppend(*r.seq, add1) - one) : 0;
+    // A shared tail is copied by the next append, if there is one to make.
+    const int32_t copy = known > info->num_tokens && info->tail_shared ? 1 : 0;
     needs_.push_back({known, info->num_blocks, copy});
   }
   const auto fits = [&](int64_t steps) {
@@ -330,8 +333,9 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
   if (st.steps < 1) return;
   steps_ += static_cast<uint64_t>(st.steps);
   if (onboarder_) onboarder_->Progress();
-  for (RequestId id : running_) {
-    ScheduledRequest& r = requests_.at(id);
+  for (ScheduledRequest* rp : running_reqs_) {
+    ScheduledRequest& r = *rp;
+    const RequestId id = r.id;
     if (st.prompt && id == *st.prompt) {
       r.computed += static_cast<int32_t>(st.steps * st.chunk);
       Status s = cache_->MarkComputed(*r.seq, r.computed);
@@ -344,13 +348,22 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
     KVSTACK_CHECK(static_cast<int64_t>(r.tokens.size()) == end + 1, "stretch of request %lu: sampler gave %zu tokens",
                   static_cast<unsigned long>(id), r.tokens.size());
     r.computed = static_cast<int32_t>(end);
-    const size_t in_cache = static_cast<size_t>(cache_->Info(*r.seq)->num_tokens);
-    const std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(end) - in_cache);
-    Status s = cache_->Append(*r.seq, add);
-    KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
-    s = cache_->MarkComputed(*r.seq, r.computed);
+    r.in_cache = r.computed;
+    const Status s = cache_->Extend(*r.seq, std::span<const Token>(r.tokens.data(), static_cast<size_t>(end)), r.computed);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
   }
+}
+
+void Scheduler::AddRunning(ScheduledRequest& r) {
+  running_.push_back(r.id);
+  running_reqs_.push_back(&r);
+}
+
+void Scheduler::RemoveRunning(RequestId id) {
+  const auto it = std::find(running_.begin(), running_.end(), id);
+  if (it == running_.end()) return;
+  running_reqs_.erase(running_reqs_.begin() + (it - running_.begin()));
+  running_.erase(it);
 }
 
 const ScheduledRequest* Scheduler::Find(RequestId id) const {

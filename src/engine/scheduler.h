@@ -26,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,7 @@ struct ScheduledRequest {
   std::vector<Token> tokens;  // prompt, then generated tokens
   int32_t prompt_len = 0;
   int32_t computed = 0;       // leading tokens whose KV is in the cache
+  int32_t in_cache = 0;       // tokens the cache's sequence holds (while admitted)
   Priority priority = kDefaultPriority;
   ExtraKeys keys;
   RetentionSpec retention;
@@ -148,6 +150,8 @@ class Scheduler {
 
   // Admission order (the order Schedule() serves them in).
   const std::vector<RequestId>& running() const { return running_; }
+  // The same requests, in the same order (no lookup per request).
+  std::span<const ScheduledRequest* const> running_requests() const { return running_reqs_; }
   // Queue order (preempted requests first).
   const std::deque<RequestId>& waiting() const { return waiting_; }
   const ScheduledRequest* Find(RequestId id) const;
@@ -181,6 +185,11 @@ class Scheduler {
   void ReleaseDrained();
   absl::node_hash_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
   std::vector<RequestId> running_;  // admission order
+  // running_'s requests, index for index (requests_ is node-based: the
+  // addresses hold); a stretch walks them without a lookup each.
+  std::vector<ScheduledRequest*> running_reqs_;
+  void AddRunning(ScheduledRequest& r);
+  void RemoveRunning(RequestId id);
   std::deque<RequestId> waiting_;   // preempted ones at the front
   uint64_t preemptions_ = 0;
   uint64_t steps_ = 0;

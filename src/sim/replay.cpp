@@ -24,6 +24,8 @@
 #include <queue>
 #include <unordered_map>
 
+#include <absl/container/flat_hash_map.h>
+
 #include <fmt/format.h>
 
 #include "engine/scheduler.h"
@@ -62,7 +64,7 @@ struct Instance {
   std::unique_ptr<SimTiers> tiers;  // null: no tier below the device pool
   std::unique_ptr<KvCache> device;
   std::unique_ptr<engine::Scheduler> scheduler;
-  std::unordered_map<engine::RequestId, Live> live;
+  absl::flat_hash_map<engine::RequestId, Live> live;  // looked up per request per stretch: flat
   int64_t waiting_blocks = 0;  // prompt blocks queued, not yet admitted (the kv-aware router's load)
   int32_t waiting = 0;         // requests queued, not yet admitted
   double now = 0;
@@ -441,8 +443,9 @@ class Replay {
     int64_t last_prompt = 0, last_prompt_context = 0;
     int32_t at_most = 0;  // requests with `most` tokens left: those a full stretch finishes
     Instance::Pending p;
-    for (engine::RequestId id : sched.running()) {
-      const engine::ScheduledRequest& r = *sched.Find(id);
+    for (const engine::ScheduledRequest* rp : sched.running_requests()) {
+      const engine::ScheduledRequest& r = *rp;
+      const engine::RequestId id = r.id;
       const int32_t n = static_cast<int32_t>(r.tokens.size());
       if (r.computed + 1 != n) continue;  // in its prompt
       const Live& l = in.live.at(id);
