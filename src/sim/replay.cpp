@@ -52,7 +52,6 @@ struct RequestOutcome {
 struct Live {
   size_t index = 0;
   int32_t output = 1;        // tokens to generate (at least one)
-  int32_t generated = 0;
   int32_t prompt_blocks = 0; // for the router's queued-prefill load until admitted
   double arrival_s = 0;
   double admitted_s = -1;    // first admission
@@ -78,8 +77,11 @@ struct Instance {
     engine::Scheduler::Stretch stretch;
     double start = 0;                 // its first step's start
     std::vector<double> ends;         // ends[j]: the end of step j
-    std::vector<engine::RequestId> decoding;
-    int32_t completing = 0;           // of them, those its last step finishes
+    // Decoding requests whose first token its first step gives, and those
+    // with the fewest tokens left (in admission order): its last step
+    // finishes them when it runs whole and `completing` is not 0.
+    std::vector<engine::RequestId> first, finishing;
+    int32_t completing = 0;
   };
   std::optional<Pending> pending;
   // Arrivals routed here that the scheduler has not been handed yet, in
@@ -214,6 +216,12 @@ class Replay {
   }
 
   int32_t InputTokens(const TraceRequest& r) const { return std::max(1, r.input_tokens); }
+  static int32_t OutputTokens(const TraceRequest& r) { return std::max(1, r.output_tokens); }
+  // Tokens a request has generated: its tokens past the prompt (a
+  // recomputed request keeps those it had).
+  static int32_t GeneratedTokens(const engine::ScheduledRequest& r) {
+    return static_cast<int32_t>(r.tokens.size()) - r.prompt_len;
+  }
   // How many tokens Tokens() gives, without making them.
   static int32_t PromptTokens(const TraceRequest& r) {
     return r.tokens.empty() ? std::max(1, r.input_tokens) : static_cast<int32_t>(r.tokens.size());
@@ -294,7 +302,7 @@ class Replay {
     Instance& in = instances_[pick];
     RunPending(in, ta);
     const int32_t bs = o_.block_size;
-    const int32_t output = std::max(1, r.output_tokens);
+    const int32_t output = OutputTokens(r);
     // A request whose prompt and output outgrow the whole pool would be
     // preempted by itself forever (the engine bounds it by the context).
     const int64_t total_blocks = (int64_t{InputTokens(r)} + output - 1 + bs - 1) / bs;
@@ -423,9 +431,8 @@ class Replay {
       if (!c.want_logits) continue;
       Live& l = in.live.at(c.id);
       sched.AppendToken(c.id, Generated(l.index));
-      ++l.generated;
       if (l.first_token_s < 0) l.first_token_s = in.now;
-      if (l.generated >= l.output) Complete(in, c.id);
+      if (GeneratedTokens(*sched.Find(c.id)) >= l.output) Complete(in, c.id);
     }
   }
 
@@ -448,14 +455,13 @@ class Replay {
       const engine::RequestId id = r.id;
       const int32_t n = static_cast<int32_t>(r.tokens.size());
       if (r.computed + 1 != n) continue;  // in its prompt
-      const Live& l = in.live.at(id);
-      const int64_t left = l.output - l.generated;
-      if (left < most) most = left, at_most = 0;
-      at_most += left == most;
+      // From the trace and the request's tokens: no lookup per request.
+      const int64_t left = OutputTokens(trace_.requests[id]) - GeneratedTokens(r);
+      if (left < most) most = left, at_most = 0, p.finishing.clear();
+      if (left == most) ++at_most, p.finishing.push_back(id);
       decode_context += n;
       ++batch;
-      if (n == r.prompt_len) ++last_prompt, last_prompt_context += n;
-      p.decoding.push_back(id);
+      if (n == r.prompt_len) ++last_prompt, last_prompt_context += n, p.first.push_back(id);
     }
     p.stretch = sched.PlanStretch(most);
     if (p.stretch.steps < 1) return false;
@@ -520,12 +526,9 @@ class Replay {
       tokens.insert(tokens.end(), static_cast<size_t>(count), Generated(id));  // ids are trace indices
     });
     // For a prompt whose last token was all that was left: its first token.
-    const double first_token_at = p.ends[0];
-    for (engine::RequestId id : p.decoding) {
-      Live& l = in.live.at(id);
-      l.generated += static_cast<int32_t>(steps);
-      if (l.first_token_s < 0) l.first_token_s = first_token_at;
-      if (l.generated >= l.output) Complete(in, id);
+    for (engine::RequestId id : p.first) in.live.at(id).first_token_s = p.ends[0];
+    if (steps == p.stretch.steps && p.completing > 0) {
+      for (engine::RequestId id : p.finishing) Complete(in, id);
     }
   }
 
