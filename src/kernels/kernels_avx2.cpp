@@ -54,11 +54,12 @@ struct Avx2 {
     const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     return _mm256_cvtph_ps(_mm_slli_epi16(w, 8));
   }
-  static F LoadE4M3(const uint8_t* p) {
+  // Divided by 256: the caller folds it into its scale.
+  static F LoadE4M3Over256(const uint8_t* p) {
     const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
     const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x80)), 8),
                                    _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x7f)), 7));
-    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+    return _mm256_cvtph_ps(h);
   }
   // The value, in a register (an empty asm the compiler cannot see through).
   static F Pin(F v) {

@@ -63,11 +63,14 @@ struct Avx512 {
     const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm512_cvtph_ps(_mm256_slli_epi16(w, 8));
   }
-  static F LoadE4M3(const uint8_t* p) {
+  // Divided by 256 (the caller folds it into its scale): the sign to bit
+  // 15 and the rest to bits 7-13, one ternary-logic select.
+  static F LoadE4M3Over256(const uint8_t* p) {
     const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
-                                      _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)), 7));
-    return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    const __m256i h = _mm256_ternarylogic_epi32(_mm256_slli_epi16(w, 8),
+                                                _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)), 7),
+                                                _mm256_set1_epi16(static_cast<int16_t>(0x8000)), 0xE4);
+    return _mm512_cvtph_ps(h);
   }
   // The value, in a register (an empty asm the compiler cannot see through).
   static F Pin(F v) {

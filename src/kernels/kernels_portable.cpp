@@ -72,10 +72,13 @@ struct Portable {
     return F{Fp16ToFp32(static_cast<uint16_t>(p[0] << 8)), Fp16ToFp32(static_cast<uint16_t>(p[1] << 8)),
              Fp16ToFp32(static_cast<uint16_t>(p[2] << 8)), Fp16ToFp32(static_cast<uint16_t>(p[3] << 8))};
   }
-  static float E4M3(uint8_t b) {
-    return Fp16ToFp32(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7))) * 256.0f;
+  // Divided by 256: the caller folds it into its scale.
+  static float E4M3Over256(uint8_t b) {
+    return Fp16ToFp32(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7)));
   }
-  static F LoadE4M3(const uint8_t* p) { return F{E4M3(p[0]), E4M3(p[1]), E4M3(p[2]), E4M3(p[3])}; }
+  static F LoadE4M3Over256(const uint8_t* p) {
+    return F{E4M3Over256(p[0]), E4M3Over256(p[1]), E4M3Over256(p[2]), E4M3Over256(p[3])};
+  }
   static F Pin(F v) { return v; }
 };
 

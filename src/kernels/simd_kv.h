@@ -4,8 +4,8 @@
 // dequantizing in registers (no float copy of a block is ever made). Layouts:
 // include/kvstack/kv_arena.h; the scalar reference is kv_quant.cpp.
 //
-// V needs, beyond simd_kernels.h's list, LoadE4M3 / LoadE5M2 (kLanes FP8
-// bytes as floats, exact). Like simd_kernels.h this includes no library code
+// V needs, beyond simd_kernels.h's list, LoadE4M3Over256 / LoadE5M2 (kLanes
+// FP8 bytes as floats, exact; e4m3's divided by 256, folded into scales). Like simd_kernels.h this includes no library code
 // (see there why) and has internal linkage.
 #pragma once
 
@@ -22,9 +22,15 @@ namespace {
 // The FP8 codes through binary16, whose conversion every level has exactly:
 // e5m2 is the top byte of a half; e4m3 shifted into a half's fields has its
 // exponent biased by 15 instead of 7, which * 2^8 corrects (subnormals too).
+// The kernels leave that 2^8 to the row's scale (one multiply a token, not
+// one a vector).
+template <class V>
+float ScalarE4M3Over256(uint8_t b) {
+  return V::HalfToFloat(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7)));
+}
 template <class V>
 float ScalarE4M3(uint8_t b) {
-  return V::HalfToFloat(static_cast<uint16_t>(((b & 0x80) << 8) | ((b & 0x7f) << 7))) * 256.0f;
+  return ScalarE4M3Over256<V>(b) * 256.0f;
 }
 template <class V>
 float ScalarE5M2(uint8_t b) {
@@ -34,13 +40,16 @@ float ScalarE5M2(uint8_t b) {
 // Formats as decoders of one token row: Load(row + d) gives kLanes values of
 // elements d.., Scalar(row, d) one. (int8's scales and int4's halves are
 // handled by their kernels below.)
+// kUnit: what a row's values are to be multiplied by (with its scale).
 template <class V>
 struct E4M3Row {
-  static typename V::F Load(const uint8_t* p) { return V::LoadE4M3(p); }
-  static float Scalar(const uint8_t* p) { return ScalarE4M3<V>(*p); }
+  static constexpr float kUnit = 256.0f;
+  static typename V::F Load(const uint8_t* p) { return V::LoadE4M3Over256(p); }
+  static float Scalar(const uint8_t* p) { return ScalarE4M3Over256<V>(*p); }
 };
 template <class V>
 struct E5M2Row {
+  static constexpr float kUnit = 1.0f;
   static typename V::F Load(const uint8_t* p) { return V::LoadE5M2(p); }
   static float Scalar(const uint8_t* p) { return ScalarE5M2<V>(*p); }
 };
@@ -72,7 +81,7 @@ void ScoresFp8(const uint8_t* head, int B, int D, int G, int len, const float* q
     for (; d + L <= D; d += L) a0 = V::Fma(V::Load(q + d), Row::Load(row + d), a0);
     float s = V::ReduceAdd(V::Add(a0, a1));
     for (; d < D; ++d) s += q[d] * Row::Scalar(row + d);
-    out[j] = s * Fp8RowScale(codes[j]) + qo;
+    out[j] = s * (Fp8RowScale(codes[j]) * Row::kUnit) + qo;
   }
 }
 
@@ -128,7 +137,7 @@ void AccumulateFp8(const uint8_t* head, int B, int D, int G, int len, const floa
   alignas(64) float ws[kTokenRun];
   for (int j0 = 0; j0 < len; j0 += kTokenRun) {
     const int n = len - j0 < kTokenRun ? len - j0 : kTokenRun;
-    for (int j = 0; j < n; ++j) ws[j] = w[j0 + j] * Fp8RowScale(codes[j0 + j]);
+    for (int j = 0; j < n; ++j) ws[j] = w[j0 + j] * (Fp8RowScale(codes[j0 + j]) * Row::kUnit);
     AccumulateRun<V>(head + static_cast<int64_t>(j0) * D, D, 0, D, n, ws, out, load, scalar);
   }
 }
