@@ -214,8 +214,9 @@ void QuantizeKvRow(KvDType type, KvPart part, std::byte* head, int32_t block_siz
 // Stores a whole head of block_size tokens (rows: block_size x head_dim
 // floats) at once: how the engine writes a full block and a tier converts
 // one. For int8, int4 and fp8 K the channel scales (int8, int4) and offsets
-// (int4, fp8) come from the whole block; every other case equals QuantizeKvRow over
-// slots 0..B-1. REQUIRES: as QuantizeKvRow, keys of any type allowed.
+// (int4, fp8) come from the whole block; every other case equals
+// QuantizeKvRow over slots 0..B-1. REQUIRES: as QuantizeKvRow, keys of any
+// type allowed.
 void QuantizeKvHead(KvDType type, KvPart part, std::byte* head, int32_t block_size, int32_t head_dim,
                     const float* rows);
 // out[0..head_dim) = token `slot` of the head as floats (the reference the

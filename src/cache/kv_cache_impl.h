@@ -64,6 +64,13 @@ struct KvCache::Impl final : BlockPoolObserver {
   BlockRetention RetentionFor(const Sequence& s, int32_t b, Micros now) const;
   // Commits blocks [s.committed, full computed blocks).
   void CommitComputed(Sequence& s);
+  // Whether the block that receives s's next token is shared with a fork:
+  // the next append copies it first.
+  bool TailShared(const Sequence& s) const {
+    const size_t next_slot_block = s.tokens.size() / static_cast<size_t>(cache->block_size());
+    return next_slot_block < s.blocks.size() &&
+           pool->meta(static_cast<int32_t>(s.blocks[next_slot_block])).ref_count > 1;
+  }
   // KvCache::Append and MarkComputed on a sequence already found (`id`
   // names it in errors).
   Status AppendTo(Sequence& s, SequenceId id, std::span<const Token> tokens);

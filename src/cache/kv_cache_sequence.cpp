@@ -15,10 +15,7 @@ int32_t KvCache::BlocksToAppend(SequenceId id, int32_t count) const {
   const int64_t bs = block_size();
   const int64_t old_n = static_cast<int64_t>(s->tokens.size());
   const int64_t needed = std::max<int64_t>(0, (old_n + count + bs - 1) / bs - static_cast<int64_t>(s->blocks.size()));
-  const size_t next_slot_block = static_cast<size_t>(old_n / bs);
-  const bool copy_tail =
-      next_slot_block < s->blocks.size() && impl_->pool->meta(Idx(s->blocks[next_slot_block])).ref_count > 1;
-  return static_cast<int32_t>(needed + (copy_tail ? 1 : 0));
+  return static_cast<int32_t>(needed + (impl_->TailShared(*s) ? 1 : 0));
 }
 
 Status KvCache::Append(SequenceId id, std::span<const Token> tokens) {
@@ -35,44 +32,41 @@ Status KvCache::Extend(SequenceId id, std::span<const Token> tokens, int32_t num
   return impl_->MarkComputedIn(*s, id, num_computed_tokens);
 }
 
-Status KvCache::Impl::AppendTo(Sequence& seq, SequenceId id, std::span<const Token> tokens) {
-  Impl& impl = *this;
-  Sequence* s = &seq;
+Status KvCache::Impl::AppendTo(Sequence& s, SequenceId id, std::span<const Token> tokens) {
   if (tokens.empty()) return Status::Ok();
-  BlockPool& pool = *impl.pool;
-  const int32_t bs = cache->block_size();
-  const int64_t old_n = static_cast<int64_t>(s->tokens.size());
+    const int32_t bs = cache->block_size();
+  const int64_t old_n = static_cast<int64_t>(s.tokens.size());
   const int64_t new_n = old_n + static_cast<int64_t>(tokens.size());
   if (new_n > INT32_MAX / 2) return InvalidArgument(fmt::format("append: sequence {} would exceed the token limit", id.value));
-  const int64_t needed = std::max<int64_t>(0, (new_n + bs - 1) / bs - static_cast<int64_t>(s->blocks.size()));
+  const int64_t needed = std::max<int64_t>(0, (new_n + bs - 1) / bs - static_cast<int64_t>(s.blocks.size()));
 
   // The block that receives the next token is written in place only if no
   // other sequence holds it (a fork shares its partial tail until one writes).
   const size_t next_slot_block = static_cast<size_t>(old_n / bs);
-  const bool copy_tail = next_slot_block < s->blocks.size() && pool.meta(Idx(s->blocks[next_slot_block])).ref_count > 1;
-  if (needed + (copy_tail ? 1 : 0) > pool.num_available()) {
-    ++impl.counters.appends_refused;
+  const bool copy_tail = TailShared(s);
+  if (needed + (copy_tail ? 1 : 0) > pool->num_available()) {
+    ++counters.appends_refused;
     return ResourceExhausted(fmt::format("append: sequence {} needs {} new blocks, {} available", id.value,
-                                         needed + (copy_tail ? 1 : 0), pool.num_available()));
+                                         needed + (copy_tail ? 1 : 0), pool->num_available()));
   }
   if (copy_tail) {
-    const int32_t shared = Idx(s->blocks[next_slot_block]);
-    auto fresh = pool.Allocate();
+    const int32_t shared = Idx(s.blocks[next_slot_block]);
+    auto fresh = pool->Allocate();
     KVSTACK_CHECK(fresh.has_value(), "append: copy-on-write allocation failed after the availability check");
     cache->arena_.CopyBlock(shared, *fresh);
-    pool.Release(shared);
-    s->blocks[next_slot_block] = static_cast<BlockId>(*fresh);
-    ++impl.counters.copy_on_write;
+    pool->Release(shared);
+    s.blocks[next_slot_block] = static_cast<BlockId>(*fresh);
+    ++counters.copy_on_write;
   }
   for (int64_t i = 0; i < needed; ++i) {
-    auto fresh = pool.Allocate();
+    auto fresh = pool->Allocate();
     KVSTACK_CHECK(fresh.has_value(), "append: allocation failed after the availability check");
-    s->blocks.push_back(static_cast<BlockId>(*fresh));
+    s.blocks.push_back(static_cast<BlockId>(*fresh));
   }
-  s->tokens.insert(s->tokens.end(), tokens.begin(), tokens.end());
-  const size_t hashed_tokens = s->hashes.size() * bs;
-  const BlockHash parent = s->hashes.empty() ? s->root : s->hashes.back();
-  cache->hasher_.ChainBlocks(parent, std::span<const Token>(s->tokens).subspan(hashed_tokens), bs, &s->hashes);
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  const size_t hashed_tokens = s.hashes.size() * bs;
+  const BlockHash parent = s.hashes.empty() ? s.root : s.hashes.back();
+  cache->hasher_.ChainBlocks(parent, std::span<const Token>(s.tokens).subspan(hashed_tokens), bs, &s.hashes);
   return Status::Ok();
 }
 
@@ -108,14 +102,13 @@ Status KvCache::MarkComputed(SequenceId id, int32_t num_computed_tokens) {
   return impl_->MarkComputedIn(*s, id, num_computed_tokens);
 }
 
-Status KvCache::Impl::MarkComputedIn(Sequence& seq, SequenceId id, int32_t num_computed_tokens) {
-  Sequence* s = &seq;
-  if (num_computed_tokens < s->computed_tokens || num_computed_tokens > static_cast<int32_t>(s->tokens.size())) {
+Status KvCache::Impl::MarkComputedIn(Sequence& s, SequenceId id, int32_t num_computed_tokens) {
+  if (num_computed_tokens < s.computed_tokens || num_computed_tokens > static_cast<int32_t>(s.tokens.size())) {
     return InvalidArgument(fmt::format("mark computed: sequence {}: {} computed tokens, must be from {} to {}", id.value,
-                                       num_computed_tokens, s->computed_tokens, s->tokens.size()));
+                                       num_computed_tokens, s.computed_tokens, s.tokens.size()));
   }
-  s->computed_tokens = num_computed_tokens;
-  CommitComputed(*s);
+  s.computed_tokens = num_computed_tokens;
+  CommitComputed(s);
   return Status::Ok();
 }
 
@@ -160,9 +153,7 @@ Result<SequenceInfo> KvCache::Info(SequenceId id) const {
   info.hit_tokens = s->hit_tokens;
   info.num_blocks = static_cast<int32_t>(s->blocks.size());
   info.committed_blocks = s->committed;
-  const size_t next_slot_block = s->tokens.size() / static_cast<size_t>(block_size());
-  info.tail_shared =
-      next_slot_block < s->blocks.size() && impl_->pool->meta(Idx(s->blocks[next_slot_block])).ref_count > 1;
+  info.tail_shared = impl_->TailShared(*s);
   return info;
 }
 

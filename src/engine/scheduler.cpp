@@ -61,7 +61,6 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
   r.seq = *seq;
   r.computed = cache_->Info(*seq)->hit_tokens;
-  r.in_cache = static_cast<int32_t>(r.tokens.size());
   if (r.cached_tokens < 0) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
     r.device_hit_tokens = r.cached_tokens;
@@ -85,24 +84,20 @@ bool Scheduler::Admit(ScheduledRequest& r) {
     }
   }
   r.state = RequestState::kRunning;
-  AddRunning(r);
+  running_.push_back(&r);
   return true;
 }
 
 bool Scheduler::PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan) {
   // Victim: lowest priority, then the newest (admitted last).
-  RequestId victim = 0;
-  bool found = false;
+  ScheduledRequest* found = nullptr;
   for (auto it = running_.rbegin(); it != running_.rend(); ++it) {
-    if (*it == keep) continue;
-    const ScheduledRequest& r = requests_.at(*it);
-    if (!found || r.priority < requests_.at(victim).priority) {
-      victim = *it;
-      found = true;
-    }
+    if ((*it)->id == keep) continue;
+    if (found == nullptr || (*it)->priority < found->priority) found = *it;
   }
-  if (!found) return false;
-  ScheduledRequest& v = requests_.at(victim);
+  if (found == nullptr) return false;
+  ScheduledRequest& v = *found;
+  const RequestId victim = v.id;
   cache_->Release(*v.seq).IgnoreError();  // the sequence is live: cannot fail
   v.seq.reset();
   v.computed = 0;
@@ -136,7 +131,7 @@ void Scheduler::FinishOnboarding() {
       if (r.preemptions == 0) r.cached_tokens += prompt_part;
     }
     r.state = RequestState::kRunning;
-    AddRunning(r);
+    running_.push_back(&r);
     onboarding_.erase(onboarding_.begin() + static_cast<ptrdiff_t>(i));
   }
 }
@@ -160,15 +155,15 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
   }
 
   // Running requests, oldest first. A copy: preemption edits running_.
-  const std::vector<RequestId> running = running_;
-  for (RequestId id : running) {
+  const std::vector<ScheduledRequest*> running = running_;
+  for (ScheduledRequest* rp : running) {
     if (budget == 0) break;
-    auto it = requests_.find(id);
-    if (it == requests_.end() || it->second.state != RequestState::kRunning) continue;  // preempted meanwhile
-    ScheduledRequest& r = it->second;
+    if (rp->state != RequestState::kRunning) continue;  // preempted meanwhile
+    ScheduledRequest& r = *rp;
+    const RequestId id = r.id;
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     // Sampled tokens not yet in the cache need slots.
-    const int32_t in_cache = r.in_cache;
+    const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
     if (in_cache < n) {
       std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(n - in_cache));
       Status s = cache_->Append(*r.seq, add);
@@ -186,7 +181,6 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
         waiting_.push_front(id);
         continue;
       }
-      r.in_cache = n;
     }
     const int32_t count = std::min(budget, n - r.computed);
     if (count <= 0) continue;
@@ -229,7 +223,7 @@ void Scheduler::Fork(RequestId parent, RequestId child) {
   ScheduledRequest c = p;
   c.id = child;
   c.seq = *seq;
-  AddRunning(requests_.emplace(child, std::move(c)).first->second);
+  running_.push_back(&requests_.emplace(child, std::move(c)).first->second);
 }
 
 Status Scheduler::Finish(RequestId id) {
@@ -268,7 +262,7 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     return st;
   }
   int64_t left = std::numeric_limits<int64_t>::max();  // prompt tokens to go
-  for (const ScheduledRequest* rp : running_reqs_) {
+  for (const ScheduledRequest* rp : running_) {
     const ScheduledRequest& r = *rp;
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     if (r.computed + 1 == n) {
@@ -299,7 +293,7 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
   // blocks held, and 1 if the next append copies a shared tail first.
   needs_.clear();
   const int64_t B = cache_->block_size();
-  for (const ScheduledRequest* rp : running_reqs_) {
+  for (const ScheduledRequest* rp : running_) {
     const ScheduledRequest& r = *rp;
     if (st.prompt && r.id == *st.prompt) continue;
     if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
@@ -333,7 +327,7 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
   if (st.steps < 1) return;
   steps_ += static_cast<uint64_t>(st.steps);
   if (onboarder_) onboarder_->Progress();
-  for (ScheduledRequest* rp : running_reqs_) {
+  for (ScheduledRequest* rp : running_) {
     ScheduledRequest& r = *rp;
     const RequestId id = r.id;
     if (st.prompt && id == *st.prompt) {
@@ -348,22 +342,21 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
     KVSTACK_CHECK(static_cast<int64_t>(r.tokens.size()) == end + 1, "stretch of request %lu: sampler gave %zu tokens",
                   static_cast<unsigned long>(id), r.tokens.size());
     r.computed = static_cast<int32_t>(end);
-    r.in_cache = r.computed;
-    const Status s = cache_->Extend(*r.seq, std::span<const Token>(r.tokens.data(), static_cast<size_t>(end)), r.computed);
+    const Status s =
+        cache_->Extend(*r.seq, std::span<const Token>(r.tokens.data(), static_cast<size_t>(end)), r.computed);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
   }
 }
 
-void Scheduler::AddRunning(ScheduledRequest& r) {
-  running_.push_back(r.id);
-  running_reqs_.push_back(&r);
+void Scheduler::RemoveRunning(RequestId id) {
+  std::erase_if(running_, [id](const ScheduledRequest* r) { return r->id == id; });
 }
 
-void Scheduler::RemoveRunning(RequestId id) {
-  const auto it = std::find(running_.begin(), running_.end(), id);
-  if (it == running_.end()) return;
-  running_reqs_.erase(running_reqs_.begin() + (it - running_.begin()));
-  running_.erase(it);
+std::vector<RequestId> Scheduler::running() const {
+  std::vector<RequestId> ids;
+  ids.reserve(running_.size());
+  for (const ScheduledRequest* r : running_) ids.push_back(r->id);
+  return ids;
 }
 
 const ScheduledRequest* Scheduler::Find(RequestId id) const {

@@ -51,7 +51,6 @@ struct ScheduledRequest {
   std::vector<Token> tokens;  // prompt, then generated tokens
   int32_t prompt_len = 0;
   int32_t computed = 0;       // leading tokens whose KV is in the cache
-  int32_t in_cache = 0;       // tokens the cache's sequence holds (while admitted)
   Priority priority = kDefaultPriority;
   ExtraKeys keys;
   RetentionSpec retention;
@@ -149,9 +148,9 @@ class Scheduler {
   void RunStretch(const Stretch& stretch, const Sampler& sample);
 
   // Admission order (the order Schedule() serves them in).
-  const std::vector<RequestId>& running() const { return running_; }
-  // The same requests, in the same order (no lookup per request).
-  std::span<const ScheduledRequest* const> running_requests() const { return running_reqs_; }
+  std::span<const ScheduledRequest* const> running_requests() const { return running_; }
+  // Their ids, in that order (a copy, for tests and diagnostics).
+  std::vector<RequestId> running() const;
   // Queue order (preempted requests first).
   const std::deque<RequestId>& waiting() const { return waiting_; }
   const ScheduledRequest* Find(RequestId id) const;
@@ -184,11 +183,9 @@ class Scheduler {
   std::vector<Draining> draining_;
   void ReleaseDrained();
   absl::node_hash_map<RequestId, ScheduledRequest> requests_;  // node-based: references stay valid
-  std::vector<RequestId> running_;  // admission order
-  // running_'s requests, index for index (requests_ is node-based: the
-  // addresses hold); a stretch walks them without a lookup each.
-  std::vector<ScheduledRequest*> running_reqs_;
-  void AddRunning(ScheduledRequest& r);
+  // Admission order. Pointers into requests_ (node-based: the addresses
+  // hold), so a stretch walks them without a lookup each.
+  std::vector<ScheduledRequest*> running_;
   void RemoveRunning(RequestId id);
   std::deque<RequestId> waiting_;   // preempted ones at the front
   uint64_t preemptions_ = 0;

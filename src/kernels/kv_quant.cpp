@@ -121,8 +121,13 @@ void StoreFp8Row(uint8_t* head, int B, int D, int slot, const float* x, Fp8Forma
     amax = std::max(amax, ax[d]);  // NaN never wins
     if (ax[d] != ax[d]) ax[d] = 0;  // stored saturated below; no error to weigh
   }
-  int first = 0;
-  while (first < 255 && Fp8RowScale(static_cast<uint8_t>(first)) * k.max_value < amax) ++first;
+  // The smallest code whose multiplier keeps amax finite: from the
+  // logarithm, then settled exactly (multipliers grow with the code).
+  const float guess = 160.0f + 16.0f * std::log2(amax / k.max_value);
+  int first = guess > 0 ? static_cast<int>(std::min(std::ceil(guess), 255.0f)) : 0;
+  const auto fits = [&](int c) { return Fp8RowScale(static_cast<uint8_t>(c)) * k.max_value >= amax; };
+  while (first > 0 && fits(first - 1)) --first;
+  while (first < 255 && !fits(first)) ++first;
   int best = first;
   float best_error = std::numeric_limits<float>::infinity();
   for (int c = first; c < std::min(first + 16, 256); ++c) {

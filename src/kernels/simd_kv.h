@@ -5,8 +5,9 @@
 // include/kvstack/kv_arena.h; the scalar reference is kv_quant.cpp.
 //
 // V needs, beyond simd_kernels.h's list, LoadE4M3Over256 / LoadE5M2 (kLanes
-// FP8 bytes as floats, exact; e4m3's divided by 256, folded into scales). Like simd_kernels.h this includes no library code
-// (see there why) and has internal linkage.
+// FP8 bytes as floats, exact; e4m3's divided by 256, folded into scales).
+// Like simd_kernels.h this includes no library code (see there why) and has
+// internal linkage.
 #pragma once
 
 #include <cstdint>

@@ -22,7 +22,6 @@
 #include <limits>
 #include <optional>
 #include <queue>
-#include <unordered_map>
 
 #include <absl/container/flat_hash_map.h>
 
@@ -51,7 +50,6 @@ struct RequestOutcome {
 // A request an instance's scheduler holds.
 struct Live {
   size_t index = 0;
-  int32_t output = 1;        // tokens to generate (at least one)
   int32_t prompt_blocks = 0; // for the router's queued-prefill load until admitted
   double arrival_s = 0;
   double admitted_s = -1;    // first admission
@@ -78,10 +76,8 @@ struct Instance {
     double start = 0;                 // its first step's start
     std::vector<double> ends;         // ends[j]: the end of step j
     // Decoding requests whose first token its first step gives, and those
-    // with the fewest tokens left (in admission order): its last step
-    // finishes them when it runs whole and `completing` is not 0.
+    // its last step finishes (in admission order) if it runs whole.
     std::vector<engine::RequestId> first, finishing;
-    int32_t completing = 0;
   };
   std::optional<Pending> pending;
   // Arrivals routed here that the scheduler has not been handed yet, in
@@ -254,7 +250,9 @@ class Replay {
         const auto load = [ta](const Instance& in) {
           int64_t n = static_cast<int64_t>(in.live.size());
           const std::optional<Instance::Pending>& p = in.pending;
-          if (p && p->completing > 0 && StepsBefore(*p, ta) == p->stretch.steps) n -= p->completing;
+          if (p && !p->finishing.empty() && StepsBefore(*p, ta) == p->stretch.steps) {
+            n -= static_cast<int64_t>(p->finishing.size());
+          }
           return n;
         };
         for (size_t i = 1; i < instances_.size(); ++i) {
@@ -302,10 +300,9 @@ class Replay {
     Instance& in = instances_[pick];
     RunPending(in, ta);
     const int32_t bs = o_.block_size;
-    const int32_t output = OutputTokens(r);
     // A request whose prompt and output outgrow the whole pool would be
     // preempted by itself forever (the engine bounds it by the context).
-    const int64_t total_blocks = (int64_t{InputTokens(r)} + output - 1 + bs - 1) / bs;
+    const int64_t total_blocks = (int64_t{InputTokens(r)} + OutputTokens(r) - 1 + bs - 1) / bs;
     if (total_blocks > in.device->num_blocks()) {
       ++rejected_;
       if (o_.clients > 0) free_clients_.push(ta);
@@ -313,7 +310,7 @@ class Replay {
     }
     if (!in.busy()) in.now = std::max(in.now, ta);
     const int32_t prompt_blocks = PromptTokens(r) / bs;
-    in.live.emplace(index, Live{.index = index, .output = output, .prompt_blocks = prompt_blocks, .arrival_s = ta});
+    in.live.emplace(index, Live{.index = index, .prompt_blocks = prompt_blocks, .arrival_s = ta});
     in.waiting_blocks += prompt_blocks;
     ++in.waiting;
     in.backlog.push_back(index);
@@ -380,7 +377,7 @@ class Replay {
     }
     SetClock(in);
     Feed(in);
-    if (o_.stretches && !sched.running().empty() && PlanStretch(in)) return;
+    if (o_.stretches && !sched.running_requests().empty() && PlanStretch(in)) return;
 
     const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
     for (const engine::ScheduledChunk& c : plan) NoteAdmitted(in, c.id);
@@ -432,7 +429,7 @@ class Replay {
       Live& l = in.live.at(c.id);
       sched.AppendToken(c.id, Generated(l.index));
       if (l.first_token_s < 0) l.first_token_s = in.now;
-      if (GeneratedTokens(*sched.Find(c.id)) >= l.output) Complete(in, c.id);
+      if (GeneratedTokens(*sched.Find(c.id)) >= OutputTokens(trace_.requests[l.index])) Complete(in, c.id);
     }
   }
 
@@ -448,7 +445,6 @@ class Replay {
     // first step computes it as a prompt chunk of one, priced as prefill as
     // Step() prices it; they decode from the second step on.
     int64_t last_prompt = 0, last_prompt_context = 0;
-    int32_t at_most = 0;  // requests with `most` tokens left: those a full stretch finishes
     Instance::Pending p;
     for (const engine::ScheduledRequest* rp : sched.running_requests()) {
       const engine::ScheduledRequest& r = *rp;
@@ -457,8 +453,8 @@ class Replay {
       if (r.computed + 1 != n) continue;  // in its prompt
       // From the trace and the request's tokens: no lookup per request.
       const int64_t left = OutputTokens(trace_.requests[id]) - GeneratedTokens(r);
-      if (left < most) most = left, at_most = 0, p.finishing.clear();
-      if (left == most) ++at_most, p.finishing.push_back(id);
+      if (left < most) most = left, p.finishing.clear();
+      if (left == most) p.finishing.push_back(id);
       decode_context += n;
       ++batch;
       if (n == r.prompt_len) ++last_prompt, last_prompt_context += n, p.first.push_back(id);
@@ -467,7 +463,7 @@ class Replay {
     if (p.stretch.steps < 1) return false;
     // Every decoding request has at least `most` left, so a stretch cut short
     // of it (by the pool) finishes none.
-    if (p.stretch.steps == most) p.completing = at_most;
+    if (p.stretch.steps < most) p.finishing.clear();
     const engine::Scheduler::Stretch& st = p.stretch;
     const int64_t begin = st.prompt ? sched.Find(*st.prompt)->computed : 0;
     p.start = in.now;
@@ -503,7 +499,8 @@ class Replay {
   // started when it was planned). Step j starts at ends[j - 1].
   static int64_t StepsBefore(const Instance::Pending& p, double until) {
     if (until == kInf) return p.stretch.steps;
-    const int64_t k = 1 + (std::lower_bound(p.ends.begin(), p.ends.end() - 1, until - kTimeEpsilon) - p.ends.begin());
+    const auto first_later = std::lower_bound(p.ends.begin(), p.ends.end() - 1, until - kTimeEpsilon);
+    const int64_t k = 1 + (first_later - p.ends.begin());
     return std::min(k, p.stretch.steps);
   }
 
@@ -527,7 +524,7 @@ class Replay {
     });
     // For a prompt whose last token was all that was left: its first token.
     for (engine::RequestId id : p.first) in.live.at(id).first_token_s = p.ends[0];
-    if (steps == p.stretch.steps && p.completing > 0) {
+    if (steps == p.stretch.steps) {
       for (engine::RequestId id : p.finishing) Complete(in, id);
     }
   }
@@ -541,7 +538,8 @@ class Replay {
     out.done = true;
     out.ttft = l.first_token_s - l.arrival_s;
     out.queue = l.admitted_s - l.arrival_s;
-    if (l.output > 1) out.tpot = (in.now - l.first_token_s) / (l.output - 1);
+    const int32_t output = OutputTokens(r);
+    if (output > 1) out.tpot = (in.now - l.first_token_s) / (output - 1);
     const int32_t bs = o_.block_size;
     const int32_t n = s.prompt_len;
     std::array<int32_t, kNumTiers> tier_blocks{};

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -127,30 +128,36 @@ float RoundE4M3(float x) {
 TEST(KvQuantTest, Fp8RowScaleBeatsNoScale) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal;
-  const int D = 64;
-  double scaled = 0, plain = 0;
-  for (int r = 0; r < 2000; ++r) {
-    std::vector<float> x(D);
-    for (float& v : x) v = normal(rng);
-    // Rows whose largest value is in (224, 448]: multiplier 1 is a choice.
-    float amax = 0;
-    for (float v : x) amax = std::max(amax, std::fabs(v));
-    const float to = 224.0f * (1.0f + std::uniform_real_distribution<float>(0.001f, 1.0f)(rng));
-    for (float& v : x) v *= to / amax;
-    Head h(KvDType::kFp8E4M3, KvPart::kValue, 1, D);
-    h.Store(0, x.data());
-    const std::vector<float> got = h.Load(0);
-    double es = 0, ep = 0;
-    for (int d = 0; d < D; ++d) {
-      es += std::pow(double(got[d]) - x[d], 2);
-      ep += std::pow(double(RoundE4M3(x[d])) - x[d], 2);
+  for (int D : {8, 64}) {
+    double scaled = 0, plain = 0;
+    for (int r = 0; r < 2000; ++r) {
+      std::vector<float> x(D);
+      for (float& v : x) v = normal(rng);
+      // Rows whose largest value is in (224, 448]: multiplier 1 is a choice.
+      float amax = 0;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      const float to = 224.0f * (1.0f + std::uniform_real_distribution<float>(0.001f, 1.0f)(rng));
+      for (float& v : x) v *= to / amax;
+      Head h(KvDType::kFp8E4M3, KvPart::kValue, 1, D);
+      h.Store(0, x.data());
+      const std::vector<float> got = h.Load(0);
+      double es = 0, ep = 0;
+      for (int d = 0; d < D; ++d) {
+        es += std::pow(double(got[d]) - x[d], 2);
+        ep += std::pow(double(RoundE4M3(x[d])) - x[d], 2);
+      }
+      ASSERT_LE(es, ep * (1 + 1e-6)) << "D " << D << " row " << r;
+      scaled += es;
+      plain += ep;
     }
-    ASSERT_LE(es, ep * (1 + 1e-6)) << "row " << r;
-    scaled += es;
-    plain += ep;
+    // The figure BENCHMARKS.md quotes.
+    std::printf("fp8-e4m3 rows of %d Gaussian values: squared error with the chosen scale / without: %.3f\n", D,
+                scaled / plain);
+    if (D == 64) {
+      EXPECT_LT(scaled / plain, 0.75);
+      EXPECT_GT(scaled / plain, 0.5);  // what the sixteen choices can give
+    }
   }
-  EXPECT_LT(scaled / plain, 0.75);
-  EXPECT_GT(scaled / plain, 0.5);  // what the sixteen choices can give
 }
 
 // Each value stored row by row is within the type's step of the original
