@@ -60,6 +60,7 @@ bool Scheduler::Admit(ScheduledRequest& r) {
   auto seq = cache_->Admit(a, std::move(plan));
   if (!seq.ok()) return false;  // the pool moved (cannot between plan and admit here, but stay safe)
   r.seq = *seq;
+  r.in_cache = static_cast<int32_t>(r.tokens.size());
   r.computed = cache_->Info(*seq)->hit_tokens;
   if (r.cached_tokens < 0) {
     r.cached_tokens = std::min(r.computed, r.prompt_len);
@@ -100,7 +101,7 @@ bool Scheduler::PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan) {
   const RequestId victim = v.id;
   cache_->Release(*v.seq).IgnoreError();  // the sequence is live: cannot fail
   v.seq.reset();
-  v.computed = 0;
+  v.computed = v.in_cache = 0;
   v.state = RequestState::kWaiting;
   ++v.preemptions;
   ++preemptions_;
@@ -144,8 +145,14 @@ void Scheduler::ReleaseDrained() {
   });
 }
 
+bool Scheduler::DefersToTail(const ScheduledRequest& r, int64_t tokens) const {
+  const int64_t B = cache_->block_size();
+  return !r.forked && r.in_cache % B != 0 && r.in_cache / B == tokens / B;
+}
+
 std::vector<ScheduledChunk> Scheduler::Schedule() {
   std::vector<ScheduledChunk> plan;
+  plan.reserve(running_.size() + 1);
   int32_t budget = options_.max_batch_tokens;
   ++steps_;
   if (onboarder_) {
@@ -162,10 +169,10 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
     ScheduledRequest& r = *rp;
     const RequestId id = r.id;
     const int32_t n = static_cast<int32_t>(r.tokens.size());
-    // Sampled tokens not yet in the cache need slots.
-    const int32_t in_cache = cache_->Info(*r.seq)->num_tokens;
-    if (in_cache < n) {
-      std::span<const Token> add(r.tokens.data() + in_cache, static_cast<size_t>(n - in_cache));
+    // Sampled tokens not yet in the cache need slots (unless they and this
+    // step's KV stay inside the cache's partial last block).
+    if (r.in_cache < n && !(r.computed + 1 == n && DefersToTail(r, n))) {
+      std::span<const Token> add(r.tokens.data() + r.in_cache, static_cast<size_t>(n - r.in_cache));
       Status s = cache_->Append(*r.seq, add);
       while (s.code() == StatusCode::kResourceExhausted && PreemptFor(id, &plan)) s = cache_->Append(*r.seq, add);
       if (!s.ok()) {
@@ -173,7 +180,7 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
         ScheduledRequest& self = r;
         cache_->Release(*self.seq).IgnoreError();
         self.seq.reset();
-        self.computed = 0;
+        self.computed = self.in_cache = 0;
         self.state = RequestState::kWaiting;
         ++self.preemptions;
         ++preemptions_;
@@ -181,6 +188,7 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
         waiting_.push_front(id);
         continue;
       }
+      r.in_cache = n;
     }
     const int32_t count = std::min(budget, n - r.computed);
     if (count <= 0) continue;
@@ -206,6 +214,7 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
 void Scheduler::Computed(const ScheduledChunk& c) {
   ScheduledRequest& r = requests_.at(c.id);
   r.computed = c.begin + c.count;
+  if (r.in_cache < r.computed) return;  // a decoding token Schedule() left out of the cache (DefersToTail)
   Status s = cache_->MarkComputed(*r.seq, r.computed);
   KVSTACK_CHECK(s.ok(), "request %lu: %s", static_cast<unsigned long>(c.id), s.ToString().c_str());
 }
@@ -220,9 +229,12 @@ void Scheduler::Fork(RequestId parent, RequestId child) {
   auto seq = cache_->Fork(*p.seq);
   KVSTACK_CHECK(seq.ok(), "fork of request %lu: %s", static_cast<unsigned long>(parent),
                 seq.status().ToString().c_str());
+  // Both now share blocks: their appends copy a shared tail at once.
+  requests_.at(parent).forked = true;
   ScheduledRequest c = p;
   c.id = child;
   c.seq = *seq;
+  c.forked = true;
   running_.push_back(&requests_.emplace(child, std::move(c)).first->second);
 }
 
@@ -297,11 +309,17 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     const ScheduledRequest& r = *rp;
     if (st.prompt && r.id == *st.prompt) continue;
     if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
-    const Result<SequenceInfo> info = cache_->Info(*r.seq);
     const int64_t known = static_cast<int64_t>(r.tokens.size());
-    // A shared tail is copied by the next append, if there is one to make.
-    const int32_t copy = known > info->num_tokens && info->tail_shared ? 1 : 0;
-    needs_.push_back({known, info->num_blocks, copy});
+    if (r.forked) {
+      const Result<SequenceInfo> info = cache_->Info(*r.seq);
+      // A shared tail is copied by the next append, if there is one to make.
+      const int32_t copy = known > info->num_tokens && info->tail_shared ? 1 : 0;
+      needs_.push_back({known, info->num_blocks, copy});
+    } else {
+      // Unshared, it holds the blocks its tokens fill (admission reserves
+      // nothing past the prompt): read without a lookup.
+      needs_.push_back({known, (r.in_cache + B - 1) / B, 0});
+    }
   }
   const auto fits = [&](int64_t steps) {
     int64_t blocks = 0;
@@ -342,9 +360,11 @@ void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
     KVSTACK_CHECK(static_cast<int64_t>(r.tokens.size()) == end + 1, "stretch of request %lu: sampler gave %zu tokens",
                   static_cast<unsigned long>(id), r.tokens.size());
     r.computed = static_cast<int32_t>(end);
+    if (DefersToTail(r, end)) continue;
     const Status s =
         cache_->Extend(*r.seq, std::span<const Token>(r.tokens.data(), static_cast<size_t>(end)), r.computed);
     KVSTACK_CHECK(s.ok(), "stretch of request %lu: %s", static_cast<unsigned long>(id), s.ToString().c_str());
+    r.in_cache = static_cast<int32_t>(end);
   }
 }
 

@@ -50,7 +50,15 @@ struct ScheduledRequest {
   RequestId id = 0;
   std::vector<Token> tokens;  // prompt, then generated tokens
   int32_t prompt_len = 0;
-  int32_t computed = 0;       // leading tokens whose KV is in the cache
+  int32_t computed = 0;       // leading tokens whose KV is computed
+  // Leading tokens the cache holds (its token and computed counts). The rest
+  // of `tokens` go to the cache with the next step that runs the request:
+  // the last sampled token, and, for a decoding request, those a step or
+  // stretch left out because they fill no block and take none
+  // (DefersToTail; then the cache lags `computed` too). So most decoding
+  // steps cost the cache nothing, and most of a stretch is arithmetic.
+  int32_t in_cache = 0;
+  bool forked = false;        // shares blocks with a fork (copy-on-write): its stretches append at once
   Priority priority = kDefaultPriority;
   ExtraKeys keys;
   RetentionSpec retention;
@@ -169,6 +177,12 @@ class Scheduler {
   // when no request other than `keep` can be preempted.
   bool PreemptFor(RequestId keep, std::vector<ScheduledChunk>* plan);
   AdmissionRequest MakeAdmission(const ScheduledRequest& r) const;
+  // Whether r's KV can reach `tokens` while the cache goes on holding only
+  // r.in_cache of them: the rest stay inside the cache's partial last block,
+  // so handing them over neither takes a block nor completes one, and
+  // nothing the pool, the prefix cache or its events show would change.
+  // They go to the cache when a later step or stretch crosses a block.
+  bool DefersToTail(const ScheduledRequest& r, int64_t tokens) const;
 
   KvCache* cache_;
   SchedulerOptions options_;
