@@ -23,8 +23,6 @@
 #include <optional>
 #include <queue>
 
-#include <absl/container/flat_hash_map.h>
-
 #include <fmt/format.h>
 
 #include "engine/scheduler.h"
@@ -61,7 +59,7 @@ struct Instance {
   std::unique_ptr<SimTiers> tiers;  // null: no tier below the device pool
   std::unique_ptr<KvCache> device;
   std::unique_ptr<engine::Scheduler> scheduler;
-  absl::flat_hash_map<engine::RequestId, Live> live;  // looked up per request per stretch: flat
+  int64_t live = 0;            // requests routed here, not yet finished (their Live in Replay::live_)
   int64_t waiting_blocks = 0;  // prompt blocks queued, not yet admitted (the kv-aware router's load)
   int32_t waiting = 0;         // requests queued, not yet admitted
   double now = 0;
@@ -85,7 +83,7 @@ struct Instance {
   // not a prompt's tokens.
   std::deque<size_t> backlog;
   bool busy() const { return pending.has_value() || !backlog.empty() || scheduler->HasWork(); }
-  int32_t admitted() const { return static_cast<int32_t>(live.size()) - waiting; }
+  int32_t admitted() const { return static_cast<int32_t>(live - waiting); }
 };
 
 class Replay {
@@ -96,6 +94,7 @@ class Replay {
     KVSTACK_RETURN_IF_ERROR(Setup());
     const size_t n = trace_.requests.size();
     outcomes_.resize(n);
+    live_.resize(n);
     size_t next = 0;
     t0_ = n ? Seconds(trace_.requests[0].arrival_us) : 0;
     const double span = n ? Seconds(trace_.requests[n - 1].arrival_us) - t0_ : 0;
@@ -248,7 +247,7 @@ class Replay {
         // a pending stretch has not, so the requests its last step finishes
         // are counted out here when that step starts before `ta`.
         const auto load = [ta](const Instance& in) {
-          int64_t n = static_cast<int64_t>(in.live.size());
+          int64_t n = in.live;
           const std::optional<Instance::Pending>& p = in.pending;
           if (p && !p->finishing.empty() && StepsBefore(*p, ta) == p->stretch.steps) {
             n -= static_cast<int64_t>(p->finishing.size());
@@ -298,7 +297,14 @@ class Replay {
       }
     }
     Instance& in = instances_[pick];
-    RunPending(in, ta);
+    // An arrival that queues behind others cannot change a pending stretch:
+    // admission is first come, first served, and the stretch was planned
+    // with the queue's head not admissible for all of its steps. So the
+    // stretch is cut only where the arrival could be admitted by one of its
+    // steps (or, with tiers, where queueing starts a prefetch). In an
+    // overloaded replay almost every arrival queues: cutting at each had
+    // doubled the stretches.
+    if (in.tiers || (in.backlog.empty() && in.scheduler->waiting().empty())) RunPending(in, ta);
     const int32_t bs = o_.block_size;
     // A request whose prompt and output outgrow the whole pool would be
     // preempted by itself forever (the engine bounds it by the context).
@@ -310,7 +316,8 @@ class Replay {
     }
     if (!in.busy()) in.now = std::max(in.now, ta);
     const int32_t prompt_blocks = PromptTokens(r) / bs;
-    in.live.emplace(index, Live{.index = index, .prompt_blocks = prompt_blocks, .arrival_s = ta});
+    live_[index] = Live{.index = index, .prompt_blocks = prompt_blocks, .arrival_s = ta};
+    ++in.live;
     in.waiting_blocks += prompt_blocks;
     ++in.waiting;
     in.backlog.push_back(index);
@@ -345,11 +352,11 @@ class Replay {
       }
       SetClock(in);
       if (Status s = in.scheduler->Add(std::move(q)); !s.ok()) {
-        const Live& l = in.live.at(index);
+        const Live& l = live_[index];
         in.waiting_blocks -= l.prompt_blocks;
         --in.waiting;
         if (o_.clients > 0) free_clients_.push(l.arrival_s);
-        in.live.erase(index);
+        --in.live;
         ++rejected_;
       }
     }
@@ -361,7 +368,7 @@ class Replay {
   }
 
   void NoteAdmitted(Instance& in, engine::RequestId id) {
-    Live& l = in.live.at(id);
+    Live& l = live_[id];
     if (l.admitted_s >= 0) return;
     l.admitted_s = in.now;
     in.waiting_blocks -= l.prompt_blocks;
@@ -380,6 +387,7 @@ class Replay {
     if (o_.stretches && !sched.running_requests().empty() && PlanStretch(in)) return;
 
     const std::vector<engine::ScheduledChunk> plan = sched.Schedule();
+    NotePeak(in);
     for (const engine::ScheduledChunk& c : plan) NoteAdmitted(in, c.id);
     if (in.tiers) {
       for (engine::RequestId id : in.tiers->TakeStarted()) NoteAdmitted(in, id);
@@ -398,7 +406,7 @@ class Replay {
         const engine::RequestId head = sched.waiting().front();
         NoteAdmitted(in, head);
         sched.Finish(head).IgnoreError();
-        in.live.erase(head);
+        --in.live;
         ++rejected_;
       }
       return;
@@ -426,7 +434,7 @@ class Replay {
     for (const engine::ScheduledChunk& c : plan) {
       sched.Computed(c);
       if (!c.want_logits) continue;
-      Live& l = in.live.at(c.id);
+      Live& l = live_[c.id];
       sched.AppendToken(c.id, Generated(l.index));
       if (l.first_token_s < 0) l.first_token_s = in.now;
       if (GeneratedTokens(*sched.Find(c.id)) >= OutputTokens(trace_.requests[l.index])) Complete(in, c.id);
@@ -522,8 +530,9 @@ class Replay {
     sched.RunStretch(st, [&](engine::RequestId id, int64_t count, std::vector<Token>& tokens) {
       tokens.insert(tokens.end(), static_cast<size_t>(count), Generated(id));  // ids are trace indices
     });
+    NotePeak(in);
     // For a prompt whose last token was all that was left: its first token.
-    for (engine::RequestId id : p.first) in.live.at(id).first_token_s = p.ends[0];
+    for (engine::RequestId id : p.first) live_[id].first_token_s = p.ends[0];
     if (steps == p.stretch.steps) {
       for (engine::RequestId id : p.finishing) Complete(in, id);
     }
@@ -532,7 +541,7 @@ class Replay {
   void Complete(Instance& in, engine::RequestId id) {
     engine::Scheduler& sched = *in.scheduler;
     const engine::ScheduledRequest& s = *sched.Find(id);
-    Live& l = in.live.at(id);
+    Live& l = live_[id];
     const TraceRequest& r = trace_.requests[l.index];
     RequestOutcome& out = outcomes_[l.index];
     out.done = true;
@@ -572,7 +581,7 @@ class Replay {
     }
     if (in.tiers) in.tiers->Forget(id);
     sched.Finish(id).IgnoreError();
-    in.live.erase(id);
+    --in.live;
   }
 
   // Durable (priority above the default) vs one-off prompt tokens, per block
@@ -595,12 +604,15 @@ class Replay {
     }
   }
 
+  // Blocks are taken only when a step is planned (or a stretch run) and
+  // given back only when requests finish after it: the peaks are there, in
+  // a stretch at its end, where stepping would have seen them too.
+  void NotePeak(const Instance& in) {
+    peak_running_ = std::max(peak_running_, static_cast<int32_t>(in.scheduler->running_requests().size()));
+    peak_in_use_ = std::max(peak_in_use_, in.device->num_blocks() - in.device->num_available_blocks());
+  }
+
   void Sample(double now) {
-    for (const Instance& in : instances_) {
-      const engine::SchedulerStats st = in.scheduler->stats();
-      peak_running_ = std::max(peak_running_, st.running);
-      peak_in_use_ = std::max(peak_in_use_, in.device->num_blocks() - in.device->num_available_blocks());
-    }
     if (now < next_sample_) return;
     while (next_sample_ <= now) next_sample_ += sample_every_;
     OccupancySample s;
@@ -688,6 +700,10 @@ class Replay {
   std::vector<Instance> instances_;
   std::vector<ExtraKeys> keys_;
   std::vector<RequestOutcome> outcomes_;
+  // Per trace index (request ids are trace indices): a request's record
+  // while an instance holds it. Indexed, not hashed: a step reads one per
+  // running request, and a hash map of every queued request missed cache.
+  std::vector<Live> live_;
   std::vector<Token> route_tokens_;
   double next_arrival_ = kInf;  // of the trace, when an instance steps
   double last_arrival_ = 0;

@@ -348,10 +348,14 @@ void ContentTokens(const Trace& trace, const TraceRequest& r, uint64_t request_i
     // Two 32-bit halves of the mixed id: a start and an odd stride, so two
     // ids give equal blocks only if all 64 bits agree.
     const uint64_t m = Mix(r.block_ids[static_cast<size_t>(b)]);
-    uint32_t v = static_cast<uint32_t>(m);
+    const uint32_t v = static_cast<uint32_t>(m);
     const uint32_t stride = static_cast<uint32_t>(m >> 32) | 1u;
-    const int32_t end = std::min(n, pos + bt);
-    for (; pos < end; ++pos, v += stride) t[pos] = static_cast<Token>(v & 0x7fffffff);
+    const int32_t count = std::min(n - pos, bt);
+    // Written as a function of the position, not a running sum, so that it
+    // vectorizes: prompts are 2 billion tokens in a million-request replay.
+    Token* block = t + pos;
+    for (int32_t i = 0; i < count; ++i) block[i] = static_cast<Token>((v + static_cast<uint32_t>(i) * stride) & 0x7fffffff);
+    pos += count;
   }
 }
 
