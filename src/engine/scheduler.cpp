@@ -192,7 +192,7 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
     }
     const int32_t count = std::min(budget, n - r.computed);
     if (count <= 0) continue;
-    plan.push_back({id, r.computed, count, r.computed + count == n});
+    plan.push_back({id, r.computed, count, r.computed + count == n, &r});
     budget -= count;
   }
 
@@ -205,14 +205,14 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
     if (r.state == RequestState::kOnboarding) continue;  // runs once its blocks arrive
     const int32_t n = static_cast<int32_t>(r.tokens.size());
     const int32_t count = std::min(budget, n - r.computed);
-    plan.push_back({r.id, r.computed, count, r.computed + count == n});
+    plan.push_back({r.id, r.computed, count, r.computed + count == n, &r});
     budget -= count;
   }
   return plan;
 }
 
 void Scheduler::Computed(const ScheduledChunk& c) {
-  ScheduledRequest& r = requests_.at(c.id);
+  ScheduledRequest& r = *c.request;
   r.computed = c.begin + c.count;
   if (r.in_cache < r.computed) return;  // a decoding token Schedule() left out of the cache (DefersToTail)
   Status s = cache_->MarkComputed(*r.seq, r.computed);
@@ -330,6 +330,10 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     return true;
   };
   max_steps = std::min<int64_t>(max_steps, INT32_MAX / 4);
+  if (fits(max_steps)) {  // the common case: the pool holds the whole run
+    st.steps = max_steps;
+    return st;
+  }
   if (!fits(1)) return {};
   int64_t lo = 1, hi = max_steps;  // the blocks needed grow with the steps
   while (lo < hi) {

@@ -78,6 +78,9 @@ struct ScheduledChunk {
   int32_t begin = 0;
   int32_t count = 0;
   bool want_logits = false;  // the chunk reaches the last known token
+  // The request itself, valid until it is finished: a caller reporting back
+  // on every chunk of every step need not look each one up.
+  ScheduledRequest* request = nullptr;
 };
 
 struct SchedulerOptions {
@@ -112,6 +115,7 @@ class Scheduler {
 
   // Adds a sampled token to a running request.
   void AppendToken(RequestId id, Token token);
+  void AppendToken(const ScheduledChunk& chunk, Token token) { chunk.request->tokens.push_back(token); }
 
   // Parallel sampling: a new running request `child` sharing every block and
   // token of running request `parent` (KvCache::Fork: no KV is copied now; a

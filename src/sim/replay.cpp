@@ -413,7 +413,7 @@ class Replay {
     }
     StepWork work;
     for (const engine::ScheduledChunk& c : plan) {
-      const engine::ScheduledRequest& r = *sched.Find(c.id);
+      const engine::ScheduledRequest& r = *c.request;
       const int64_t b = c.begin, e = c.begin + c.count;
       if (c.count == 1 && b >= r.prompt_len && c.want_logits) {
         ++work.decode_batch;
@@ -435,9 +435,9 @@ class Replay {
       sched.Computed(c);
       if (!c.want_logits) continue;
       Live& l = live_[c.id];
-      sched.AppendToken(c.id, Generated(l.index));
+      sched.AppendToken(c, Generated(l.index));
       if (l.first_token_s < 0) l.first_token_s = in.now;
-      if (GeneratedTokens(*sched.Find(c.id)) >= OutputTokens(trace_.requests[l.index])) Complete(in, c.id);
+      if (GeneratedTokens(*c.request) >= OutputTokens(trace_.requests[l.index])) Complete(in, c.id);
     }
   }
 
