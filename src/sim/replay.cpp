@@ -325,14 +325,21 @@ class Replay {
   }
 
   // Hands the scheduler queued arrivals while its waiting queue is shorter
-  // than one step can admit (max_running) plus one. A step admits in queue
-  // order and stops at the first request that does not fit, so it never
-  // reaches past that many: the scheduler decides exactly as if it had been
-  // handed every arrival at once, without holding a backlog's prompts.
+  // than the next step can admit plus one: the free batch slots, since a
+  // step admits in queue order and stops at the first request that does not
+  // fit (a request preempted meanwhile goes to the front and takes back the
+  // slot it freed). Every step is planned right after a Feed, so the
+  // scheduler decides exactly as if it had been handed every arrival at
+  // once, without holding a backlog's prompts, and a prompt's tokens are
+  // made just before it is admitted, while they are still in cache.
   // With lower tiers every arrival is handed over at once, as the engine
   // does, because queueing is what prefetches a request's blocks.
   void Feed(Instance& in) {
-    const size_t enough = in.tiers ? SIZE_MAX : static_cast<size_t>(o_.max_batch) + 1;
+    size_t enough = SIZE_MAX;
+    if (!in.tiers) {
+      const engine::SchedulerStats st = in.scheduler->stats();
+      enough = static_cast<size_t>(std::max(0, o_.max_batch - st.running - st.onboarding)) + 1;
+    }
     while (!in.backlog.empty() && in.scheduler->waiting().size() < enough) {
       const size_t index = in.backlog.front();
       in.backlog.pop_front();
