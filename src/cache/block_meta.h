@@ -40,13 +40,14 @@ enum class BlockState : uint8_t { kFree = 0, kInUse = 1, kCached = 2, kPinned = 
 
 inline constexpr Micros kNoExpiry = std::numeric_limits<Micros>::max();
 
-struct BlockMeta {
+// Aligned to a cache line, so that reading one block's metadata is one miss.
+// A Cached block's links in its eviction queue live apart (BlockPool::links_):
+// walking a queue then stays within a small array instead of a line a block.
+struct alignas(64) BlockMeta {
   BlockHash hash;            // the block's key; zero while private
   Micros last_use = 0;       // when the block was last released or hit
   Micros expiry = kNoExpiry; // when `priority` falls back to the default
   Micros stored_at = 0;      // when the block was committed (lifetime metric)
-  int32_t prev = -1;         // intrusive links of an eviction queue (Cached);
-  int32_t next = -1;         //   indices into the pool's node array
   int32_t parent = -1;       // block holding the previous block of the prefix
                              //   when this one was committed; a hint only: that
                              //   slot may since have been evicted and reused

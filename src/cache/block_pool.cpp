@@ -37,12 +37,13 @@ BlockPool::BlockPool(const BlockPoolOptions& o)
       default_priority_(o.default_priority),
       max_pinned_(o.max_pinned_blocks),
       observer_(o.observer),
-      meta_(static_cast<size_t>(o.num_blocks) + o.policy->num_queues()),
+      meta_(static_cast<size_t>(o.num_blocks)),
+      links_(static_cast<size_t>(o.num_blocks) + o.policy->num_queues()),
       index_(o.num_blocks) {
   // Every queue is circular through its sentinel. The free stack is popped
   // from the back, so a fresh pool hands out blocks 0, 1, 2, ...
-  for (int32_t s = num_blocks_; s < static_cast<int32_t>(meta_.size()); ++s) {
-    meta_[s].prev = meta_[s].next = s;
+  for (int32_t s = num_blocks_; s < static_cast<int32_t>(links_.size()); ++s) {
+    links_[s].prev = links_[s].next = s;
   }
   for (int32_t i = 0; i < num_blocks_; ++i) meta_[i].priority = default_priority_;
   free_ids_.resize(static_cast<size_t>(num_blocks_));
@@ -51,18 +52,18 @@ BlockPool::BlockPool(const BlockPoolOptions& o)
 }
 
 void BlockPool::LinkBefore(int32_t id, int32_t before) {
-  const int32_t prev = meta_[before].prev;
-  meta_[id].prev = prev;
-  meta_[id].next = before;
-  meta_[prev].next = id;
-  meta_[before].prev = id;
+  const int32_t prev = links_[before].prev;
+  links_[id].prev = prev;
+  links_[id].next = before;
+  links_[prev].next = id;
+  links_[before].prev = id;
 }
 
 void BlockPool::Unlink(int32_t id) {
-  BlockMeta& m = meta_[id];
-  meta_[m.prev].next = m.next;
-  meta_[m.next].prev = m.prev;
-  m.prev = m.next = -1;
+  Link& l = links_[id];
+  links_[l.prev].next = l.next;
+  links_[l.next].prev = l.prev;
+  l.prev = l.next = -1;
 }
 
 void BlockPool::Enqueue(int32_t id) {
@@ -78,8 +79,8 @@ void BlockPool::EnqueueByLastUse(int32_t id) {
   const Micros t = meta_[id].last_use;
   // Expired blocks were last used a while ago, so they belong near the head:
   // walk from there.
-  int32_t at = meta_[sentinel].next;
-  while (at != sentinel && meta_[at].last_use <= t) at = meta_[at].next;
+  int32_t at = links_[sentinel].next;
+  while (at != sentinel && meta_[at].last_use <= t) at = links_[at].next;
   LinkBefore(id, at);
   nonempty_[q / 64] |= uint64_t{1} << (q % 64);
   ++num_cached_;
@@ -89,7 +90,7 @@ void BlockPool::Dequeue(int32_t id) {
   const int q = QueueOf(meta_[id]);
   Unlink(id);
   const int32_t sentinel = QueueSentinel(q);
-  if (meta_[sentinel].next == sentinel) nonempty_[q / 64] &= ~(uint64_t{1} << (q % 64));
+  if (links_[sentinel].next == sentinel) nonempty_[q / 64] &= ~(uint64_t{1} << (q % 64));
   --num_cached_;
 }
 
@@ -108,7 +109,7 @@ int32_t BlockPool::TakeSlot() {
     }
   }
   KVSTACK_CHECK(q >= 0, "block pool: %d cached blocks but every queue is empty", num_cached_);
-  const int32_t id = meta_[QueueSentinel(q)].next;
+  const int32_t id = links_[QueueSentinel(q)].next;
   Evict(id);
   return id;
 }
@@ -142,10 +143,16 @@ void BlockPool::Evict(int32_t id) {
   BlockMeta& m = meta_[id];
   // Evictions come in runs (an admission takes many slots at once), and
   // each touches two cold lines: the victim's metadata and its index slot.
-  // Start loading this victim's slot, and the metadata of the block behind
-  // it in its queue (most often the next victim), while this one is handled.
-  index_.Prefetch(m.hash);
-  __builtin_prefetch(&meta_[m.next]);
+  // The next victims are most likely the blocks behind this one in its
+  // queue: ask for the metadata of the fourth behind, and for the index slot
+  // of the second (whose metadata was asked for two evictions ago).
+  int32_t ahead = id;
+  for (int k = 1; k <= 4; ++k) {
+    ahead = links_[ahead].next;
+    if (ahead >= num_blocks_) break;  // the queue's sentinel
+    if (k == 2) index_.Prefetch(meta_[ahead].hash);
+    if (k == 4) __builtin_prefetch(&meta_[ahead]);
+  }
   if (observer_ != nullptr) observer_->OnEvict(id, m);
   Dequeue(id);
   index_.Erase(m.hash, id);
@@ -323,7 +330,7 @@ std::vector<int32_t> BlockPool::EvictionOrder() {
   order.reserve(num_cached_);
   for (int q = 0; q < policy_->num_queues(); ++q) {
     const int32_t s = QueueSentinel(q);
-    for (int32_t at = meta_[s].next; at != s; at = meta_[at].next) order.push_back(at);
+    for (int32_t at = links_[s].next; at != s; at = links_[at].next) order.push_back(at);
   }
   return order;
 }
@@ -332,8 +339,8 @@ int32_t BlockPool::EvictAllCached() {
   int32_t n = 0;
   for (int q = 0; q < policy_->num_queues(); ++q) {
     const int32_t s = QueueSentinel(q);
-    while (meta_[s].next != s) {
-      const int32_t id = meta_[s].next;
+    while (links_[s].next != s) {
+      const int32_t id = links_[s].next;
       Evict(id);
       free_ids_.push_back(id);
       ++n;
@@ -372,7 +379,7 @@ Status BlockPool::CheckInvariants() const {
     const BlockMeta& m = meta_[i];
     ++counts[static_cast<int>(m.state)];
     if (!m.hash.IsZero()) ++hashed;
-    const bool linked = m.prev >= 0 && m.next >= 0;
+    const bool linked = links_[i].prev >= 0 && links_[i].next >= 0;
     switch (m.state) {
       case BlockState::kFree:
         if (!m.hash.IsZero() || m.ref_count != 0 || m.pin_count != 0 || linked) {
@@ -420,15 +427,15 @@ Status BlockPool::CheckInvariants() const {
   auto walk = [&](int32_t sentinel, auto&& check_node) -> Result<int32_t> {
     int32_t n = 0;
     int32_t prev = sentinel;
-    for (int32_t at = meta_[sentinel].next; at != sentinel; at = meta_[at].next) {
+    for (int32_t at = links_[sentinel].next; at != sentinel; at = links_[at].next) {
       if (at < 0 || at >= num_blocks_) return fail(fmt::format("list {}: link to {}", sentinel, at));
-      if (meta_[at].prev != prev) return fail(fmt::format("block {}: prev {} but reached from {}", at, meta_[at].prev, prev));
+      if (links_[at].prev != prev) return fail(fmt::format("block {}: prev {} but reached from {}", at, links_[at].prev, prev));
       Status s = check_node(at, prev);
       if (!s.ok()) return s;
       prev = at;
       if (++n > num_blocks_) return fail(fmt::format("list {}: cycle", sentinel));
     }
-    if (meta_[sentinel].prev != prev) return fail(fmt::format("list {}: tail link {} but last node {}", sentinel, meta_[sentinel].prev, prev));
+    if (links_[sentinel].prev != prev) return fail(fmt::format("list {}: tail link {} but last node {}", sentinel, links_[sentinel].prev, prev));
     return n;
   };
   std::vector<bool> on_stack(static_cast<size_t>(num_blocks_), false);

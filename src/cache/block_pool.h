@@ -129,7 +129,8 @@ class BlockPool {
 
   // Metadata and index bytes, for the "bytes per block" figure.
   size_t metadata_bytes() const {
-    return meta_.size() * sizeof(BlockMeta) + index_.bytes() + free_ids_.capacity() * sizeof(int32_t);
+    return meta_.size() * sizeof(BlockMeta) + links_.size() * sizeof(Link) + index_.bytes() +
+           free_ids_.capacity() * sizeof(int32_t);
   }
 
   // Verifies every invariant documented in block_meta.h and the list, queue,
@@ -167,8 +168,13 @@ class BlockPool {
   int32_t max_pinned_;
   BlockPoolObserver* observer_;
 
-  // Blocks 0..n-1, then one sentinel per queue.
-  std::vector<BlockMeta> meta_;
+  std::vector<BlockMeta> meta_;  // blocks 0..n-1
+  // Eviction-queue links of blocks 0..n-1 (-1: in no queue), then one
+  // sentinel per queue; every queue is circular through its sentinel.
+  struct Link {
+    int32_t prev = -1, next = -1;
+  };
+  std::vector<Link> links_;
   // Free blocks. A stack, not a list: free blocks are never taken from the
   // middle, and popping a contiguous array beats chasing links when an
   // admission takes thousands at once. The most recently freed (cache-warm)

@@ -75,6 +75,9 @@ void KvCache::Impl::CommitComputed(Sequence& s) {
   const int32_t bs = cache->block_size();
   const int32_t full = s.computed_tokens / bs;
   const Micros now = cache->config_.clock->Now();
+  // Each commit first looks its key up (a duplicate stays private): start
+  // those index misses together.
+  for (int32_t b = s.committed; b < full; ++b) p.PrefetchFind(s.hashes[b]);
   for (int32_t b = s.committed; b < full; ++b) {
     const int32_t id = Idx(s.blocks[b]);
     const BlockMeta& m = p.meta(id);

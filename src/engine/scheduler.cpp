@@ -162,8 +162,8 @@ std::vector<ScheduledChunk> Scheduler::Schedule() {
   }
 
   // Running requests, oldest first. A copy: preemption edits running_.
-  const std::vector<ScheduledRequest*> running = running_;
-  for (ScheduledRequest* rp : running) {
+  running_copy_.assign(running_.begin(), running_.end());
+  for (ScheduledRequest* rp : running_copy_) {
     if (budget == 0) break;
     if (rp->state != RequestState::kRunning) continue;  // preempted meanwhile
     ScheduledRequest& r = *rp;

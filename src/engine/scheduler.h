@@ -204,6 +204,7 @@ class Scheduler {
   // Admission order. Pointers into requests_ (node-based: the addresses
   // hold), so a stretch walks them without a lookup each.
   std::vector<ScheduledRequest*> running_;
+  std::vector<ScheduledRequest*> running_copy_;  // Schedule()'s, kept for its capacity
   void RemoveRunning(RequestId id);
   std::deque<RequestId> waiting_;   // preempted ones at the front
   uint64_t preemptions_ = 0;

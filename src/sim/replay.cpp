@@ -78,6 +78,7 @@ struct Instance {
     std::vector<engine::RequestId> first, finishing;
   };
   std::optional<Pending> pending;
+  Pending spare;  // a run stretch's buffers, for the next (a stretch is planned millions of times)
   // Arrivals routed here that the scheduler has not been handed yet, in
   // arrival order (see Replay::Feed): a backlog costs a trace index each,
   // not a prompt's tokens.
@@ -460,7 +461,10 @@ class Replay {
     // first step computes it as a prompt chunk of one, priced as prefill as
     // Step() prices it; they decode from the second step on.
     int64_t last_prompt = 0, last_prompt_context = 0;
-    Instance::Pending p;
+    Instance::Pending p = std::move(in.spare);
+    p.first.clear();
+    p.finishing.clear();
+    p.ends.clear();
     for (const engine::ScheduledRequest* rp : sched.running_requests()) {
       const engine::ScheduledRequest& r = *rp;
       const engine::RequestId id = r.id;
@@ -475,7 +479,10 @@ class Replay {
       if (n == r.prompt_len) ++last_prompt, last_prompt_context += n, p.first.push_back(id);
     }
     p.stretch = sched.PlanStretch(most);
-    if (p.stretch.steps < 1) return false;
+    if (p.stretch.steps < 1) {
+      in.spare = std::move(p);
+      return false;
+    }
     // Every decoding request has at least `most` left, so a stretch cut short
     // of it (by the pool) finishes none.
     if (p.stretch.steps < most) p.finishing.clear();
@@ -543,6 +550,7 @@ class Replay {
     if (steps == p.stretch.steps) {
       for (engine::RequestId id : p.finishing) Complete(in, id);
     }
+    in.spare = std::move(p);
   }
 
   void Complete(Instance& in, engine::RequestId id) {

@@ -467,9 +467,10 @@ TEST_F(KvCacheTest, MetricsCountTokensBlocksClassesAndEvictions) {
   EXPECT_EQ(m.by_priority_class[static_cast<int>(PriorityClass::kDefault)].query_tokens, 4u);
   EXPECT_EQ(m.hit_blocks_by_block_class[static_cast<int>(PriorityClass::kDurable)], 2u);
   EXPECT_EQ(m.reuse_gap_us.count(), 2u);
-  // 11 blocks + 101 queue sentinels of 64 bytes, a 32-slot index of 8 bytes
-  // and an 11-entry free stack: 7,468 bytes, 678 per block in so tiny a pool.
-  EXPECT_EQ(m.metadata_bytes_per_block, (112u * 64 + 32 * 8 + 11 * 4) / 11);
+  // 11 blocks of 64 bytes, queue links of 8 bytes for them and 101 queue
+  // sentinels, a 32-slot index of 8 bytes and an 11-entry free stack: 1,900
+  // bytes, 172 per block in so tiny a pool.
+  EXPECT_EQ(m.metadata_bytes_per_block, (11u * 64 + 112 * 8 + 32 * 8 + 11 * 4) / 11);
   EXPECT_EQ(m.kv_bytes_per_block, 2u * 2 * 2 * 4 * 4 * 4);
   EXPECT_EQ(m.free_blocks + m.cached_blocks + m.in_use_blocks + m.pinned_blocks, 11);
 }
