@@ -1,5 +1,6 @@
 #include "kvstack/block_hash.h"
 
+#include <algorithm>
 #include <cstring>
 
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
@@ -65,7 +66,9 @@ BlockHash BlockHasher::Chain(const BlockHash& parent, std::span<const Token> blo
 void BlockHasher::ChainBlocks(const BlockHash& parent, std::span<const Token> tokens,
                               size_t block_size, std::vector<BlockHash>* out) const {
   const size_t full = tokens.size() / block_size;
-  out->reserve(out->size() + full);
+  // Geometric growth: a decoding sequence adds one key at a time, and an
+  // exact reserve would reallocate the whole chain for each.
+  if (out->capacity() < out->size() + full) out->reserve(std::max(out->size() + full, 2 * out->capacity()));
   BlockHash prev = parent;
   for (size_t b = 0; b < full; ++b) {
     prev = Chain(prev, tokens.subspan(b * block_size, block_size));

@@ -267,12 +267,20 @@ Status Scheduler::Finish(RequestId id) {
   return Status::Ok();
 }
 
-Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
+Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps, StepsLeft steps_left) const {
   Stretch st;
   if (max_steps < 1 || running_.empty() || !onboarding_.empty() || !draining_.empty() ||
       (onboarder_ && onboarder_->Busy())) {
     return st;
   }
+  // One pass over the running requests. Prompt blocks were reserved at
+  // admission; decoding requests take more: after t steps, the tokens up
+  // to the last sampled one but t - 1 later. Per decoding request: tokens
+  // known now (the last one not yet in the cache), blocks held, and 1 if
+  // the next append copies a shared tail first; the search below is then
+  // arithmetic.
+  needs_.clear();
+  const int64_t B = cache_->block_size();
   int64_t left = std::numeric_limits<int64_t>::max();  // prompt tokens to go
   for (const ScheduledRequest* rp : running_) {
     const ScheduledRequest& r = *rp;
@@ -280,12 +288,24 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     if (r.computed + 1 == n) {
       if (st.prompt) return st;  // it would wait behind the prompt's chunk
       ++st.decoding;
+      max_steps = std::min(max_steps, steps_left(r));
+      if (r.forked) {
+        const Result<SequenceInfo> info = cache_->Info(*r.seq);
+        // A shared tail is copied by the next append, if there is one to make.
+        const int32_t copy = n > info->num_tokens && info->tail_shared ? 1 : 0;
+        needs_.push_back({n, info->num_blocks, copy});
+      } else {
+        // Unshared, it holds the blocks its tokens fill (admission reserves
+        // nothing past the prompt): read without a lookup.
+        needs_.push_back({n, (r.in_cache + B - 1) / B, 0});
+      }
     } else if (!st.prompt) {
       st.prompt = r.id;
       left = n - r.computed;
     }
     // A later prompt gets nothing while the first takes the budget.
   }
+  if (max_steps < 1) return {};
   const int64_t budget = options_.max_batch_tokens - st.decoding;
   if (budget < 0 || (st.prompt && budget == 0)) return {};  // some would wait a step: not alike
   if (st.prompt) {
@@ -298,29 +318,6 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps) const {
     return {};  // the next step admits
   }
   const int64_t available = cache_->num_available_blocks();
-  // Prompt blocks were reserved at admission; decoding requests take more:
-  // after t steps, the tokens up to the last sampled one but t - 1 later.
-  // Read each request's figures once; the search below is arithmetic.
-  // Per request: tokens known now (the last one not yet in the cache),
-  // blocks held, and 1 if the next append copies a shared tail first.
-  needs_.clear();
-  const int64_t B = cache_->block_size();
-  for (const ScheduledRequest* rp : running_) {
-    const ScheduledRequest& r = *rp;
-    if (st.prompt && r.id == *st.prompt) continue;
-    if (r.computed + 1 != static_cast<int32_t>(r.tokens.size())) continue;
-    const int64_t known = static_cast<int64_t>(r.tokens.size());
-    if (r.forked) {
-      const Result<SequenceInfo> info = cache_->Info(*r.seq);
-      // A shared tail is copied by the next append, if there is one to make.
-      const int32_t copy = known > info->num_tokens && info->tail_shared ? 1 : 0;
-      needs_.push_back({known, info->num_blocks, copy});
-    } else {
-      // Unshared, it holds the blocks its tokens fill (admission reserves
-      // nothing past the prompt): read without a lookup.
-      needs_.push_back({known, (r.in_cache + B - 1) / B, 0});
-    }
-  }
   const auto fits = [&](int64_t steps) {
     int64_t blocks = 0;
     for (const StretchNeed& n : needs_) {

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <span>
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include <absl/container/node_hash_map.h>
+#include <absl/functional/function_ref.h>
 
 #include "kvstack/kv_cache.h"
 #include "engine/block_onboarder.h"
@@ -146,9 +148,13 @@ class Scheduler {
     std::optional<RequestId> prompt;  // the request whose prompt advances
     int32_t chunk = 0;       // its tokens per step
   };
-  // The longest stretch from here, of at most `max_steps`, that the pool
-  // holds without preempting.
-  Stretch PlanStretch(int64_t max_steps) const;
+  // How many more tokens a decoding request will take (the caller finishes
+  // it after the last): a stretch ends at the first to finish.
+  using StepsLeft = absl::FunctionRef<int64_t(const ScheduledRequest&)>;
+  // The longest stretch from here, of at most `max_steps` and at most each
+  // decoding request's `steps_left`, that the pool holds without preempting.
+  Stretch PlanStretch(int64_t max_steps, StepsLeft steps_left = NoLimit) const;
+  static int64_t NoLimit(const ScheduledRequest&) { return std::numeric_limits<int64_t>::max(); }
   // Appends `count` sampled tokens to `tokens` (a request's tokens so far),
   // in step order.
   using Sampler = std::function<void(RequestId id, int64_t count, std::vector<Token>& tokens)>;

@@ -453,40 +453,41 @@ class Replay {
   // at most one prompt chunk per step) up to the next completion, if the
   // scheduler says the coming steps are one: priced step by step and left
   // pending (see Instance::Pending); false if the next step is not one.
+  // Tokens a decoding request will still take: from the trace and the
+  // request's tokens, no lookup per request.
+  int64_t TokensLeft(const engine::ScheduledRequest& r) const {
+    return OutputTokens(trace_.requests[r.id]) - GeneratedTokens(r);
+  }
+
   bool PlanStretch(Instance& in) {
     engine::Scheduler& sched = *in.scheduler;
-    int64_t most = std::numeric_limits<int64_t>::max();
+    Instance::Pending p = std::move(in.spare);
+    p.first.clear();
+    p.finishing.clear();
+    p.ends.clear();
+    p.stretch = sched.PlanStretch(std::numeric_limits<int64_t>::max(),
+                                  [this](const engine::ScheduledRequest& r) { return TokensLeft(r); });
+    if (p.stretch.steps < 1) {
+      in.spare = std::move(p);
+      return false;
+    }
+    const engine::Scheduler::Stretch& st = p.stretch;
     int64_t decode_context = 0, batch = 0;
     // Of those, requests whose one token left is their prompt's last: the
     // first step computes it as a prompt chunk of one, priced as prefill as
     // Step() prices it; they decode from the second step on.
     int64_t last_prompt = 0, last_prompt_context = 0;
-    Instance::Pending p = std::move(in.spare);
-    p.first.clear();
-    p.finishing.clear();
-    p.ends.clear();
     for (const engine::ScheduledRequest* rp : sched.running_requests()) {
       const engine::ScheduledRequest& r = *rp;
-      const engine::RequestId id = r.id;
       const int32_t n = static_cast<int32_t>(r.tokens.size());
       if (r.computed + 1 != n) continue;  // in its prompt
-      // From the trace and the request's tokens: no lookup per request.
-      const int64_t left = OutputTokens(trace_.requests[id]) - GeneratedTokens(r);
-      if (left < most) most = left, p.finishing.clear();
-      if (left == most) p.finishing.push_back(id);
+      // Each has at least `steps` left; those with exactly that many finish
+      // in the last step (none, where the pool cut the stretch short).
+      if (TokensLeft(r) == st.steps) p.finishing.push_back(r.id);
       decode_context += n;
       ++batch;
-      if (n == r.prompt_len) ++last_prompt, last_prompt_context += n, p.first.push_back(id);
+      if (n == r.prompt_len) ++last_prompt, last_prompt_context += n, p.first.push_back(r.id);
     }
-    p.stretch = sched.PlanStretch(most);
-    if (p.stretch.steps < 1) {
-      in.spare = std::move(p);
-      return false;
-    }
-    // Every decoding request has at least `most` left, so a stretch cut short
-    // of it (by the pool) finishes none.
-    if (p.stretch.steps < most) p.finishing.clear();
-    const engine::Scheduler::Stretch& st = p.stretch;
     const int64_t begin = st.prompt ? sched.Find(*st.prompt)->computed : 0;
     p.start = in.now;
     p.ends.reserve(static_cast<size_t>(st.steps));
@@ -542,7 +543,9 @@ class Replay {
     SetClock(in);
     engine::Scheduler& sched = *in.scheduler;
     sched.RunStretch(st, [&](engine::RequestId id, int64_t count, std::vector<Token>& tokens) {
-      tokens.insert(tokens.end(), static_cast<size_t>(count), Generated(id));  // ids are trace indices
+      // A loop, not insert(): a few tokens a call, into reserved room.
+      const Token t = Generated(id);  // ids are trace indices
+      for (int64_t i = 0; i < count; ++i) tokens.push_back(t);
     });
     NotePeak(in);
     // For a prompt whose last token was all that was left: its first token.

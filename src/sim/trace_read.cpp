@@ -351,10 +351,19 @@ void ContentTokens(const Trace& trace, const TraceRequest& r, uint64_t request_i
     const uint32_t v = static_cast<uint32_t>(m);
     const uint32_t stride = static_cast<uint32_t>(m >> 32) | 1u;
     const int32_t count = std::min(n - pos, bt);
-    // Written as a function of the position, not a running sum, so that it
-    // vectorizes: prompts are 2 billion tokens in a million-request replay.
+    // Eight running sums a stride apart, so that it vectorizes without a
+    // multiply (x86-64's baseline has no 32-bit vector multiply): prompts are
+    // 2 billion tokens in a million-request replay.
     Token* block = t + pos;
-    for (int32_t i = 0; i < count; ++i) block[i] = static_cast<Token>((v + static_cast<uint32_t>(i) * stride) & 0x7fffffff);
+    uint32_t lane[8];
+    for (uint32_t j = 0; j < 8; ++j) lane[j] = v + j * stride;
+    const uint32_t step = 8 * stride;
+    int32_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+      for (int32_t j = 0; j < 8; ++j) block[i + j] = static_cast<Token>(lane[j] & 0x7fffffff);
+      for (int32_t j = 0; j < 8; ++j) lane[j] += step;
+    }
+    for (int32_t j = 0; i < count; ++i, ++j) block[i] = static_cast<Token>(lane[j] & 0x7fffffff);
     pos += count;
   }
 }
