@@ -466,6 +466,10 @@ Status KvCache::CheckInvariants() const {
       if (static_cast<int32_t>(b) < s.hit_tokens / bs && m.hash.IsZero()) {
         return fail(fmt::format("sequence {}: prefix-hit block {} has no key", sid, id));
       }
+      if (!s.forked && b >= s.hashes.size() && m.ref_count != 1) {
+        return fail(fmt::format("sequence {}: never forked, yet its tail block {} is held {} times", sid, id,
+                                m.ref_count));
+      }
     }
   }
   for (const auto& [pid, ids] : impl_->pins) {

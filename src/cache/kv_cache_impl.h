@@ -30,6 +30,10 @@ struct Sequence {
   int32_t computed_tokens = 0;
   int32_t hit_tokens = 0;
   int32_t committed = 0;  // leading blocks considered committed
+  // Forked, or a fork: only then can a block past its full ones be held by
+  // another sequence (prefix hits share full blocks only), so only then can
+  // its tail be shared.
+  bool forked = false;
   RetentionSpec retention;
   std::string tenant;
 };
@@ -67,6 +71,7 @@ struct KvCache::Impl final : BlockPoolObserver {
   // Whether the block that receives s's next token is shared with a fork:
   // the next append copies it first.
   bool TailShared(const Sequence& s) const {
+    if (!s.forked) return false;  // without reading the block's metadata
     const size_t next_slot_block = s.tokens.size() / static_cast<size_t>(cache->block_size());
     return next_slot_block < s.blocks.size() &&
            pool->meta(static_cast<int32_t>(s.blocks[next_slot_block])).ref_count > 1;

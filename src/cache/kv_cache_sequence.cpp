@@ -117,8 +117,9 @@ Status KvCache::Impl::MarkComputedIn(Sequence& s, SequenceId id, int32_t num_com
 
 Result<SequenceId> KvCache::Fork(SequenceId id) {
   Impl& impl = *impl_;
-  const Sequence* s = impl.Find(id);
+  Sequence* s = impl.Find(id);
   if (s == nullptr) return NotFound(fmt::format("fork: sequence {} is not live", id.value));
+  s->forked = true;
   Sequence child = *s;
   // Only blocks holding tokens are shared; the parent keeps its reserved empty
   // blocks, and the child takes its own when it appends.

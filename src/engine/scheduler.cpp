@@ -342,7 +342,7 @@ Scheduler::Stretch Scheduler::PlanStretch(int64_t max_steps, StepsLeft steps_lef
   return st;
 }
 
-void Scheduler::RunStretch(const Stretch& st, const Sampler& sample) {
+void Scheduler::RunStretch(const Stretch& st, Sampler sample) {
   if (st.steps < 1) return;
   steps_ += static_cast<uint64_t>(st.steps);
   if (onboarder_) onboarder_->Progress();

@@ -23,7 +23,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -157,13 +156,13 @@ class Scheduler {
   static int64_t NoLimit(const ScheduledRequest&) { return std::numeric_limits<int64_t>::max(); }
   // Appends `count` sampled tokens to `tokens` (a request's tokens so far),
   // in step order.
-  using Sampler = std::function<void(RequestId id, int64_t count, std::vector<Token>& tokens)>;
+  using Sampler = absl::FunctionRef<void(RequestId id, int64_t count, std::vector<Token>& tokens)>;
   // Runs a stretch (from PlanStretch, nothing changed since) at once, one
   // Sampler call per decoding request: the state after is what Schedule(),
   // Computed() and AppendToken() one step at a time would have left (blocks
   // held, prefix-cache content, evictions, tokens and step count alike; only
   // the order in which blocks left the free list differs).
-  void RunStretch(const Stretch& stretch, const Sampler& sample);
+  void RunStretch(const Stretch& stretch, Sampler sample);
 
   // Admission order (the order Schedule() serves them in).
   std::span<const ScheduledRequest* const> running_requests() const { return running_; }
