@@ -1,18 +1,18 @@
 // `kvstack fleet`: a fleet on one machine in one command. Starts N `kvstack
-// serve` workers (this same binary) on free ports with KV events on, waits
-// until each answers, runs `kvstack router` in front of them in this
+// serve` workers (this same binary) on ports they pick with KV events on,
+// waits until each says where it listens, runs `kvstack router` in front of them in this
 // process, and on SIGINT/SIGTERM stops the router and then every worker.
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -20,7 +20,6 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include "cli/commands.h"
 #include "kvstack/fleet_router.h"
@@ -41,22 +40,29 @@ struct FleetArgs {
   std::vector<std::string> serve_args;  // passed to every worker
 };
 
-// A port nothing listens on now (the kernel's pick; free until someone
-// takes it, which on one machine at start-up is rare enough).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
+// The URL a worker printed once it listened ("kvstack serve: listening on
+// URL (model ...)"), read from its log. Each worker binds port 0 itself, so
+// no other process can take its port between a pick and the bind (picking a
+// free port here and passing it on raced with anything else binding on the
+// machine). Empty if the worker exited, or printed no such line in time.
+std::string WaitForListening(pid_t pid, const std::string& log, std::chrono::seconds timeout) {
+  const std::string mark = "kvstack serve: listening on ";
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(log);
+    std::string line;
+    while (std::getline(in, line)) {
+      const size_t at = line.find(mark);
+      if (at == std::string::npos) continue;
+      const size_t begin = at + mark.size();
+      const size_t end = line.find(" (", begin);
+      if (end != std::string::npos) return line.substr(begin, end - begin);  // else still being written
+    }
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ::close(fd);
-  return port;
+  return {};
 }
 
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
@@ -105,36 +111,28 @@ int RunFleet(FleetArgs& a) {
 
   std::vector<pid_t> pids;
   std::vector<std::string> urls;
+  std::vector<std::string> logs;
   for (int i = 0; i < a.workers; ++i) {
-    const int port = FreePort();
     std::vector<std::string> args = {"kvstack", "serve", "--model", a.model, "--host", "127.0.0.1",
-                                     "--port", std::to_string(port), "--kv-memory", a.kv_memory,
+                                     "--port", "0", "--kv-memory", a.kv_memory,
                                      "--block-size", std::to_string(a.block_size), "--threads",
                                      std::to_string(a.threads), "--kv-events", "tcp://127.0.0.1:*",
                                      "--kv-events-replay", "tcp://127.0.0.1:*"};
     args.insert(args.end(), a.serve_args.begin(), a.serve_args.end());
-    const std::string log = fmt::format("{}/worker-{}.log", a.log_dir, i);
-    pids.push_back(Spawn(args, log));
-    urls.push_back(fmt::format("http://127.0.0.1:{}", port));
-    std::printf("kvstack fleet: worker %d on %s (log %s)\n", i, urls.back().c_str(), log.c_str());
+    logs.push_back(fmt::format("{}/worker-{}.log", a.log_dir, i));
+    pids.push_back(Spawn(args, logs.back()));
   }
-  // Each worker answers /health once its model is loaded.
+  // Each worker says where it listens once its model is loaded.
   for (int i = 0; i < a.workers; ++i) {
-    httplib::Client c(urls[static_cast<size_t>(i)]);
-    c.set_connection_timeout(std::chrono::milliseconds(200));
-    bool up = false;
-    for (int t = 0; t < 600 && !up; ++t) {
-      auto r = c.Get("/health");
-      up = r && r->status == 200;
-      int status = 0;
-      if (!up && ::waitpid(pids[static_cast<size_t>(i)], &status, WNOHANG) == pids[static_cast<size_t>(i)]) break;
-      if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    if (!up) {
+    const std::string url = WaitForListening(pids[static_cast<size_t>(i)], logs[static_cast<size_t>(i)],
+                                             std::chrono::seconds(120));
+    if (url.empty()) {
       StopAll(pids);
-      return ReportFailure("fleet", Unavailable(fmt::format("worker {} did not come up; see {}/worker-{}.log", i,
-                                                            a.log_dir, i)));
+      return ReportFailure("fleet", Unavailable(fmt::format("worker {} did not come up; see {}", i,
+                                                            logs[static_cast<size_t>(i)])));
     }
+    urls.push_back(url);
+    std::printf("kvstack fleet: worker %d on %s (log %s)\n", i, url.c_str(), logs[static_cast<size_t>(i)].c_str());
   }
   FleetRouterOptions o;
   o.workers = urls;
