@@ -34,7 +34,7 @@ Status KvCache::Extend(SequenceId id, std::span<const Token> tokens, int32_t num
 
 Status KvCache::Impl::AppendTo(Sequence& s, SequenceId id, std::span<const Token> tokens) {
   if (tokens.empty()) return Status::Ok();
-    const int32_t bs = cache->block_size();
+  const int32_t bs = cache->block_size();
   const int64_t old_n = static_cast<int64_t>(s.tokens.size());
   const int64_t new_n = old_n + static_cast<int64_t>(tokens.size());
   if (new_n > INT32_MAX / 2) return InvalidArgument(fmt::format("append: sequence {} would exceed the token limit", id.value));

@@ -221,6 +221,8 @@ class Replay {
   }
 
   int32_t InputTokens(const TraceRequest& r) const { return std::max(1, r.input_tokens); }
+  // Tokens a decoding request will still take (ids are trace indices).
+  int64_t TokensLeft(const engine::ScheduledRequest& r) const { return live_[r.id].output - GeneratedTokens(r); }
   static int32_t OutputTokens(const TraceRequest& r) { return std::max(1, r.output_tokens); }
   // Tokens a request has generated: its tokens past the prompt (a
   // recomputed request keeps those it had).
@@ -462,12 +464,6 @@ class Replay {
   // at most one prompt chunk per step) up to the next completion, if the
   // scheduler says the coming steps are one: priced step by step and left
   // pending (see Instance::Pending); false if the next step is not one.
-  // Tokens a decoding request will still take: from the trace and the
-  // request's tokens, no lookup per request.
-  int64_t TokensLeft(const engine::ScheduledRequest& r) const {
-    return live_[r.id].output - GeneratedTokens(r);
-  }
-
   bool PlanStretch(Instance& in) {
     engine::Scheduler& sched = *in.scheduler;
     Instance::Pending p = std::move(in.spare);
@@ -574,8 +570,7 @@ class Replay {
     out.done = true;
     out.ttft = l.first_token_s - l.arrival_s;
     out.queue = l.admitted_s - l.arrival_s;
-    const int32_t output = OutputTokens(r);
-    if (output > 1) out.tpot = (in.now - l.first_token_s) / (output - 1);
+    if (l.output > 1) out.tpot = (in.now - l.first_token_s) / (l.output - 1);
     const int32_t bs = o_.block_size;
     const int32_t n = s.prompt_len;
     std::array<int32_t, kNumTiers> tier_blocks{};

@@ -348,23 +348,10 @@ void ContentTokens(const Trace& trace, const TraceRequest& r, uint64_t request_i
     // Two 32-bit halves of the mixed id: a start and an odd stride, so two
     // ids give equal blocks only if all 64 bits agree.
     const uint64_t m = Mix(r.block_ids[static_cast<size_t>(b)]);
-    const uint32_t v = static_cast<uint32_t>(m);
+    uint32_t v = static_cast<uint32_t>(m);
     const uint32_t stride = static_cast<uint32_t>(m >> 32) | 1u;
-    const int32_t count = std::min(n - pos, bt);
-    // Eight running sums a stride apart, so that it vectorizes without a
-    // multiply (x86-64's baseline has no 32-bit vector multiply): prompts are
-    // 2 billion tokens in a million-request replay.
-    Token* block = t + pos;
-    uint32_t lane[8];
-    for (uint32_t j = 0; j < 8; ++j) lane[j] = v + j * stride;
-    const uint32_t step = 8 * stride;
-    int32_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-      for (int32_t j = 0; j < 8; ++j) block[i + j] = static_cast<Token>(lane[j] & 0x7fffffff);
-      for (int32_t j = 0; j < 8; ++j) lane[j] += step;
-    }
-    for (int32_t j = 0; i < count; ++i, ++j) block[i] = static_cast<Token>(lane[j] & 0x7fffffff);
-    pos += count;
+    const int32_t end = std::min(n, pos + bt);
+    for (; pos < end; ++pos, v += stride) t[pos] = static_cast<Token>(v & 0x7fffffff);
   }
 }
 

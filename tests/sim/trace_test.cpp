@@ -268,6 +268,31 @@ TEST(ContentTokensTest, EqualIdsGiveEqualTokensAndPrefixesNest) {
   EXPECT_EQ(again, tb);
 }
 
+// Within a block, token ids step by one odd stride (mod 2^31) from a start,
+// both drawn from the block id: whole blocks of the usual 64 tokens and a
+// partial one, so that any unrolled or vectorized form of the loop is
+// exercised (an 8-lane form once came out different at -O3).
+TEST(ContentTokensTest, ABlockStepsByOneOddStride) {
+  Trace t;
+  t.block_tokens = 64;
+  TraceRequest r;
+  r.block_ids = {3, 1u << 20, 77, 123456789};
+  r.input_tokens = 3 * 64 + 21;
+  std::vector<Token> tokens;
+  ContentTokens(t, r, 0, &tokens);
+  ASSERT_EQ(tokens.size(), static_cast<size_t>(r.input_tokens));
+  for (size_t begin = 0; begin < tokens.size(); begin += 64) {
+    const size_t end = std::min(tokens.size(), begin + 64);
+    const uint32_t stride = (static_cast<uint32_t>(tokens[begin + 1]) - static_cast<uint32_t>(tokens[begin])) & 0x7fffffff;
+    EXPECT_EQ(stride & 1, 1u) << "block at " << begin;
+    for (size_t i = begin + 1; i < end; ++i) {
+      EXPECT_GE(tokens[i], 0);
+      ASSERT_EQ((static_cast<uint32_t>(tokens[i]) - static_cast<uint32_t>(tokens[i - 1])) & 0x7fffffff, stride)
+          << "token " << i;
+    }
+  }
+}
+
 TEST(SyntheticTest, GeneratorsAreDeterministicAndConsistent) {
   for (SyntheticKind kind : {SyntheticKind::kChat, SyntheticKind::kAgent, SyntheticKind::kRag}) {
     SyntheticOptions o;
